@@ -1,0 +1,1 @@
+fn main() { println!("native-tools {}", env!("CARGO_PKG_VERSION")); }

@@ -1,0 +1,1 @@
+fn main() { println!("ael {}", env!("CARGO_PKG_VERSION")); }
