@@ -1,1 +1,243 @@
-fn main() { println!("native-tools {}", env!("CARGO_PKG_VERSION")); }
+//! native-tools: an MCP server exposing filesystem, network, Kafka, Firecrawl
+//! and Ollama tools over stdio (default) or streamable HTTP.
+
+mod fs_tools;
+mod paths;
+mod server;
+
+use std::net::SocketAddr;
+
+use clap::{Parser, ValueEnum};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Transport {
+    Stdio,
+    Http,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "native-tools",
+    version,
+    about = "MCP server for native tools (filesystem, network, kafka, firecrawl, ollama)"
+)]
+struct Cli {
+    /// MCP transport: stdio (default) or streamable HTTP at /mcp.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio, env = "NATIVE_TOOLS_TRANSPORT")]
+    transport: Transport,
+    /// Address to bind with --transport http.
+    #[arg(long, default_value = "127.0.0.1", env = "NATIVE_TOOLS_HOST")]
+    host: String,
+    /// Port to bind with --transport http.
+    #[arg(long, default_value_t = 8083, env = "NATIVE_TOOLS_PORT")]
+    port: u16,
+    /// Filesystem root the fs_* tools are confined to (repeatable). Default: NATIVE_TOOLS_ROOTS
+    /// (colon-separated) or the current directory.
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<std::path::PathBuf>,
+    /// Host header values accepted by the HTTP transport (repeatable or comma-separated;
+    /// "*" accepts any host). Default: localhost, 127.0.0.1, ::1, native-tools and $HOSTNAME.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "NATIVE_TOOLS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
+}
+
+fn init_logging() {
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .map(|l| l.trim().to_ascii_lowercase())
+        .map(|l| match l.as_str() {
+            "warning" => "warn".to_string(),
+            "critical" | "fatal" => "error".to_string(),
+            _ => l,
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("native-tools: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cli));
+    // Do not wait for the blocking stdin reader thread.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("native-tools: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn configured_roots(cli: &Cli) -> Result<paths::Roots, String> {
+    let dirs = if !cli.roots.is_empty() {
+        cli.roots.clone()
+    } else if let Some(v) = std::env::var("NATIVE_TOOLS_ROOTS")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        paths::split_roots(&v)
+    } else {
+        vec![std::path::PathBuf::from(".")]
+    };
+    paths::Roots::new(&dirs)
+}
+
+fn allowed_hosts(cli: &Cli) -> Vec<String> {
+    let given: Vec<String> = cli
+        .allowed_hosts
+        .iter()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1", "native-tools"]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+    if let Ok(h) = std::env::var("HOSTNAME") {
+        if !h.is_empty() {
+            hosts.push(h);
+        }
+    }
+    if cli.host != "0.0.0.0" && cli.host != "::" && !hosts.contains(&cli.host) {
+        hosts.push(cli.host.clone());
+    }
+    hosts
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let roots = configured_roots(&cli)?;
+    let ctx = std::sync::Arc::new(server::Context::from_env(roots)?);
+    let shutdown = CancellationToken::new();
+    match cli.transport {
+        Transport::Stdio => {
+            tracing::info!("serving MCP over stdio");
+            let signal = shutdown_signal();
+            tokio::pin!(signal);
+            let service = tokio::select! {
+                r = server::NativeTools::new(ctx.clone()).serve(rmcp::transport::stdio()) => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Typically stdin closed before initialization finished.
+                        tracing::info!("MCP stdio session ended before initialization: {e}");
+                        return Ok(());
+                    }
+                },
+                () = &mut signal => {
+                    tracing::info!("signal received, exiting");
+                    return Ok(());
+                }
+            };
+            let ct = service.cancellation_token();
+            tokio::select! {
+                r = service.waiting() => {
+                    r.map_err(|e| format!("MCP stdio service failed: {e}"))?;
+                    tracing::info!("stdin closed, exiting");
+                }
+                () = &mut signal => {
+                    tracing::info!("signal received, exiting");
+                    ct.cancel();
+                }
+            }
+            Ok(())
+        }
+        Transport::Http => {
+            use rmcp::transport::streamable_http_server::{
+                StreamableHttpServerConfig, StreamableHttpService,
+                session::local::LocalSessionManager,
+            };
+            let hosts = allowed_hosts(&cli);
+            let config = StreamableHttpServerConfig::default()
+                .with_cancellation_token(shutdown.child_token());
+            let config = if hosts.iter().any(|h| h == "*") {
+                config.disable_allowed_hosts()
+            } else {
+                config.with_allowed_hosts(hosts.clone())
+            };
+            let service: StreamableHttpService<server::NativeTools, LocalSessionManager> =
+                StreamableHttpService::new(
+                    {
+                        let ctx = ctx.clone();
+                        move || Ok(server::NativeTools::new(ctx.clone()))
+                    },
+                    Default::default(),
+                    config,
+                );
+            let app = axum::Router::new()
+                .route(
+                    "/health",
+                    axum::routing::get(|| async {
+                        axum::Json(serde_json::json!({"status": "ok"}))
+                    }),
+                )
+                .nest_service("/mcp", service);
+            let addr: SocketAddr = format!("{}:{}", cli.host, cli.port)
+                .parse()
+                .map_err(|e| format!("invalid --host/--port: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%local, allowed_hosts = ?hosts, "serving MCP over streamable HTTP at /mcp");
+            // Machine-readable line for launchers that pass --port 0.
+            eprintln!("native-tools listening on http://{local}/mcp");
+            let sd = shutdown.clone();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    sd.cancel();
+                })
+                .await
+                .map_err(|e| format!("HTTP server failed: {e}"))
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

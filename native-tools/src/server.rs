@@ -1,0 +1,202 @@
+//! The MCP server: shared context, tool router and handler.
+
+use std::sync::Arc;
+
+use rmcp::{
+    Json, ServerHandler,
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::fs_tools::{self, *};
+use crate::paths::Roots;
+
+/// Process-wide configuration and clients shared by all sessions.
+#[derive(Debug)]
+pub struct Context {
+    pub roots: Roots,
+}
+
+impl Context {
+    pub fn from_env(roots: Roots) -> Result<Self, String> {
+        for r in roots.list() {
+            tracing::info!(root = %r.given.display(), "filesystem root");
+        }
+        Ok(Self { roots })
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnsResolveArgs {
+    /// Host name (or literal IP address) to resolve.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DnsResolveResult {
+    pub host: String,
+    /// Resolved addresses, deduplicated, in resolver order.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NativeTools {
+    ctx: Arc<Context>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl NativeTools {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Run a blocking filesystem operation on the blocking pool.
+    async fn fs<T, F>(&self, name: &'static str, f: F) -> Result<Json<T>, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Roots) -> Result<T, String> + Send + 'static,
+    {
+        let ctx = self.ctx.clone();
+        let r = tokio::task::spawn_blocking(move || f(&ctx.roots))
+            .await
+            .map_err(|e| format!("{name} failed: {e}"))?;
+        if let Err(e) = &r {
+            tracing::debug!(tool = name, error = %e, "tool error");
+        }
+        r.map(Json)
+    }
+}
+
+#[tool_router]
+impl NativeTools {
+    #[tool(
+        name = "fs_read",
+        description = "Read a file inside the allowed roots. Returns UTF-8 text (or base64 for binary data), truncated to max_bytes."
+    )]
+    async fn fs_read(
+        &self,
+        Parameters(a): Parameters<FsReadArgs>,
+    ) -> Result<Json<FsReadResult>, String> {
+        self.fs("fs_read", move |r| fs_tools::read(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_write",
+        description = "Write UTF-8 text to a file inside the allowed roots, replacing existing content. Set create_dirs to create missing parent directories."
+    )]
+    async fn fs_write(
+        &self,
+        Parameters(a): Parameters<FsWriteArgs>,
+    ) -> Result<Json<FsWriteResult>, String> {
+        self.fs("fs_write", move |r| fs_tools::write(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_list",
+        description = "List the entries of a directory inside the allowed roots (name, type, size), sorted by name."
+    )]
+    async fn fs_list(
+        &self,
+        Parameters(a): Parameters<PathArgs>,
+    ) -> Result<Json<FsListResult>, String> {
+        self.fs("fs_list", move |r| fs_tools::list(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_stat",
+        description = "Describe a path inside the allowed roots: existence, type, size, mode, modification time. Symlinks are not followed."
+    )]
+    async fn fs_stat(
+        &self,
+        Parameters(a): Parameters<PathArgs>,
+    ) -> Result<Json<FsStatResult>, String> {
+        self.fs("fs_stat", move |r| fs_tools::stat(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_search",
+        description = "Recursively find paths under a directory whose relative path (or, for patterns without '/', file name) matches a glob pattern. Symlinked directories are not descended."
+    )]
+    async fn fs_search(
+        &self,
+        Parameters(a): Parameters<FsSearchArgs>,
+    ) -> Result<Json<FsSearchResult>, String> {
+        self.fs("fs_search", move |r| fs_tools::search(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_mkdir",
+        description = "Create a directory (and missing parents) inside the allowed roots."
+    )]
+    async fn fs_mkdir(
+        &self,
+        Parameters(a): Parameters<PathArgs>,
+    ) -> Result<Json<FsMkdirResult>, String> {
+        self.fs("fs_mkdir", move |r| fs_tools::mkdir(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_move",
+        description = "Move or rename a file or directory; both ends must be inside the allowed roots and the destination must not exist."
+    )]
+    async fn fs_move(
+        &self,
+        Parameters(a): Parameters<FsMoveArgs>,
+    ) -> Result<Json<FsMoveResult>, String> {
+        self.fs("fs_move", move |r| fs_tools::mv(r, a)).await
+    }
+
+    #[tool(
+        name = "fs_delete",
+        description = "Delete a file, symlink or empty directory inside the allowed roots; set recursive to delete a directory tree. Roots themselves cannot be deleted."
+    )]
+    async fn fs_delete(
+        &self,
+        Parameters(a): Parameters<FsDeleteArgs>,
+    ) -> Result<Json<FsDeleteResult>, String> {
+        self.fs("fs_delete", move |r| fs_tools::delete(r, a)).await
+    }
+
+    #[tool(
+        name = "dns_resolve",
+        description = "Resolve a host name to its IP addresses (A and AAAA) using the system resolver."
+    )]
+    async fn dns_resolve(
+        &self,
+        Parameters(args): Parameters<DnsResolveArgs>,
+    ) -> Result<Json<DnsResolveResult>, String> {
+        let lookup = tokio::net::lookup_host((args.host.as_str(), 0));
+        let addrs = tokio::time::timeout(std::time::Duration::from_secs(10), lookup)
+            .await
+            .map_err(|_| format!("resolving {:?} timed out after 10s", args.host))?
+            .map_err(|e| format!("cannot resolve {:?}: {e}", args.host))?;
+        let mut addresses: Vec<String> = Vec::new();
+        for a in addrs {
+            let ip = a.ip().to_string();
+            if !addresses.contains(&ip) {
+                addresses.push(ip);
+            }
+        }
+        Ok(Json(DnsResolveResult {
+            host: args.host,
+            addresses,
+        }))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for NativeTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "native-tools: filesystem, network, kafka, firecrawl and ollama tools",
+        )
+    }
+}
