@@ -1,0 +1,318 @@
+//! Configuration: YAML file at `AEL_CONFIG_PATH` plus environment overrides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/app/config/ael-config.yaml";
+pub const DEFAULT_WORKFLOWS_DIR: &str = "/app/workflows";
+pub const DEFAULT_DATA_DIR: &str = "/app/data";
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 8082;
+
+/// Top-level configuration file schema (see docs/ael.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Log level: ERROR, WARN, INFO, DEBUG, TRACE (case-insensitive).
+    pub log_level: String,
+    /// Directory holding workflow YAML files.
+    pub workflows_dir: PathBuf,
+    /// Directory for persistent data (run history, logs).
+    pub data_dir: PathBuf,
+    /// Poll the workflows directory for changes.
+    pub hot_reload: bool,
+    /// Poll interval for hot reload, in milliseconds.
+    pub reload_interval_ms: u64,
+    pub http: HttpConfig,
+    /// Tool servers ael connects to as an MCP client, by name.
+    pub tool_servers: BTreeMap<String, ToolServerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log_level: "INFO".into(),
+            workflows_dir: DEFAULT_WORKFLOWS_DIR.into(),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            hot_reload: false,
+            reload_interval_ms: 1000,
+            http: HttpConfig::default(),
+            tool_servers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub host: String,
+    pub port: u16,
+    /// Host header values accepted by the MCP endpoint (`/mcp`). Entries
+    /// may be `name` or `name:port`; `"*"` accepts any Host.
+    pub allowed_hosts: Vec<String>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST.into(),
+            port: DEFAULT_PORT,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+/// An MCP tool server: either a `command` spawned over stdio or a `url`
+/// reached over streamable HTTP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolServerConfig {
+    /// Executable to spawn (stdio transport).
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Literal (non-secret) environment variables for the child.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of environment variables copied from ael's environment into the
+    /// child (use this for secrets; values never appear in config or logs).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Working directory for the child process.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP endpoint (HTTP transport).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of an environment variable holding a bearer token for `url`.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// If true, /health reports 503 while this server is not connected.
+    #[serde(default)]
+    pub required: bool,
+    /// Set to false to ignore this entry.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Connection (spawn + initialize) timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Default timeout of a single tool call (a step's `timeout_ms` overrides it).
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_connect_timeout() -> u64 {
+    10_000
+}
+fn default_call_timeout() -> u64 {
+    60_000
+}
+
+impl ToolServerConfig {
+    pub fn transport_name(&self) -> &'static str {
+        if self.url.is_some() { "http" } else { "stdio" }
+    }
+}
+
+/// Where the config came from, for diagnostics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+    pub loaded: bool,
+}
+
+/// Reads an environment variable, treating empty values as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => bail!("{name}: expected a boolean (true/false), got {other:?}"),
+    }
+}
+
+/// Formats a serde-saphyr error as `file:line:col: message`.
+pub fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> String {
+    let msg = err.without_snippet().to_string();
+    // The plain rendering may end with " at line X column Y"; keep it short.
+    let msg = msg.lines().next().unwrap_or_default().trim().to_string();
+    match err.location() {
+        Some(loc) => format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            loc.line(),
+            loc.column(),
+            msg
+        ),
+        None => format!("{}: {}", path.display(), msg),
+    }
+}
+
+impl Config {
+    /// Parses a config document (no env overrides).
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Self> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let cfg: Config =
+            serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!(yaml_error(path, &e)))?;
+        cfg.validate()
+            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Loads the config from `explicit` (CLI flag) or `AEL_CONFIG_PATH` or the
+    /// default path, then applies environment overrides.
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, ConfigSource)> {
+        let (path, must_exist) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => match env_var("AEL_CONFIG_PATH") {
+                Some(p) => (PathBuf::from(p), true),
+                None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+            },
+        };
+        let (mut cfg, loaded) = match std::fs::read_to_string(&path) {
+            Ok(text) => (Config::from_yaml(&path, &text)?, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                (Config::default(), false)
+            }
+            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+        };
+        cfg.apply_env()?;
+        Ok((cfg, ConfigSource { path, loaded }))
+    }
+
+    /// Applies `AEL_*` environment overrides.
+    pub fn apply_env(&mut self) -> Result<()> {
+        if let Some(v) = env_var("AEL_LOG_LEVEL") {
+            self.log_level = v;
+        }
+        if let Some(v) = env_var("AEL_HTTP_HOST") {
+            self.http.host = v;
+        }
+        if let Some(v) = env_var("AEL_HTTP_PORT") {
+            self.http.port = v.trim().parse().with_context(|| {
+                format!("AEL_HTTP_PORT: expected a port number 0-65535, got {v:?}")
+            })?;
+        }
+        if let Some(v) = env_var("AEL_HOT_RELOAD") {
+            self.hot_reload = parse_bool("AEL_HOT_RELOAD", &v)?;
+        }
+        if let Some(v) = env_var("AEL_WORKFLOWS_DIR") {
+            self.workflows_dir = v.into();
+        }
+        if let Some(v) = env_var("AEL_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = env_var("AEL_ALLOWED_HOSTS") {
+            self.http.allowed_hosts = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        parse_log_level(&self.log_level)?;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        parse_log_level(&self.log_level)?;
+        for (name, ts) in &self.tool_servers {
+            if name.is_empty() || name.contains('.') || name.contains(char::is_whitespace) {
+                bail!("tool_servers: name {name:?} must be non-empty without '.' or spaces");
+            }
+            match (&ts.command, &ts.url) {
+                (Some(_), Some(_)) => {
+                    bail!("tool_servers.{name}: set either `command` or `url`, not both")
+                }
+                (None, None) => bail!(
+                    "tool_servers.{name}: expected `command` (stdio) or `url` (streamable HTTP)"
+                ),
+                (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    bail!("tool_servers.{name}.url: expected an http:// or https:// URL, got {u:?}")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn parse_log_level(s: &str) -> Result<tracing::Level> {
+    match s.trim().to_ascii_uppercase().as_str() {
+        "ERROR" | "CRITICAL" | "FATAL" => Ok(tracing::Level::ERROR),
+        "WARN" | "WARNING" => Ok(tracing::Level::WARN),
+        "INFO" => Ok(tracing::Level::INFO),
+        "DEBUG" => Ok(tracing::Level::DEBUG),
+        "TRACE" => Ok(tracing::Level::TRACE),
+        other => bail!("log level: expected one of ERROR, WARN, INFO, DEBUG, TRACE, got {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_config() {
+        let text = "log_level: debug\nworkflows_dir: /w\nhttp:\n  port: 9000\n  allowed_hosts: ['*']\ntool_servers:\n  native:\n    command: native-tools\n    args: [--root, /app/data]\n    pass_env: [KAFKA_BOOTSTRAP_SERVERS]\n    required: false\n";
+        let cfg = Config::from_yaml(Path::new("c.yaml"), text).unwrap();
+        assert_eq!(cfg.http.port, 9000);
+        assert_eq!(cfg.http.host, "0.0.0.0");
+        assert_eq!(cfg.workflows_dir, PathBuf::from("/w"));
+        let native = &cfg.tool_servers["native"];
+        assert_eq!(native.command.as_deref(), Some("native-tools"));
+        assert_eq!(native.args, vec!["--root", "/app/data"]);
+        assert!(!native.required);
+        assert!(native.enabled);
+    }
+
+    #[test]
+    fn unknown_field_reports_line_and_column() {
+        let text = "log_level: INFO\nhttp:\n  prot: 9000\n";
+        let err = Config::from_yaml(Path::new("cfg.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cfg.yaml:3:"), "{err}");
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_reports_location() {
+        let text = "http:\n  port: eighty\n";
+        let err = Config::from_yaml(Path::new("cfg.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cfg.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn tool_server_needs_command_or_url() {
+        let text = "tool_servers:\n  x:\n    required: true\n";
+        let err = format!(
+            "{:#}",
+            Config::from_yaml(Path::new("c.yaml"), text).unwrap_err()
+        );
+        assert!(err.contains("expected `command`"), "{err}");
+    }
+
+    #[test]
+    fn log_levels_case_insensitive() {
+        assert_eq!(parse_log_level("info").unwrap(), tracing::Level::INFO);
+        assert_eq!(parse_log_level("Debug").unwrap(), tracing::Level::DEBUG);
+        assert!(parse_log_level("loud").is_err());
+    }
+}
