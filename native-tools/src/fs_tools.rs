@@ -229,7 +229,7 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
                     String::from_utf8_lossy(&bytes[..u.valid_up_to()]).into_owned(),
                     "utf-8",
                 ),
-                _ => (base64_encode(&bytes), "base64"),
+                _ => (base64(&bytes), "base64"),
             }
         }
     };
@@ -493,7 +493,7 @@ pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, String> 
     })
 }
 
-fn base64_encode(data: &[u8]) -> String {
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

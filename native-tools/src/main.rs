@@ -2,8 +2,12 @@
 //! and Ollama tools over stdio (default) or streamable HTTP.
 
 mod fs_tools;
+mod kafka;
+mod net;
 mod paths;
 mod server;
+mod tls;
+mod upstream;
 
 use std::net::SocketAddr;
 

@@ -12,12 +12,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fs_tools::{self, *};
+use crate::kafka::{self, Kafka};
+use crate::net::{self, HttpFetchArgs, HttpFetchResult, TcpCheckArgs, TcpCheckResult};
 use crate::paths::Roots;
+use crate::upstream::{self, Firecrawl, Ollama};
+
+pub const FIRECRAWL_TOOLS: &[&str] = &["firecrawl_scrape", "firecrawl_crawl"];
+pub const OLLAMA_TOOLS: &[&str] = &["ollama_generate", "ollama_list_models"];
 
 /// Process-wide configuration and clients shared by all sessions.
 #[derive(Debug)]
 pub struct Context {
     pub roots: Roots,
+    pub http: reqwest::Client,
+    pub kafka: Kafka,
+    pub firecrawl: Option<Firecrawl>,
+    pub ollama: Option<Result<Ollama, String>>,
 }
 
 impl Context {
@@ -25,7 +35,29 @@ impl Context {
         for r in roots.list() {
             tracing::info!(root = %r.given.display(), "filesystem root");
         }
-        Ok(Self { roots })
+        let kafka = Kafka::from_env();
+        match kafka.bootstrap() {
+            Some(b) => tracing::info!(bootstrap = %b.join(","), "kafka tools enabled"),
+            None => tracing::info!("KAFKA_BOOTSTRAP_SERVERS not set: kafka tools will report that"),
+        }
+        let firecrawl = Firecrawl::from_env();
+        match &firecrawl {
+            Some(f) => tracing::info!(base = %f.base(), "firecrawl tools enabled"),
+            None => tracing::info!("FIRECRAWL_API_KEY not set: firecrawl tools disabled"),
+        }
+        let ollama = Ollama::from_env();
+        match &ollama {
+            Some(Ok(o)) => tracing::info!(host = %o.base(), "ollama tools enabled"),
+            Some(Err(e)) => tracing::warn!(error = %e, "OLLAMA_HOST is invalid"),
+            None => tracing::info!("OLLAMA_HOST not set: ollama tools disabled"),
+        }
+        Ok(Self {
+            roots,
+            http: crate::tls::http_client()?,
+            kafka,
+            firecrawl,
+            ollama,
+        })
     }
 }
 
@@ -52,9 +84,32 @@ pub struct NativeTools {
 
 impl NativeTools {
     pub fn new(ctx: Arc<Context>) -> Self {
-        Self {
-            ctx,
-            tool_router: Self::tool_router(),
+        let mut tool_router = Self::tool_router();
+        if ctx.firecrawl.is_none() {
+            for t in FIRECRAWL_TOOLS {
+                tool_router.remove_route(t);
+            }
+        }
+        if ctx.ollama.is_none() {
+            for t in OLLAMA_TOOLS {
+                tool_router.remove_route(t);
+            }
+        }
+        Self { ctx, tool_router }
+    }
+
+    fn firecrawl(&self) -> Result<&Firecrawl, String> {
+        self.ctx
+            .firecrawl
+            .as_ref()
+            .ok_or_else(|| "Firecrawl is not configured: FIRECRAWL_API_KEY is not set".to_string())
+    }
+
+    fn ollama(&self) -> Result<&Ollama, String> {
+        match &self.ctx.ollama {
+            Some(Ok(o)) => Ok(o),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("Ollama is not configured: OLLAMA_HOST is not set".to_string()),
         }
     }
 
@@ -189,6 +244,102 @@ impl NativeTools {
             host: args.host,
             addresses,
         }))
+    }
+
+    #[tool(
+        name = "http_fetch",
+        description = "Make an HTTP(S) request and return status, headers and body. Bounded by max_bytes (body truncated), timeout_ms (overall deadline) and max_redirects (exceeding it is an error)."
+    )]
+    async fn http_fetch(
+        &self,
+        Parameters(a): Parameters<HttpFetchArgs>,
+    ) -> Result<Json<HttpFetchResult>, String> {
+        net::http_fetch(&self.ctx.http, a).await.map(Json)
+    }
+
+    #[tool(
+        name = "tcp_check",
+        description = "Check whether a TCP port accepts connections. Unreachable ports are reported with open=false and the reason, not as errors."
+    )]
+    async fn tcp_check(&self, Parameters(a): Parameters<TcpCheckArgs>) -> Json<TcpCheckResult> {
+        Json(net::tcp_check(a).await)
+    }
+
+    #[tool(
+        name = "kafka_list_topics",
+        description = "List Kafka topics and their partitions (KAFKA_BOOTSTRAP_SERVERS)."
+    )]
+    async fn kafka_list_topics(
+        &self,
+        Parameters(_a): Parameters<kafka::ListTopicsArgs>,
+    ) -> Result<Json<kafka::ListTopicsResult>, String> {
+        self.ctx.kafka.list_topics().await.map(Json)
+    }
+
+    #[tool(
+        name = "kafka_produce",
+        description = "Produce one message to a Kafka topic partition and return its offset. Missing topics are created (1 partition, unless KAFKA_AUTO_CREATE_TOPICS=false)."
+    )]
+    async fn kafka_produce(
+        &self,
+        Parameters(a): Parameters<kafka::ProduceArgs>,
+    ) -> Result<Json<kafka::ProduceResult>, String> {
+        self.ctx.kafka.produce(a).await.map(Json)
+    }
+
+    #[tool(
+        name = "kafka_consume",
+        description = "Read up to max_messages messages from a Kafka topic partition starting at offset (default earliest), waiting at most timeout_ms. Does not commit consumer offsets."
+    )]
+    async fn kafka_consume(
+        &self,
+        Parameters(a): Parameters<kafka::ConsumeArgs>,
+    ) -> Result<Json<kafka::ConsumeResult>, String> {
+        self.ctx.kafka.consume(a).await.map(Json)
+    }
+
+    #[tool(
+        name = "firecrawl_scrape",
+        description = "Scrape one web page with Firecrawl (FIRECRAWL_API_KEY) and return the requested formats (default markdown)."
+    )]
+    async fn firecrawl_scrape(
+        &self,
+        Parameters(a): Parameters<upstream::ScrapeArgs>,
+    ) -> Result<Json<upstream::ScrapeResult>, String> {
+        self.firecrawl()?.scrape(&self.ctx.http, a).await.map(Json)
+    }
+
+    #[tool(
+        name = "firecrawl_crawl",
+        description = "Crawl a site with Firecrawl starting at url (up to limit pages), wait up to timeout_ms for completion and return the pages."
+    )]
+    async fn firecrawl_crawl(
+        &self,
+        Parameters(a): Parameters<upstream::CrawlArgs>,
+    ) -> Result<Json<upstream::CrawlResult>, String> {
+        self.firecrawl()?.crawl(&self.ctx.http, a).await.map(Json)
+    }
+
+    #[tool(
+        name = "ollama_generate",
+        description = "Generate a completion with an Ollama model (OLLAMA_HOST), non-streaming."
+    )]
+    async fn ollama_generate(
+        &self,
+        Parameters(a): Parameters<upstream::GenerateArgs>,
+    ) -> Result<Json<upstream::GenerateResult>, String> {
+        self.ollama()?.generate(&self.ctx.http, a).await.map(Json)
+    }
+
+    #[tool(
+        name = "ollama_list_models",
+        description = "List the models available on the Ollama server (OLLAMA_HOST)."
+    )]
+    async fn ollama_list_models(
+        &self,
+        Parameters(_a): Parameters<upstream::ListModelsArgs>,
+    ) -> Result<Json<upstream::ListModelsResult>, String> {
+        self.ollama()?.list_models(&self.ctx.http).await.map(Json)
     }
 }
 

@@ -1,0 +1,396 @@
+//! Network tools: http_fetch and tcp_check.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const FETCH_DEFAULT_BYTES: u64 = 1024 * 1024;
+pub const FETCH_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const FETCH_DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const FETCH_MAX_TIMEOUT_MS: u64 = 120_000;
+pub const FETCH_DEFAULT_REDIRECTS: u32 = 5;
+pub const FETCH_MAX_REDIRECTS: u32 = 10;
+pub const FETCH_MAX_REQUEST_BODY: usize = 10 * 1024 * 1024;
+pub const TCP_DEFAULT_TIMEOUT_MS: u64 = 3_000;
+pub const TCP_MAX_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::Options => reqwest::Method::OPTIONS,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFetchArgs {
+    /// Absolute http:// or https:// URL.
+    #[schemars(length(min = 1, max = 8192))]
+    pub url: String,
+    /// HTTP method (default GET).
+    pub method: Option<Method>,
+    /// Extra request headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request body (UTF-8 text, at most 10 MiB).
+    pub body: Option<String>,
+    /// Maximum response body bytes returned (default 1048576, at most 10485760); longer bodies are truncated.
+    #[schemars(range(min = 0, max = 10485760))]
+    pub max_bytes: Option<u64>,
+    /// Overall deadline in milliseconds including redirects and body (default 30000, at most 120000).
+    #[schemars(range(min = 1, max = 120000))]
+    pub timeout_ms: Option<u64>,
+    /// Redirects to follow (default 5, at most 10). 0 returns the 3xx response itself. Exceeding the limit is an error.
+    #[schemars(range(min = 0, max = 10))]
+    pub max_redirects: Option<u32>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HttpFetchResult {
+    /// Final URL after redirects.
+    pub url: String,
+    pub status: u16,
+    /// Response headers (lower-case names; repeated headers joined with ", ").
+    pub headers: BTreeMap<String, String>,
+    /// Response body: UTF-8 text, or base64 when not valid UTF-8.
+    pub body: String,
+    /// "utf-8" or "base64".
+    pub body_encoding: String,
+    /// Number of body bytes returned.
+    pub bytes: u64,
+    /// True when the body was cut at max_bytes.
+    pub truncated: bool,
+    /// URLs redirected through, in order (empty when none).
+    pub redirects: Vec<String>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TcpCheckArgs {
+    /// Host name or IP address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Connect timeout in milliseconds (default 3000, at most 30000).
+    #[schemars(range(min = 1, max = 30000))]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TcpCheckResult {
+    pub host: String,
+    pub port: u16,
+    /// True when a TCP connection was established.
+    pub open: bool,
+    /// Address connected to (when open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub elapsed_ms: u64,
+    /// Why the port is not reachable (when not open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    match u.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "unsupported URL scheme {other:?} (only http and https)"
+            ));
+        }
+    }
+    if u.host_str().is_none() {
+        return Err(format!("URL {s:?} has no host"));
+    }
+    Ok(u)
+}
+
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+pub fn decode_body(bytes: Vec<u8>, truncated: bool) -> (String, &'static str) {
+    match String::from_utf8(bytes) {
+        Ok(s) => (s, "utf-8"),
+        Err(e) => {
+            let bytes = e.into_bytes();
+            match std::str::from_utf8(&bytes) {
+                // Cut in the middle of a multi-byte character: keep the valid prefix.
+                Err(u) if truncated && u.error_len().is_none() => (
+                    String::from_utf8_lossy(&bytes[..u.valid_up_to()]).into_owned(),
+                    "utf-8",
+                ),
+                _ => (crate::fs_tools::base64(&bytes), "base64"),
+            }
+        }
+    }
+}
+
+pub async fn http_fetch(
+    client: &reqwest::Client,
+    a: HttpFetchArgs,
+) -> Result<HttpFetchResult, String> {
+    let timeout = Duration::from_millis(
+        a.timeout_ms
+            .unwrap_or(FETCH_DEFAULT_TIMEOUT_MS)
+            .clamp(1, FETCH_MAX_TIMEOUT_MS),
+    );
+    let started = Instant::now();
+    match tokio::time::timeout(timeout, fetch_inner(client, a, started)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "request timed out after {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+async fn fetch_inner(
+    client: &reqwest::Client,
+    a: HttpFetchArgs,
+    started: Instant,
+) -> Result<HttpFetchResult, String> {
+    let max_bytes = a
+        .max_bytes
+        .unwrap_or(FETCH_DEFAULT_BYTES)
+        .min(FETCH_MAX_BYTES);
+    let max_redirects = a
+        .max_redirects
+        .unwrap_or(FETCH_DEFAULT_REDIRECTS)
+        .min(FETCH_MAX_REDIRECTS);
+    if let Some(b) = &a.body {
+        if b.len() > FETCH_MAX_REQUEST_BODY {
+            return Err(format!(
+                "request body is {} bytes; the limit is {FETCH_MAX_REQUEST_BODY}",
+                b.len()
+            ));
+        }
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in a.headers.iter().flatten() {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("invalid header name {k:?}: {e}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|e| format!("invalid value for header {k:?}: {e}"))?;
+        headers.append(name, value);
+    }
+    let mut url = parse_http_url(&a.url)?;
+    let mut method = a.method.unwrap_or_default().to_reqwest();
+    let mut body = a.body;
+    let mut redirects = Vec::new();
+    let first = url.clone();
+    loop {
+        let mut req = client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone());
+        if let Some(b) = &body {
+            req = req.body(b.clone());
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request to {url} failed: {}", error_chain(&e)))?;
+        let status = resp.status();
+        if status.is_redirection() && max_redirects > 0 {
+            if let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
+                let loc = loc
+                    .to_str()
+                    .map_err(|_| "redirect Location header is not valid text".to_string())?;
+                let next = url
+                    .join(loc)
+                    .map_err(|e| format!("invalid redirect Location {loc:?}: {e}"))?;
+                if redirects.len() as u32 >= max_redirects {
+                    return Err(format!(
+                        "too many redirects: limit is {max_redirects} (last Location: {next})"
+                    ));
+                }
+                let next = parse_http_url(next.as_str())?;
+                let code = status.as_u16();
+                if code == 303 || ((code == 301 || code == 302) && method == reqwest::Method::POST)
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
+                    headers.remove(reqwest::header::CONTENT_TYPE);
+                    headers.remove(reqwest::header::CONTENT_LENGTH);
+                }
+                if !same_origin(&first, &next) {
+                    headers.remove(reqwest::header::AUTHORIZATION);
+                    headers.remove(reqwest::header::COOKIE);
+                    headers.remove(reqwest::header::PROXY_AUTHORIZATION);
+                }
+                redirects.push(next.to_string());
+                url = next;
+                continue;
+            }
+        }
+        let mut out_headers: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in resp.headers() {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            out_headers
+                .entry(k.as_str().to_string())
+                .and_modify(|e| {
+                    e.push_str(", ");
+                    e.push_str(&v);
+                })
+                .or_insert(v);
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading response body failed: {}", error_chain(&e)))?
+        {
+            let room = (max_bytes as usize).saturating_sub(buf.len());
+            if chunk.len() > room {
+                buf.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = buf.len() as u64;
+        let (body, enc) = decode_body(buf, truncated);
+        return Ok(HttpFetchResult {
+            url: url.to_string(),
+            status: status.as_u16(),
+            headers: out_headers,
+            body,
+            body_encoding: enc.into(),
+            bytes,
+            truncated,
+            redirects,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+}
+
+/// Render an error with its sources ("a: b: c").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub async fn tcp_check(a: TcpCheckArgs) -> TcpCheckResult {
+    let timeout = Duration::from_millis(
+        a.timeout_ms
+            .unwrap_or(TCP_DEFAULT_TIMEOUT_MS)
+            .clamp(1, TCP_MAX_TIMEOUT_MS),
+    );
+    let started = Instant::now();
+    let attempt = tokio::time::timeout(
+        timeout,
+        tokio::net::TcpStream::connect((a.host.as_str(), a.port)),
+    )
+    .await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let (open, address, error) = match attempt {
+        Ok(Ok(stream)) => (true, stream.peer_addr().ok().map(|p| p.to_string()), None),
+        Ok(Err(e)) => (false, None, Some(e.to_string())),
+        Err(_) => (
+            false,
+            None,
+            Some(format!(
+                "connect timed out after {} ms",
+                timeout.as_millis()
+            )),
+        ),
+    };
+    TcpCheckResult {
+        host: a.host,
+        port: a.port,
+        open,
+        address,
+        elapsed_ms,
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_validation() {
+        assert!(parse_http_url("http://127.0.0.1:1/x").is_ok());
+        assert!(
+            parse_http_url("file:///etc/passwd")
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(parse_http_url("not a url").is_err());
+    }
+
+    #[test]
+    fn body_decoding() {
+        assert_eq!(
+            decode_body(b"hi".to_vec(), false),
+            ("hi".to_string(), "utf-8")
+        );
+        assert_eq!(decode_body(vec![0xff, 0x00], false).1, "base64");
+        // "é" is 0xc3 0xa9; a cut after 0xc3 keeps the valid prefix.
+        assert_eq!(
+            decode_body(vec![b'a', 0xc3], true),
+            ("a".to_string(), "utf-8")
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_check_closed_and_open() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let r = tcp_check(TcpCheckArgs {
+            host: "127.0.0.1".into(),
+            port,
+            timeout_ms: Some(2000),
+        })
+        .await;
+        assert!(r.open);
+        drop(l);
+        let r = tcp_check(TcpCheckArgs {
+            host: "127.0.0.1".into(),
+            port,
+            timeout_ms: Some(2000),
+        })
+        .await;
+        assert!(!r.open);
+        assert!(r.error.is_some());
+    }
+}
