@@ -1,0 +1,37 @@
+//! `aelimg plan`.
+
+use clap::Args;
+
+use super::SpecArgs;
+use crate::error::{Error, Result};
+
+/// Arguments of `aelimg plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints the resolved plan.
+pub fn run(args: &PlanArgs) -> Result<()> {
+    let (plan, _) = super::load_plan(&args.spec)?;
+    if args.json {
+        let s = serde_json::to_string_pretty(&plan).map_err(|e| Error::Json {
+            context: "plan".into(),
+            source: e,
+        })?;
+        println!("{s}");
+        return Ok(());
+    }
+    for img in &plan.images {
+        let platforms: Vec<String> = img.platforms.iter().map(ToString::to_string).collect();
+        println!("{}:{} [{}]", img.name, img.tag, platforms.join(", "));
+        for l in &img.layers {
+            println!("  layer {} ({} entries)", l.name, l.entries.len());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! Where built images go. Every destination implements [`Sink`]; the command
+//! layer chooses them, as ko assembles its publishers.
+
+pub mod layout;
+
+use std::path::PathBuf;
+
+use crate::build::BuiltImage;
+use crate::error::{Error, Result};
+use crate::store::BlobStore;
+
+/// A destination for built images.
+pub trait Sink {
+    /// Writes one image whose blobs are all in `store`; returns a reference to it.
+    fn write(&mut self, store: &BlobStore, image: &BuiltImage) -> Result<String>;
+}
+
+/// An `--output` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `oci:DIR`: one OCI image layout per image under DIR.
+    Oci(PathBuf),
+}
+
+impl Output {
+    /// Parses `oci:DIR`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.split_once(':') {
+            Some(("oci", dir)) if !dir.is_empty() => Ok(Self::Oci(PathBuf::from(dir))),
+            _ => Err(Error::Usage(format!(
+                "--output {s}: expected oci:DIR (for example oci:target/images)"
+            ))),
+        }
+    }
+
+    /// Opens the sink for this output.
+    #[must_use]
+    pub fn sink(&self) -> Box<dyn Sink> {
+        match self {
+            Self::Oci(dir) => Box::new(layout::LayoutSink::new(dir.clone())),
+        }
+    }
+}
