@@ -268,10 +268,10 @@ pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, String> {
         }
     }
     let created = std::fs::symlink_metadata(&r.path).is_err();
-    if let Ok(m) = std::fs::metadata(&r.path) {
-        if m.is_dir() {
-            return Err(format!("cannot write {}: it is a directory", r.relative()));
-        }
+    if let Ok(m) = std::fs::metadata(&r.path)
+        && m.is_dir()
+    {
+        return Err(format!("cannot write {}: it is a directory", r.relative()));
     }
     std::fs::write(&r.path, a.content.as_bytes()).map_err(|e| io_err("cannot write", &r, &e))?;
     Ok(FsWriteResult {

@@ -126,10 +126,10 @@ fn allowed_hosts(cli: &Cli) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_string())
         .collect();
-    if let Ok(h) = std::env::var("HOSTNAME") {
-        if !h.is_empty() {
-            hosts.push(h);
-        }
+    if let Ok(h) = std::env::var("HOSTNAME")
+        && !h.is_empty()
+    {
+        hosts.push(h);
     }
     if cli.host != "0.0.0.0" && cli.host != "::" && !hosts.contains(&cli.host) {
         hosts.push(cli.host.clone());

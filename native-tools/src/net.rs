@@ -186,13 +186,13 @@ async fn fetch_inner(
         .max_redirects
         .unwrap_or(FETCH_DEFAULT_REDIRECTS)
         .min(FETCH_MAX_REDIRECTS);
-    if let Some(b) = &a.body {
-        if b.len() > FETCH_MAX_REQUEST_BODY {
-            return Err(format!(
-                "request body is {} bytes; the limit is {FETCH_MAX_REQUEST_BODY}",
-                b.len()
-            ));
-        }
+    if let Some(b) = &a.body
+        && b.len() > FETCH_MAX_REQUEST_BODY
+    {
+        return Err(format!(
+            "request body is {} bytes; the limit is {FETCH_MAX_REQUEST_BODY}",
+            b.len()
+        ));
     }
     let mut headers = reqwest::header::HeaderMap::new();
     for (k, v) in a.headers.iter().flatten() {
@@ -219,37 +219,37 @@ async fn fetch_inner(
             .await
             .map_err(|e| format!("request to {url} failed: {}", error_chain(&e)))?;
         let status = resp.status();
-        if status.is_redirection() && max_redirects > 0 {
-            if let Some(loc) = resp.headers().get(reqwest::header::LOCATION) {
-                let loc = loc
-                    .to_str()
-                    .map_err(|_| "redirect Location header is not valid text".to_string())?;
-                let next = url
-                    .join(loc)
-                    .map_err(|e| format!("invalid redirect Location {loc:?}: {e}"))?;
-                if redirects.len() as u32 >= max_redirects {
-                    return Err(format!(
-                        "too many redirects: limit is {max_redirects} (last Location: {next})"
-                    ));
-                }
-                let next = parse_http_url(next.as_str())?;
-                let code = status.as_u16();
-                if code == 303 || ((code == 301 || code == 302) && method == reqwest::Method::POST)
-                {
-                    method = reqwest::Method::GET;
-                    body = None;
-                    headers.remove(reqwest::header::CONTENT_TYPE);
-                    headers.remove(reqwest::header::CONTENT_LENGTH);
-                }
-                if !same_origin(&first, &next) {
-                    headers.remove(reqwest::header::AUTHORIZATION);
-                    headers.remove(reqwest::header::COOKIE);
-                    headers.remove(reqwest::header::PROXY_AUTHORIZATION);
-                }
-                redirects.push(next.to_string());
-                url = next;
-                continue;
+        if status.is_redirection()
+            && max_redirects > 0
+            && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)
+        {
+            let loc = loc
+                .to_str()
+                .map_err(|_| "redirect Location header is not valid text".to_string())?;
+            let next = url
+                .join(loc)
+                .map_err(|e| format!("invalid redirect Location {loc:?}: {e}"))?;
+            if redirects.len() as u32 >= max_redirects {
+                return Err(format!(
+                    "too many redirects: limit is {max_redirects} (last Location: {next})"
+                ));
             }
+            let next = parse_http_url(next.as_str())?;
+            let code = status.as_u16();
+            if code == 303 || ((code == 301 || code == 302) && method == reqwest::Method::POST) {
+                method = reqwest::Method::GET;
+                body = None;
+                headers.remove(reqwest::header::CONTENT_TYPE);
+                headers.remove(reqwest::header::CONTENT_LENGTH);
+            }
+            if !same_origin(&first, &next) {
+                headers.remove(reqwest::header::AUTHORIZATION);
+                headers.remove(reqwest::header::COOKIE);
+                headers.remove(reqwest::header::PROXY_AUTHORIZATION);
+            }
+            redirects.push(next.to_string());
+            url = next;
+            continue;
         }
         let mut out_headers: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in resp.headers() {
