@@ -200,10 +200,13 @@ fn is_root(r: &Resolved) -> bool {
 pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
     use std::io::Read;
     let r = roots.resolve(&a.path)?;
-    let max = a
-        .max_bytes
-        .unwrap_or(READ_DEFAULT_BYTES)
-        .min(READ_MAX_BYTES);
+    let max = crate::limits::arg(
+        "max_bytes",
+        a.max_bytes,
+        READ_DEFAULT_BYTES,
+        0,
+        READ_MAX_BYTES,
+    )?;
     let meta = std::fs::metadata(&r.path).map_err(|e| io_err("cannot read", &r, &e))?;
     if meta.is_dir() {
         return Err(format!(
@@ -349,10 +352,13 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, String> 
     let pattern = glob::Pattern::new(&a.pattern)
         .map_err(|e| format!("invalid glob pattern {:?}: {e}", a.pattern))?;
     let name_only = !a.pattern.contains('/');
-    let max = a
-        .max_results
-        .unwrap_or(SEARCH_DEFAULT_RESULTS)
-        .clamp(1, SEARCH_MAX_RESULTS) as usize;
+    let max = crate::limits::arg(
+        "max_results",
+        a.max_results,
+        SEARCH_DEFAULT_RESULTS,
+        1,
+        SEARCH_MAX_RESULTS,
+    )? as usize;
     let meta = std::fs::metadata(&r.path).map_err(|e| io_err("cannot search", &r, &e))?;
     if !meta.is_dir() {
         return Err(format!("cannot search {}: not a directory", r.relative()));

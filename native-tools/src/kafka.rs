@@ -321,16 +321,26 @@ impl Kafka {
     }
 
     pub async fn consume(&self, a: ConsumeArgs) -> Result<ConsumeResult, String> {
-        let partition = a.partition.unwrap_or(0);
-        let max = a
-            .max_messages
-            .unwrap_or(CONSUME_DEFAULT_MESSAGES)
-            .clamp(1, CONSUME_MAX_MESSAGES) as usize;
-        let timeout = Duration::from_millis(
-            a.timeout_ms
-                .unwrap_or(CONSUME_DEFAULT_TIMEOUT_MS)
-                .clamp(1, CONSUME_MAX_TIMEOUT_MS),
-        );
+        let partition = crate::limits::arg("partition", a.partition, 0, 0, i32::MAX)?;
+        if let Some(o) = a.offset
+            && o < 0
+        {
+            return Err(format!("offset must be >= 0 (got {o})"));
+        }
+        let max = crate::limits::arg(
+            "max_messages",
+            a.max_messages,
+            CONSUME_DEFAULT_MESSAGES,
+            1,
+            CONSUME_MAX_MESSAGES,
+        )? as usize;
+        let timeout = Duration::from_millis(crate::limits::arg(
+            "timeout_ms",
+            a.timeout_ms,
+            CONSUME_DEFAULT_TIMEOUT_MS,
+            1,
+            CONSUME_MAX_TIMEOUT_MS,
+        )?);
         let started = Instant::now();
         // Setup (connect, metadata) is bounded separately so a short timeout_ms
         // still gets a chance to connect.

@@ -3,6 +3,7 @@
 
 mod fs_tools;
 mod kafka;
+mod limits;
 mod net;
 mod paths;
 mod server;

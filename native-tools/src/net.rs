@@ -158,11 +158,13 @@ pub async fn http_fetch(
     client: &reqwest::Client,
     a: HttpFetchArgs,
 ) -> Result<HttpFetchResult, String> {
-    let timeout = Duration::from_millis(
-        a.timeout_ms
-            .unwrap_or(FETCH_DEFAULT_TIMEOUT_MS)
-            .clamp(1, FETCH_MAX_TIMEOUT_MS),
-    );
+    let timeout = Duration::from_millis(crate::limits::arg(
+        "timeout_ms",
+        a.timeout_ms,
+        FETCH_DEFAULT_TIMEOUT_MS,
+        1,
+        FETCH_MAX_TIMEOUT_MS,
+    )?);
     let started = Instant::now();
     match tokio::time::timeout(timeout, fetch_inner(client, a, started)).await {
         Ok(r) => r,
@@ -178,14 +180,20 @@ async fn fetch_inner(
     a: HttpFetchArgs,
     started: Instant,
 ) -> Result<HttpFetchResult, String> {
-    let max_bytes = a
-        .max_bytes
-        .unwrap_or(FETCH_DEFAULT_BYTES)
-        .min(FETCH_MAX_BYTES);
-    let max_redirects = a
-        .max_redirects
-        .unwrap_or(FETCH_DEFAULT_REDIRECTS)
-        .min(FETCH_MAX_REDIRECTS);
+    let max_bytes = crate::limits::arg(
+        "max_bytes",
+        a.max_bytes,
+        FETCH_DEFAULT_BYTES,
+        0,
+        FETCH_MAX_BYTES,
+    )?;
+    let max_redirects = crate::limits::arg(
+        "max_redirects",
+        a.max_redirects,
+        FETCH_DEFAULT_REDIRECTS,
+        0,
+        FETCH_MAX_REDIRECTS,
+    )?;
     if let Some(b) = &a.body
         && b.len() > FETCH_MAX_REQUEST_BODY
     {
@@ -308,12 +316,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-pub async fn tcp_check(a: TcpCheckArgs) -> TcpCheckResult {
-    let timeout = Duration::from_millis(
-        a.timeout_ms
-            .unwrap_or(TCP_DEFAULT_TIMEOUT_MS)
-            .clamp(1, TCP_MAX_TIMEOUT_MS),
-    );
+pub async fn tcp_check(a: TcpCheckArgs) -> Result<TcpCheckResult, String> {
+    let timeout = Duration::from_millis(crate::limits::arg(
+        "timeout_ms",
+        a.timeout_ms,
+        TCP_DEFAULT_TIMEOUT_MS,
+        1,
+        TCP_MAX_TIMEOUT_MS,
+    )?);
     let started = Instant::now();
     let attempt = tokio::time::timeout(
         timeout,
@@ -333,14 +343,14 @@ pub async fn tcp_check(a: TcpCheckArgs) -> TcpCheckResult {
             )),
         ),
     };
-    TcpCheckResult {
+    Ok(TcpCheckResult {
         host: a.host,
         port: a.port,
         open,
         address,
         elapsed_ms,
         error,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -381,7 +391,8 @@ mod tests {
             port,
             timeout_ms: Some(2000),
         })
-        .await;
+        .await
+        .unwrap();
         assert!(r.open);
         drop(l);
         let r = tcp_check(TcpCheckArgs {
@@ -389,7 +400,8 @@ mod tests {
             port,
             timeout_ms: Some(2000),
         })
-        .await;
+        .await
+        .unwrap();
         assert!(!r.open);
         assert!(r.error.is_some());
     }

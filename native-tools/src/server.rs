@@ -261,8 +261,11 @@ impl NativeTools {
         name = "tcp_check",
         description = "Check whether a TCP port accepts connections. Unreachable ports are reported with open=false and the reason, not as errors."
     )]
-    async fn tcp_check(&self, Parameters(a): Parameters<TcpCheckArgs>) -> Json<TcpCheckResult> {
-        Json(net::tcp_check(a).await)
+    async fn tcp_check(
+        &self,
+        Parameters(a): Parameters<TcpCheckArgs>,
+    ) -> Result<Json<TcpCheckResult>, String> {
+        net::tcp_check(a).await.map(Json)
     }
 
     #[tool(

@@ -192,8 +192,14 @@ impl Firecrawl {
         a: CrawlArgs,
     ) -> Result<CrawlResult, String> {
         crate::net::parse_http_url(&a.url)?;
-        let limit = a.limit.unwrap_or(10).clamp(1, 100);
-        let timeout = Duration::from_millis(a.timeout_ms.unwrap_or(60_000).clamp(1_000, 300_000));
+        let limit = crate::limits::arg("limit", a.limit, 10, 1, 100)?;
+        let timeout = Duration::from_millis(crate::limits::arg(
+            "timeout_ms",
+            a.timeout_ms,
+            60_000,
+            1_000,
+            300_000,
+        )?);
         let started = Instant::now();
         let v = self
             .call(
@@ -404,7 +410,13 @@ impl Ollama {
         client: &reqwest::Client,
         a: GenerateArgs,
     ) -> Result<GenerateResult, String> {
-        let timeout = Duration::from_millis(a.timeout_ms.unwrap_or(120_000).clamp(1_000, 600_000));
+        let timeout = Duration::from_millis(crate::limits::arg(
+            "timeout_ms",
+            a.timeout_ms,
+            120_000,
+            1_000,
+            600_000,
+        )?);
         let mut body = json!({"model": a.model, "prompt": a.prompt, "stream": false});
         if let Some(s) = a.system {
             body["system"] = Value::String(s);

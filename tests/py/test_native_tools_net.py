@@ -1,0 +1,149 @@
+"""Network tools over stdio against servers on 127.0.0.1 started by the tests."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from nt_helpers import HttpServer, err, free_port, json_response, ok, run, stdio_session
+
+
+def handler(method, path, headers, body):
+    if path == "/hello":
+        return 200, {"Content-Type": "text/plain", "X-Test": "yes"}, b"hello world"
+    if path == "/big":
+        return 200, {"Content-Type": "application/octet-stream"}, b"x" * 100_000
+    if path == "/echo":
+        return json_response({"method": method, "body": body.decode(), "auth": headers.get("authorization"),
+                              "custom": headers.get("x-custom")})
+    if path.startswith("/redirect/"):
+        n = int(path.rsplit("/", 1)[1])
+        loc = "/hello" if n <= 1 else f"/redirect/{n - 1}"
+        return 302, {"Location": loc}, b""
+    if path == "/loop":
+        return 302, {"Location": "/loop"}, b""
+    if path == "/see-other":
+        return 303, {"Location": "/echo"}, b""
+    if path == "/slow":
+        time.sleep(3)
+        return 200, {}, b"late"
+    if path == "/binary":
+        return 200, {}, b"\x00\xff\x10"
+    return 404, {"Content-Type": "text/plain"}, b"not found"
+
+
+def test_http_fetch_basic_and_limits():
+    with HttpServer(handler) as srv:
+
+        async def body():
+            async with stdio_session() as s:
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/hello"}))
+                assert r["status"] == 200 and r["body"] == "hello world"
+                assert r["headers"]["x-test"] == "yes" and r["truncated"] is False
+                assert r["redirects"] == [] and r["bytes"] == 11
+
+                # POST with headers and body.
+                r = ok(await s.call_tool("http_fetch", {
+                    "url": srv.url + "/echo", "method": "POST", "body": "payload",
+                    "headers": {"X-Custom": "c1", "Content-Type": "text/plain"},
+                }))
+                echoed = __import__("json").loads(r["body"])
+                assert echoed == {"method": "POST", "body": "payload", "auth": None, "custom": "c1"}
+
+                # Non-2xx statuses are results, not errors.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/missing"}))
+                assert r["status"] == 404 and r["body"] == "not found"
+
+                # Size limit: body truncated at max_bytes.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/big", "max_bytes": 1000}))
+                assert r["bytes"] == 1000 and r["truncated"] is True and r["body"] == "x" * 1000
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/big"}))
+                assert r["bytes"] == 100_000 and r["truncated"] is False
+
+                # Binary bodies are base64.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/binary"}))
+                assert r["body_encoding"] == "base64" and r["body"] == "AP8Q"
+
+                # Redirects followed within the limit.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/redirect/3"}))
+                assert r["status"] == 200 and r["body"] == "hello world"
+                assert r["url"] == srv.url + "/hello" and len(r["redirects"]) == 3
+
+                # Beyond the limit: a clear tool error.
+                msg = err(await s.call_tool("http_fetch", {"url": srv.url + "/redirect/3", "max_redirects": 2}))
+                assert "too many redirects" in msg
+                assert "too many redirects" in err(await s.call_tool("http_fetch", {"url": srv.url + "/loop"}))
+
+                # max_redirects=0 returns the 3xx itself.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/redirect/1", "max_redirects": 0}))
+                assert r["status"] == 302 and r["headers"]["location"] == "/hello"
+
+                # 303 after POST becomes GET without body.
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/see-other", "method": "POST", "body": "zzz"}))
+                assert __import__("json").loads(r["body"])["method"] == "GET"
+
+                # Timeout.
+                t0 = time.monotonic()
+                msg = err(await s.call_tool("http_fetch", {"url": srv.url + "/slow", "timeout_ms": 500}))
+                assert "timed out" in msg and time.monotonic() - t0 < 2.5
+
+                # Bad input: scheme and hard caps in the schema.
+                assert "scheme" in err(await s.call_tool("http_fetch", {"url": "file:///etc/passwd"}))
+                try:
+                    r = await s.call_tool("http_fetch", {"url": srv.url + "/hello", "max_bytes": 10**9})
+                except Exception as e:
+                    assert "max_bytes" in str(e) or "maximum" in str(e).lower()
+                else:
+                    err(r)
+                # Connection refused is a tool error, not a crash.
+                port = free_port()
+                assert "failed" in err(await s.call_tool("http_fetch", {"url": f"http://127.0.0.1:{port}/"}))
+
+        run(body())
+    # The server really saw the requests (redirect chain: 3 hops + final).
+    paths = [r["path"] for r in srv.requests]
+    assert paths.count("/redirect/3") >= 2 and "/redirect/1" in paths
+    # The redirect loop stopped at the default limit (5 redirects => 6 requests).
+    assert paths.count("/loop") == 6
+
+
+def test_cross_origin_redirect_drops_authorization():
+    with HttpServer(handler) as target:
+        def redir(method, path, headers, body):
+            return 302, {"Location": target.url + "/echo"}, b""
+
+        with HttpServer(redir) as first:
+            async def body():
+                async with stdio_session() as s:
+                    r = ok(await s.call_tool("http_fetch", {
+                        "url": first.url + "/go", "headers": {"Authorization": "Bearer s3cret", "X-Custom": "kept"},
+                    }))
+                    echoed = __import__("json").loads(r["body"])
+                    assert echoed["auth"] is None and echoed["custom"] == "kept"
+            run(body())
+            assert first.requests[0]["headers"]["authorization"] == "Bearer s3cret"
+
+
+def test_tcp_check_and_dns():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    closed = free_port()
+
+    async def body():
+        async with stdio_session() as s:
+            r = ok(await s.call_tool("tcp_check", {"host": "127.0.0.1", "port": port}))
+            assert r["open"] is True and r["address"] == f"127.0.0.1:{port}"
+            r = ok(await s.call_tool("tcp_check", {"host": "127.0.0.1", "port": closed, "timeout_ms": 1000}))
+            assert r["open"] is False and r["error"]
+            r = ok(await s.call_tool("dns_resolve", {"host": "localhost"}))
+            assert "127.0.0.1" in r["addresses"] or "::1" in r["addresses"]
+            r = ok(await s.call_tool("dns_resolve", {"host": "127.0.0.1"}))
+            assert r["addresses"] == ["127.0.0.1"]
+            assert "cannot resolve" in err(await s.call_tool("dns_resolve", {"host": "no-such-host.invalid"}))
+
+    try:
+        run(body())
+    finally:
+        listener.close()
