@@ -1,28 +1,53 @@
 //! Shared runtime state.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::workflow::WorkflowSet;
+use crate::engine::{self, Active, RunOptions};
+use crate::store::Store;
+use crate::tools::{State, ToolManager};
+use crate::workflow::{self, Workflow, WorkflowSet};
 
 pub struct App {
     pub config: Config,
     pub workflows: RwLock<Arc<WorkflowSet>>,
     pub started: Instant,
+    pub tools: Arc<ToolManager>,
+    pub store: Store,
+    pub active: Active,
+    /// Cancelled when runs must stop (after the shutdown grace period).
+    pub stop: CancellationToken,
 }
 
 impl App {
-    pub fn new(config: Config) -> Arc<App> {
+    /// Loads workflows, opens the data dir and starts tool server
+    /// connections (in the background; `only` limits which servers).
+    pub fn new(config: Config, only: Option<&HashSet<String>>) -> Arc<App> {
         let servers = server_names(&config);
         let set = WorkflowSet::load(&config.workflows_dir, Some(&servers));
         for e in &set.errors {
-            tracing::warn!(error = %e.error, "workflow not loaded");
+            tracing::warn!("workflow not loaded: {}", e.error);
         }
+        for wf in set.workflows.values().filter(|w| !w.is_valid()) {
+            for p in &wf.problems {
+                tracing::warn!(workflow = %wf.name(), "invalid workflow: {p}");
+            }
+        }
+        let store = Store::open(&config.data_dir);
+        let tools = ToolManager::start(&config, only);
         Arc::new(App {
             config,
             workflows: RwLock::new(Arc::new(set)),
             started: Instant::now(),
+            tools,
+            store,
+            active: Active::default(),
+            stop: CancellationToken::new(),
         })
     }
 
@@ -35,6 +60,131 @@ impl App {
 
     pub fn set_workflows(&self, set: WorkflowSet) {
         *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+
+    pub fn server_names(&self) -> Vec<String> {
+        server_names(&self.config)
+    }
+
+    /// Re-reads the workflows directory; returns (added, changed, removed).
+    pub fn reload(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let old = self.workflows();
+        let new = WorkflowSet::load(&self.config.workflows_dir, Some(&self.server_names()));
+        let mut added = Vec::new();
+        let mut changed = Vec::new();
+        let mut removed = Vec::new();
+        for (name, wf) in &new.workflows {
+            match old.workflows.get(name) {
+                None => added.push(name.clone()),
+                Some(prev) => {
+                    let a = serde_json::to_string(&workflow::describe(prev)).unwrap_or_default();
+                    let b = serde_json::to_string(&workflow::describe(wf)).unwrap_or_default();
+                    if a != b {
+                        changed.push(name.clone());
+                    }
+                }
+            }
+        }
+        for name in old.workflows.keys() {
+            if !new.workflows.contains_key(name) {
+                removed.push(name.clone());
+            }
+        }
+        for e in &new.errors {
+            if !old.errors.iter().any(|o| o.error == e.error) {
+                tracing::warn!("workflow not loaded: {}", e.error);
+            }
+        }
+        self.set_workflows(new);
+        (added, changed, removed)
+    }
+
+    /// Problems of a workflow including checks against live tool lists.
+    pub fn live_problems(&self, wf: &Workflow) -> Vec<String> {
+        let mut problems = wf.problems.clone();
+        for s in &wf.def.steps {
+            let Some((server, tool)) = s.value.target() else {
+                continue;
+            };
+            let Some(srv) = self.tools.servers.get(server) else {
+                continue;
+            };
+            let st = srv.status();
+            if st.state == State::Connected
+                && !st.tools.is_empty()
+                && !st.tools.iter().any(|t| t == tool)
+            {
+                problems.push(format!(
+                    "{}:{}: step `{}`: tool server `{server}` has no tool `{tool}` (available: {})",
+                    wf.file.display(),
+                    s.referenced.line(),
+                    s.value.id,
+                    st.tools.join(", ")
+                ));
+            }
+        }
+        problems
+    }
+
+    pub async fn run_workflow(
+        &self,
+        name: &str,
+        inputs: &Map<String, Value>,
+        origin: &str,
+    ) -> Result<Value, String> {
+        let set = self.workflows();
+        let wf = set.get(name).ok_or_else(|| {
+            let known: Vec<&String> = set.workflows.keys().collect();
+            format!("no workflow named {name:?} (known: {known:?})")
+        })?;
+        let wf = wf.clone();
+        drop(set);
+        let opts = RunOptions {
+            origin,
+            stop: self.stop.clone(),
+        };
+        Ok(engine::run(
+            self.tools.as_ref(),
+            &self.store,
+            &self.active,
+            &wf,
+            inputs,
+            opts,
+        )
+        .await)
+    }
+
+    /// Health document and whether the service is healthy.
+    pub fn health(&self) -> (bool, Value) {
+        let wf = self.workflows();
+        let servers = self.tools.statuses();
+        let required_ok = self.tools.required_ok();
+        let any_down = servers.values().any(|s| s.state != State::Connected);
+        let status = if !required_ok {
+            "unhealthy"
+        } else if any_down {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let body = json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_ms": self.started.elapsed().as_millis() as u64,
+            "workflows": wf.workflows.len(),
+            "workflow_errors": wf.errors.len(),
+            "active_runs": self.active.count(),
+            "tool_servers": servers,
+            "data_dir": self.store.status(),
+            "hot_reload": self.config.hot_reload,
+        });
+        (required_ok, body)
+    }
+
+    /// Stops tool servers (bounded).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        self.tools.shutdown(Duration::from_millis(1500)).await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! HTTP transport: GET /health (and MCP at /mcp).
+//! HTTP transport: GET /health and MCP (streamable HTTP) at /mcp.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,52 +11,89 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde_json::json;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-
-pub fn health_body(app: &App) -> (StatusCode, serde_json::Value) {
-    let wf = app.workflows();
-    let body = json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_ms": app.started.elapsed().as_millis() as u64,
-        "workflows": wf.workflows.len(),
-        "workflow_errors": wf.errors.len(),
-    });
-    (StatusCode::OK, body)
-}
+use crate::mcp::AelServer;
 
 async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let (code, body) = health_body(&app);
+    let (ok, body) = app.health();
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new().route("/health", get(health)).with_state(app)
+pub fn router(app: Arc<App>, mcp_ct: CancellationToken) -> Router {
+    let mut cfg = StreamableHttpServerConfig::default().with_cancellation_token(mcp_ct);
+    let hosts = &app.config.http.allowed_hosts;
+    cfg = if hosts.iter().any(|h| h == "*") {
+        cfg.disable_allowed_hosts()
+    } else {
+        cfg.with_allowed_hosts(hosts.clone())
+    };
+    let a = app.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(AelServer::new(a.clone())),
+        Arc::new(LocalSessionManager::default()),
+        cfg,
+    );
+    Router::new()
+        .route("/health", get(health))
+        .nest_service("/mcp", mcp)
+        .with_state(app)
 }
 
-/// Serves until `shutdown` is cancelled, then lets in-flight requests finish
-/// within the configured grace period.
+/// Serves until `shutdown` is cancelled. Then: stop accepting, wait for
+/// workflow runs in flight (up to the grace period), interrupt the rest,
+/// close MCP sessions and return.
 pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
     let addr = format!("{}:{}", app.config.http.host, app.config.http.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot bind {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(%local, "listening (GET /health, MCP at /mcp)");
+    tracing::info!(%local, "listening: GET /health, MCP at /mcp");
     let grace = Duration::from_millis(app.config.http.shutdown_grace_ms);
-    let router = router(app);
+    let mcp_ct = CancellationToken::new();
+    let router = router(app.clone(), mcp_ct.clone());
     let sd = shutdown.clone();
     let server =
         axum::serve(listener, router).with_graceful_shutdown(async move { sd.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
-        r = &mut server => r.context("http server")?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("in-flight requests did not finish within {} ms; exiting", grace.as_millis());
+        r = &mut server => return r.context("http server"),
+        _ = shutdown.cancelled() => {}
+    }
+    // Let in-flight workflow runs finish within the grace period.
+    let deadline = tokio::time::Instant::now() + grace;
+    while app.active.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            r = &mut server => return r.context("http server"),
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
         }
+    }
+    if app.active.count() > 0 {
+        tracing::warn!(
+            runs = app.active.count(),
+            "grace period over; interrupting runs"
+        );
+        app.stop.cancel();
+        let flush = tokio::time::Instant::now() + Duration::from_millis(300);
+        while app.active.count() > 0 && tokio::time::Instant::now() < flush {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Give the interrupted responses a moment to be written.
+        let _ = tokio::time::timeout(Duration::from_millis(100), &mut server).await;
+    }
+    mcp_ct.cancel();
+    match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
+        Ok(r) => r.context("http server")?,
+        Err(_) => tracing::debug!("closing remaining connections"),
     }
     Ok(())
 }

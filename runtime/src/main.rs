@@ -1,23 +1,30 @@
 //! `ael`: the AEL runtime — MCP server, workflow engine and CLI.
 
-// Some helpers are only used by later features and tests.
-#![allow(dead_code)]
-
 mod app;
 mod config;
+mod engine;
 mod http;
+mod mcp;
+mod reaper;
+mod store;
 mod template;
+mod tools;
 mod validate;
 mod workflow;
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::app::App;
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
@@ -58,7 +65,7 @@ enum Command {
         /// Bind address (overrides AEL_HTTP_HOST).
         #[arg(long)]
         host: Option<String>,
-        /// Port (overrides AEL_HTTP_PORT).
+        /// Port (overrides AEL_HTTP_PORT; 0 picks a free port).
         #[arg(long)]
         port: Option<u16>,
         /// Watch the workflows directory for changes (also AEL_HOT_RELOAD=true).
@@ -76,11 +83,18 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Inspect and run workflows.
+    /// Inspect, validate and run workflows.
     Workflows {
         #[command(subcommand)]
         command: WorkflowsCmd,
     },
+    /// Show the persistent run history.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCmd,
+    },
+    /// Check the configuration and print the effective settings as JSON.
+    Config,
 }
 
 #[derive(Subcommand, Debug)]
@@ -90,6 +104,55 @@ enum WorkflowsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show one workflow.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate workflows by name or file (default: every file in the directory).
+    Validate {
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a workflow, connecting to the tool servers it uses.
+    Run {
+        name: String,
+        /// Input as NAME=VALUE (repeatable); values are converted to the input's type.
+        #[arg(long = "input", short = 'i')]
+        inputs: Vec<String>,
+        /// Inputs as a JSON object (merged before --input values).
+        #[arg(long)]
+        inputs_json: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCmd {
+    /// List recent runs, newest first.
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run with its step logs.
+    Show { run_id: String },
+}
+
+/// Prints to stdout, ignoring a closed pipe.
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{s}");
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 fn init_logging(level: &str) -> Result<()> {
@@ -104,8 +167,8 @@ fn init_logging(level: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_config(cli: &Cli) -> Result<Config> {
-    let (mut cfg, _src) = Config::load(cli.config.as_deref())?;
+fn load_config(cli: &Cli) -> Result<(Config, config::ConfigSource)> {
+    let (mut cfg, src) = Config::load(cli.config.as_deref())?;
     if let Some(l) = &cli.log_level {
         config::parse_log_level(l)?;
         cfg.log_level = l.clone();
@@ -116,29 +179,302 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(d) = &cli.data_dir {
         cfg.data_dir = d.clone();
     }
-    Ok(cfg)
+    Ok((cfg, src))
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install SIGTERM handler: {e}");
-            return std::future::pending().await;
-        }
-    };
-    let mut int = match signal(SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot install SIGINT handler: {e}");
-            return std::future::pending().await;
-        }
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
     };
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+fn spawn_signal_watch() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        t.cancel();
+    });
+    token
+}
+
+/// Polls the workflows directory and reloads on change.
+fn spawn_reloader(app: Arc<App>, stop: CancellationToken) {
+    let interval = Duration::from_millis(app.config.reload_interval_ms.max(100));
+    tokio::spawn(async move {
+        let dir = app.config.workflows_dir.clone();
+        let mut last = workflow::scan_dir(&dir).ok();
+        tracing::info!(dir = %dir.display(), interval_ms = interval.as_millis() as u64, "hot reload enabled");
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            let now = workflow::scan_dir(&dir).ok();
+            if now != last {
+                last = now;
+                let (added, changed, removed) = app.reload();
+                tracing::info!(?added, ?changed, ?removed, "workflows reloaded");
+            }
+        }
+    });
+}
+
+async fn serve(cfg: Config, transport: Transport) -> Result<()> {
+    let shutdown = spawn_signal_watch();
+    let app = App::new(cfg, None);
+    app.store.recover();
+    reaper::spawn(
+        app.tools.clone(),
+        shutdown.clone(),
+        config::env_var("AEL_REAP_ORPHANS").is_some(),
+    );
+    if app.config.hot_reload {
+        spawn_reloader(app.clone(), shutdown.clone());
+    }
+    match transport {
+        Transport::Http => http::serve(app.clone(), shutdown.clone()).await?,
+        Transport::Stdio => {
+            use rmcp::ServiceExt;
+            let ct = CancellationToken::new();
+            let service = mcp::AelServer::new(app.clone())
+                .serve_with_ct(rmcp::transport::io::stdio_pipes(), ct.clone())
+                .await
+                .context("MCP stdio initialize")?;
+            tracing::info!("serving MCP over stdio");
+            let waiting = service.waiting();
+            tokio::pin!(waiting);
+            tokio::select! {
+                _ = &mut waiting => tracing::info!("stdin closed"),
+                _ = shutdown.cancelled() => {
+                    let grace = Duration::from_millis(app.config.http.shutdown_grace_ms);
+                    let deadline = tokio::time::Instant::now() + grace;
+                    while app.active.count() > 0 && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    app.stop.cancel();
+                    tokio::time::sleep(Duration::from_millis(if app.active.count() > 0 { 200 } else { 0 })).await;
+                    ct.cancel();
+                    let _ = tokio::time::timeout(Duration::from_millis(300), &mut waiting).await;
+                }
+            }
+        }
+    }
+    shutdown.cancel();
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Parses `--input NAME=VALUE` values using the workflow's declared types.
+fn cli_inputs(
+    wf: &workflow::Workflow,
+    json_inputs: Option<&str>,
+    kv: &[String],
+) -> Result<Map<String, Value>> {
+    let mut map = match json_inputs {
+        Some(j) => match serde_json::from_str::<Value>(j).context("--inputs-json")? {
+            Value::Object(m) => m,
+            _ => bail!("--inputs-json: expected a JSON object"),
+        },
+        None => Map::new(),
+    };
+    for item in kv {
+        let (k, v) = item
+            .split_once('=')
+            .with_context(|| format!("--input {item:?}: expected NAME=VALUE"))?;
+        let value = match wf.def.inputs.get(k) {
+            Some(def) => def
+                .kind
+                .parse_cli(v)
+                .map_err(|e| anyhow::anyhow!("--input {k}: {e}"))?,
+            None => Value::String(v.to_string()),
+        };
+        map.insert(k.to_string(), value);
+    }
+    Ok(map)
+}
+
+async fn workflows_cmd(cfg: Config, command: &WorkflowsCmd) -> Result<ExitCode> {
+    let names = app::server_names(&cfg);
+    let set = workflow::WorkflowSet::load(&cfg.workflows_dir, Some(&names));
+    match command {
+        WorkflowsCmd::List { json } => {
+            if *json {
+                let list: Vec<_> = set.workflows.values().map(workflow::summary).collect();
+                out(&pretty(&json!({"workflows": list, "errors": set.errors})));
+            } else {
+                for wf in set.workflows.values() {
+                    out(&format!("{}\t{}", wf.name(), wf.def.description));
+                }
+                for e in &set.errors {
+                    eprintln!("error: {}", e.error);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowsCmd::Show { name, json } => {
+            let wf = set
+                .get(name)
+                .with_context(|| format!("no workflow named {name:?}"))?;
+            if *json {
+                out(&pretty(&workflow::describe(wf)));
+            } else {
+                out(&format!("{}: {}", wf.name(), wf.def.description));
+                out(&format!("file: {}", wf.file.display()));
+                out("inputs:");
+                for (n, i) in &wf.def.inputs {
+                    let req = if i.required { " (required)" } else { "" };
+                    let def = i
+                        .default
+                        .as_ref()
+                        .map(|d| format!(" [default: {d}]"))
+                        .unwrap_or_default();
+                    out(&format!(
+                        "  {n}: {}{req}{def} {}",
+                        i.kind.as_str(),
+                        i.description
+                    ));
+                }
+                out("steps:");
+                for s in &wf.def.steps {
+                    let cond = s
+                        .value
+                        .condition
+                        .as_ref()
+                        .map(|c| format!(" if {c}"))
+                        .unwrap_or_default();
+                    out(&format!("  {}: {}{cond}", s.value.id, s.value.tool));
+                }
+                for p in &wf.problems {
+                    out(&format!("problem: {p}"));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowsCmd::Validate { targets, json } => {
+            let mut reports = Vec::new();
+            let files: Vec<PathBuf> = if targets.is_empty() {
+                workflow::scan_dir(&cfg.workflows_dir)
+                    .with_context(|| format!("cannot read {}", cfg.workflows_dir.display()))?
+                    .into_keys()
+                    .collect()
+            } else {
+                targets
+                    .iter()
+                    .map(|t| match set.get(t) {
+                        Some(wf) => wf.file.clone(),
+                        None => PathBuf::from(t),
+                    })
+                    .collect()
+            };
+            for f in &files {
+                let report = match std::fs::read_to_string(f) {
+                    Ok(text) => match workflow::parse_workflow(f, &text, Some(&names)) {
+                        Ok(wf) => {
+                            json!({"file": f, "name": wf.name(), "valid": wf.is_valid(), "problems": wf.problems})
+                        }
+                        Err(e) => json!({"file": f, "name": null, "valid": false, "problems": [e]}),
+                    },
+                    Err(e) => {
+                        json!({"file": f, "name": null, "valid": false, "problems": [format!("{}: {e}", f.display())]})
+                    }
+                };
+                reports.push(report);
+            }
+            // Duplicate names are reported by the set loader.
+            for e in &set.errors {
+                if e.error.contains("duplicate workflow name") && files.contains(&e.file) {
+                    reports.push(json!({"file": e.file, "name": null, "valid": false, "problems": [e.error]}));
+                }
+            }
+            let all_ok = reports.iter().all(|r| r["valid"] == true);
+            if *json {
+                out(&pretty(&json!({"valid": all_ok, "results": reports})));
+            } else {
+                for r in &reports {
+                    if r["valid"] == true {
+                        out(&format!(
+                            "ok\t{}",
+                            Path::new(r["file"].as_str().unwrap_or_default()).display()
+                        ));
+                    } else {
+                        for p in r["problems"].as_array().into_iter().flatten() {
+                            out(&format!("error\t{}", p.as_str().unwrap_or_default()));
+                        }
+                    }
+                }
+            }
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        WorkflowsCmd::Run {
+            name,
+            inputs,
+            inputs_json,
+            json,
+        } => {
+            let wf = set
+                .get(name)
+                .with_context(|| format!("no workflow named {name:?}"))?
+                .clone();
+            let provided = cli_inputs(&wf, inputs_json.as_deref(), inputs)?;
+            let used: HashSet<String> = wf
+                .def
+                .steps
+                .iter()
+                .filter_map(|s| s.value.target().map(|(srv, _)| srv.to_string()))
+                .collect();
+            let connect = used
+                .iter()
+                .filter_map(|s| cfg.tool_servers.get(s).map(|c| c.connect_timeout_ms))
+                .max()
+                .unwrap_or(0);
+            let app = App::new(cfg, Some(&used));
+            app.store.recover();
+            app.tools.wait_settled(Duration::from_millis(connect)).await;
+            let sig = spawn_signal_watch();
+            let stop = app.stop.clone();
+            tokio::spawn(async move {
+                sig.cancelled().await;
+                stop.cancel();
+            });
+            let rec = app
+                .run_workflow(wf.name(), &provided, "cli")
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            app.shutdown().await;
+            if *json {
+                out(&pretty(&rec));
+            } else {
+                out(&format!(
+                    "run {} {}",
+                    rec["run_id"].as_str().unwrap_or_default(),
+                    rec["status"].as_str().unwrap_or_default()
+                ));
+                if let Some(e) = rec["error"].as_str() {
+                    out(&format!("error: {e}"));
+                }
+                out(&pretty(&rec["output"]));
+            }
+            Ok(if rec["status"] == "succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
@@ -150,7 +486,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             port,
             reload,
         } => {
-            let mut cfg = load_config(&cli)?;
+            let (mut cfg, src) = load_config(&cli)?;
             if let Some(h) = host {
                 cfg.http.host = h.clone();
             }
@@ -161,19 +497,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.hot_reload = true;
             }
             init_logging(&cfg.log_level)?;
-            let shutdown = CancellationToken::new();
-            {
-                let sd = shutdown.clone();
-                tokio::spawn(async move {
-                    shutdown_signal().await;
-                    sd.cancel();
-                });
-            }
-            let app = app::App::new(cfg);
-            match transport {
-                Transport::Http => http::serve(app, shutdown).await?,
-                Transport::Stdio => bail!("stdio transport is not available in this build"),
-            }
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                config = %src.path.display(),
+                loaded = src.loaded,
+                workflows_dir = %cfg.workflows_dir.display(),
+                data_dir = %cfg.data_dir.display(),
+                "starting ael"
+            );
+            serve(cfg, *transport).await?;
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
@@ -197,7 +529,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             match http::probe(&url, Duration::from_millis(*timeout_ms)).await {
                 Ok((status, body)) => {
                     if !quiet {
-                        println!("{}", body.trim());
+                        out(body.trim());
                     }
                     if status == 200 {
                         Ok(ExitCode::SUCCESS)
@@ -217,38 +549,60 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Workflows { command } => {
-            let cfg = load_config(&cli)?;
+            let (cfg, _) = load_config(&cli)?;
             init_logging(&cfg.log_level)?;
-            let names = app::server_names(&cfg);
-            let set = workflow::WorkflowSet::load(&cfg.workflows_dir, Some(&names));
+            workflows_cmd(cfg, command).await
+        }
+        Command::Runs { command } => {
+            let (cfg, _) = load_config(&cli)?;
+            init_logging(&cfg.log_level)?;
+            let store = store::Store::open(&cfg.data_dir);
             match command {
-                WorkflowsCmd::List { json } => {
+                RunsCmd::List {
+                    workflow,
+                    limit,
+                    json,
+                } => {
+                    let runs = store.runs(workflow.as_deref(), *limit);
                     if *json {
-                        let list: Vec<_> = set.workflows.values().map(workflow::summary).collect();
-                        let errors = &set.errors;
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(
-                                &serde_json::json!({"workflows": list, "errors": errors})
-                            )?
-                        );
+                        out(&pretty(&json!({"runs": runs})));
                     } else {
-                        for wf in set.workflows.values() {
-                            println!("{}\t{}", wf.name(), wf.def.description);
-                        }
-                        for e in &set.errors {
-                            eprintln!("error: {}", e.error);
+                        for r in &runs {
+                            out(&format!(
+                                "{}\t{}\t{}\t{}",
+                                r["run_id"].as_str().unwrap_or_default(),
+                                r["workflow"].as_str().unwrap_or_default(),
+                                r["status"].as_str().unwrap_or_default(),
+                                r["started_at"].as_str().unwrap_or_default()
+                            ));
                         }
                     }
                     Ok(ExitCode::SUCCESS)
                 }
+                RunsCmd::Show { run_id } => {
+                    let run = store
+                        .runs(None, usize::MAX)
+                        .into_iter()
+                        .find(|r| r["run_id"].as_str() == Some(run_id))
+                        .with_context(|| format!("no run {run_id}"))?;
+                    let mut run = run;
+                    run["logs"] = json!(store.logs(run_id));
+                    out(&pretty(&run));
+                    Ok(ExitCode::SUCCESS)
+                }
             }
+        }
+        Command::Config => {
+            let (cfg, src) = load_config(&cli)?;
+            out(&pretty(&json!({"source": src, "config": cfg})));
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -261,7 +615,7 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(run(cli));
-    // Do not wait for lingering blocking tasks (e.g. stdin readers).
+    // Do not wait for lingering blocking tasks (e.g. a stdin reader).
     rt.shutdown_timeout(Duration::from_millis(200));
     match result {
         Ok(code) => code,

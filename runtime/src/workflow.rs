@@ -199,7 +199,6 @@ pub struct LoadError {
 /// All workflows found in a directory.
 #[derive(Debug, Clone, Default)]
 pub struct WorkflowSet {
-    pub dir: PathBuf,
     pub workflows: BTreeMap<String, Workflow>,
     pub errors: Vec<LoadError>,
 }
@@ -250,10 +249,7 @@ impl WorkflowSet {
     /// Loads every workflow file in `dir`. A missing directory yields an
     /// empty set with one error; bad files are reported individually.
     pub fn load(dir: &Path, servers: Option<&[String]>) -> WorkflowSet {
-        let mut set = WorkflowSet {
-            dir: dir.to_path_buf(),
-            ..Default::default()
-        };
+        let mut set = WorkflowSet::default();
         let files = match scan_dir(dir) {
             Ok(f) => f,
             Err(e) => {

@@ -1,0 +1,206 @@
+//! The MCP server ael exposes (stdio and streamable HTTP).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::workflow;
+
+#[derive(Clone)]
+pub struct AelServer {
+    app: Arc<App>,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct NameArgs {
+    /// Workflow name.
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ValidateArgs {
+    /// Name of a loaded workflow to validate (re-reads its file).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Workflow YAML text to validate instead of a loaded workflow.
+    #[serde(default)]
+    pub yaml: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RunArgs {
+    /// Workflow name.
+    pub name: String,
+    /// Input values by name.
+    #[serde(default)]
+    pub inputs: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RunsArgs {
+    /// Only runs of this workflow.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Maximum number of runs (newest first, default 20).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Include step logs of the returned runs.
+    #[serde(default)]
+    pub logs: bool,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CallArgs {
+    /// Tool server name from the config.
+    pub server: String,
+    /// Tool name on that server.
+    pub tool: String,
+    /// Tool arguments.
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
+fn ok(v: Value) -> CallToolResult {
+    CallToolResult::structured(v)
+}
+
+fn err(msg: impl Into<String>) -> CallToolResult {
+    CallToolResult::structured_error(json!({"error": msg.into()}))
+}
+
+/// Validates a workflow document; returns the JSON report.
+pub fn validate_text(app: &App, file: &Path, text: &str) -> Value {
+    match workflow::parse_workflow(file, text, Some(&app.server_names())) {
+        Ok(wf) => {
+            let problems = app.live_problems(&wf);
+            json!({"valid": problems.is_empty(), "name": wf.name(), "problems": problems})
+        }
+        Err(e) => json!({"valid": false, "name": null, "problems": [e]}),
+    }
+}
+
+#[tool_router]
+impl AelServer {
+    pub fn new(app: Arc<App>) -> Self {
+        Self {
+            app,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "List the workflows in the workflows directory (name, description, inputs) and files that failed to load"
+    )]
+    async fn workflows_list(&self) -> CallToolResult {
+        let set = self.app.workflows();
+        let list: Vec<Value> = set.workflows.values().map(workflow::summary).collect();
+        ok(json!({"workflows": list, "errors": set.errors}))
+    }
+
+    #[tool(
+        description = "Describe a workflow: inputs (with JSON schema), steps, output template and validation problems"
+    )]
+    async fn workflow_describe(&self, Parameters(a): Parameters<NameArgs>) -> CallToolResult {
+        let set = self.app.workflows();
+        match set.get(&a.name) {
+            Some(wf) => {
+                let mut d = workflow::describe(wf);
+                d["problems"] = json!(self.app.live_problems(wf));
+                d["valid"] = json!(d["problems"].as_array().is_some_and(|p| p.is_empty()));
+                ok(d)
+            }
+            None => err(format!("no workflow named {:?}", a.name)),
+        }
+    }
+
+    #[tool(
+        description = "Validate a workflow, by name (re-reads its file) or from YAML text; reports problems with file:line"
+    )]
+    async fn workflow_validate(&self, Parameters(a): Parameters<ValidateArgs>) -> CallToolResult {
+        match (a.name, a.yaml) {
+            (_, Some(yaml)) => ok(validate_text(&self.app, Path::new("<yaml>"), &yaml)),
+            (Some(name), None) => {
+                let set = self.app.workflows();
+                let file = match set.get(&name) {
+                    Some(wf) => wf.file.clone(),
+                    None => match set
+                        .errors
+                        .iter()
+                        .find(|e| e.file.file_stem().and_then(|s| s.to_str()) == Some(&name))
+                    {
+                        Some(e) => e.file.clone(),
+                        None => return err(format!("no workflow named {name:?}")),
+                    },
+                };
+                match std::fs::read_to_string(&file) {
+                    Ok(text) => ok(validate_text(&self.app, &file, &text)),
+                    Err(e) => err(format!("{}: {e}", file.display())),
+                }
+            }
+            (None, None) => err("give `name` or `yaml`"),
+        }
+    }
+
+    #[tool(
+        description = "Run a workflow with the given inputs; returns the run record (status, output, steps)"
+    )]
+    async fn workflow_run(&self, Parameters(a): Parameters<RunArgs>) -> CallToolResult {
+        match self.app.run_workflow(&a.name, &a.inputs, "mcp").await {
+            Ok(rec) if rec["status"] == "succeeded" => ok(rec),
+            Ok(rec) => CallToolResult::structured_error(rec),
+            Err(e) => err(e),
+        }
+    }
+
+    #[tool(description = "Recent workflow runs from the persistent history, newest first")]
+    async fn runs_list(&self, Parameters(a): Parameters<RunsArgs>) -> CallToolResult {
+        let mut runs = self
+            .app
+            .store
+            .runs(a.workflow.as_deref(), a.limit.unwrap_or(20));
+        if a.logs {
+            for r in &mut runs {
+                let id = r["run_id"].as_str().unwrap_or_default().to_string();
+                r["logs"] = json!(self.app.store.logs(&id));
+            }
+        }
+        ok(json!({"runs": runs}))
+    }
+
+    #[tool(description = "State and tools of the tool servers ael is connected to")]
+    async fn tool_servers_status(&self) -> CallToolResult {
+        ok(json!({"tool_servers": self.app.tools.statuses()}))
+    }
+
+    #[tool(description = "Call one tool of a connected tool server directly")]
+    async fn tool_call(&self, Parameters(a): Parameters<CallArgs>) -> CallToolResult {
+        use crate::tools::ToolCaller;
+        match self
+            .app
+            .tools
+            .call(&a.server, &a.tool, a.arguments, None)
+            .await
+        {
+            Ok(out) if !out.is_error => ok(json!({"result": out.value})),
+            Ok(out) => CallToolResult::structured_error(json!({"error": out.value})),
+            Err(e) => err(e),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for AelServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("ael", env!("CARGO_PKG_VERSION")))
+            .with_instructions("AEL runtime: list, describe, validate and run YAML workflows that call tools of connected MCP tool servers.")
+    }
+}

@@ -1,0 +1,222 @@
+//! Persistent run history and run logs as JSON lines in the data directory.
+//!
+//! * `runs.jsonl`: one `started` and one `finished` record per run.
+//! * `logs.jsonl`: step-level log records.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+pub const RUNS_FILE: &str = "runs.jsonl";
+pub const LOGS_FILE: &str = "logs.jsonl";
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub struct Store {
+    dir: PathBuf,
+    /// None when the data directory is not writable (history disabled).
+    error: Option<String>,
+    lock: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory.
+    pub fn open(dir: &Path) -> Store {
+        let error = match std::fs::create_dir_all(dir) {
+            Err(e) => Some(format!("cannot create {}: {e}", dir.display())),
+            Ok(()) => {
+                let probe = dir.join(RUNS_FILE);
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&probe)
+                    .err()
+                    .map(|e| format!("cannot write {}: {e}", probe.display()))
+            }
+        };
+        if let Some(e) = &error {
+            tracing::warn!("run history disabled: {e}");
+        }
+        Store {
+            dir: dir.to_path_buf(),
+            error,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn writable(&self) -> bool {
+        self.error.is_none()
+    }
+
+    pub fn status(&self) -> Value {
+        json!({"dir": self.dir, "writable": self.writable(), "error": self.error})
+    }
+
+    fn append(&self, file: &str, v: &Value) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut line = v.to_string();
+        line.push('\n');
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(file))
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            tracing::warn!("cannot append to {file}: {e}");
+        }
+    }
+
+    pub fn run_started(&self, run_id: &str, workflow: &str, inputs: &Value, origin: &str) {
+        self.append(
+            RUNS_FILE,
+            &json!({"event": "started", "run_id": run_id, "workflow": workflow, "inputs": inputs,
+                     "origin": origin, "pid": std::process::id(), "at": now()}),
+        );
+    }
+
+    /// Appends the final record of a run (the run result object plus `event`).
+    pub fn run_finished(&self, record: &Value) {
+        let mut v = record.clone();
+        if let Value::Object(m) = &mut v {
+            m.insert("event".into(), Value::from("finished"));
+            m.insert("at".into(), Value::from(now()));
+        }
+        self.append(RUNS_FILE, &v);
+    }
+
+    pub fn log(&self, run_id: &str, level: &str, step: Option<&str>, message: &str, extra: Value) {
+        self.append(
+            LOGS_FILE,
+            &json!({"at": now(), "run_id": run_id, "level": level, "step": step, "message": message, "data": extra}),
+        );
+    }
+
+    fn read_lines(&self, file: &str) -> Vec<Value> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join(file)) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Folds `runs.jsonl` into one record per run, newest first.
+    pub fn runs(&self, workflow: Option<&str>, limit: usize) -> Vec<Value> {
+        let mut order: Vec<String> = Vec::new();
+        let mut runs: BTreeMap<String, Value> = BTreeMap::new();
+        for ev in self.read_lines(RUNS_FILE) {
+            let Some(id) = ev.get("run_id").and_then(Value::as_str).map(str::to_string) else {
+                continue;
+            };
+            match ev.get("event").and_then(Value::as_str) {
+                Some("started") => {
+                    order.push(id.clone());
+                    runs.insert(
+                        id.clone(),
+                        json!({"run_id": id, "workflow": ev["workflow"], "status": "running",
+                               "inputs": ev["inputs"], "origin": ev["origin"], "started_at": ev["at"], "pid": ev["pid"]}),
+                    );
+                }
+                Some("finished") => {
+                    let entry = runs.entry(id.clone()).or_insert_with(|| {
+                        order.push(id.clone());
+                        json!({"run_id": id})
+                    });
+                    if let (Value::Object(dst), Value::Object(src)) = (entry, ev) {
+                        for (k, v) in src {
+                            if k != "event" && k != "at" {
+                                dst.insert(k, v);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        order
+            .iter()
+            .rev()
+            .filter_map(|id| runs.get(id))
+            .filter(|r| workflow.is_none_or(|w| r["workflow"].as_str() == Some(w)))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Log records of one run.
+    pub fn logs(&self, run_id: &str) -> Vec<Value> {
+        self.read_lines(LOGS_FILE)
+            .into_iter()
+            .filter(|l| l["run_id"].as_str() == Some(run_id))
+            .collect()
+    }
+
+    /// Marks runs left `running` by a previous process (crash, SIGKILL) as
+    /// interrupted. Runs of live processes other than this one are left alone.
+    pub fn recover(&self) -> usize {
+        if !self.writable() {
+            return 0;
+        }
+        let me = std::process::id() as u64;
+        let mut n = 0;
+        for r in self.runs(None, usize::MAX) {
+            if r["status"] != "running" {
+                continue;
+            }
+            let pid = r["pid"].as_u64();
+            let alive = pid.is_some_and(|p| p != me && Path::new(&format!("/proc/{p}")).exists());
+            if alive {
+                continue;
+            }
+            self.run_finished(&json!({
+                "run_id": r["run_id"], "workflow": r["workflow"], "status": "interrupted",
+                "error": "ael stopped before the run finished", "finished_at": now(),
+            }));
+            n += 1;
+        }
+        if n > 0 {
+            tracing::warn!("marked {n} unfinished run(s) from a previous process as interrupted");
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_survives_reopen_and_recovers_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path());
+        assert!(s.writable());
+        s.run_started("r1", "wf", &json!({"a": 1}), "test");
+        s.run_finished(
+            &json!({"run_id": "r1", "workflow": "wf", "status": "succeeded", "output": 5}),
+        );
+        s.run_started("r2", "wf", &json!({}), "test");
+        s.log("r1", "info", Some("step"), "hello", json!(null));
+        drop(s);
+        let s = Store::open(dir.path());
+        let runs = s.runs(None, 10);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0]["run_id"], "r2");
+        assert_eq!(runs[0]["status"], "running");
+        assert_eq!(runs[1]["status"], "succeeded");
+        assert_eq!(runs[1]["output"], 5);
+        // r2 was started by this very process id, which is "not alive" from
+        // the point of view of a restarted process with the same pid.
+        assert_eq!(s.recover(), 1);
+        assert_eq!(s.runs(None, 10)[0]["status"], "interrupted");
+        assert_eq!(s.logs("r1").len(), 1);
+        assert_eq!(s.runs(Some("other"), 10).len(), 0);
+    }
+}
