@@ -85,6 +85,7 @@ pub struct ProduceResult {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumeArgs {
+    /// Topic name.
     #[schemars(length(min = 1, max = 249))]
     pub topic: String,
     /// Partition to read (default 0).
