@@ -88,7 +88,10 @@ pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Give the interrupted responses a moment to be written.
-        let _ = tokio::time::timeout(Duration::from_millis(100), &mut server).await;
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut server).await {
+            mcp_ct.cancel();
+            return r.context("http server");
+        }
     }
     mcp_ct.cancel();
     match tokio::time::timeout(Duration::from_millis(500), &mut server).await {

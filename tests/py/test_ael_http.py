@@ -1,0 +1,261 @@
+"""ael over streamable HTTP: /health, MCP tools, workflows through native-tools, shutdown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from ael_helpers import (
+    Ael, HttpServer, ael_cli, base_env, failed, http_get, http_session, ok, pid_alive,
+    repo_workflows, run, write_config,
+)
+
+AEL_TOOLS = {"workflows_list", "workflow_describe", "workflow_validate", "workflow_run", "runs_list",
+             "tool_servers_status", "tool_call"}
+
+
+def setup_dirs(tmp_path: Path, copy_examples: bool = True) -> tuple[Path, Path, Path]:
+    wf = tmp_path / "workflows"
+    data = tmp_path / "data"
+    root = tmp_path / "root"
+    for d in (wf, data, root):
+        d.mkdir()
+    if copy_examples:
+        for f in repo_workflows().glob("*.yaml"):
+            shutil.copy(f, wf / f.name)
+    return wf, data, root
+
+
+def test_health_fast_and_mcp_tools_without_tool_servers(tmp_path):
+    wf, data, _ = setup_dirs(tmp_path)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
+    with Ael(cfg) as ael:
+        elapsed, body = ael.wait_healthy()
+        assert elapsed < 5.0
+        assert body["status"] == "ok"
+        assert body["version"].count(".") == 2
+        assert body["workflows"] == len(list(repo_workflows().glob("*.yaml")))
+        assert body["tool_servers"] == {}
+        assert body["data_dir"]["writable"] is True
+
+        # `ael health` probes the same port (AEL_HTTP_PORT) and exits 0.
+        r = ael_cli(["health"], env=ael.env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["status"] == "ok"
+
+        async def body_():
+            async with http_session(ael.base) as s:
+                names = {t.name for t in (await s.list_tools()).tools}
+                assert AEL_TOOLS <= names
+                lst = ok(await s.call_tool("workflows_list", {}))
+                assert {w["name"] for w in lst["workflows"]} >= {"file-summary", "fetch-and-save"}
+                d = ok(await s.call_tool("workflow_describe", {"name": "file-summary"}))
+                assert d["input_schema"]["required"] == ["path"]
+                assert [st["id"] for st in d["steps"]] == ["stat", "read"]
+                assert d["steps"][0]["line"] > 1
+                # No tool server named `native` is configured here.
+                assert d["valid"] is False
+                assert any("tool server `native` is not configured" in p for p in d["problems"])
+                bad = ok(await s.call_tool("workflow_validate", {"yaml": "name: x\nsteps:\n  - id: a\n    tool: nodot\n"}))
+                assert bad["valid"] is False
+                assert bad["problems"][0].startswith("<yaml>:3: step `a`")
+                syntax = ok(await s.call_tool("workflow_validate", {"yaml": "name: x\nsteps: 5\n"}))
+                assert syntax["valid"] is False and syntax["problems"][0].startswith("<yaml>:2:")
+                missing = failed(await s.call_tool("workflow_describe", {"name": "nope"}))
+                assert "nope" in missing["error"]
+
+        run(body_())
+        rc, took = ael.stop(signal.SIGTERM)
+        assert rc == 0
+        assert took < 2.0, f"exit took {took:.2f}s"
+
+
+def test_host_header_allow_list(tmp_path):
+    wf, data, _ = setup_dirs(tmp_path, copy_examples=False)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
+    import urllib.error
+    import urllib.request
+
+    def post(base: str, host: str) -> int:
+        req = urllib.request.Request(base + "/mcp", data=init, method="POST", headers={
+            "Host": host, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    with Ael(cfg) as ael:
+        ael.wait_healthy()
+        assert post(ael.base, f"127.0.0.1:{ael.port}") == 200
+        assert post(ael.base, "ael:8082") == 200          # service name from the config
+        assert post(ael.base, "evil.example:8082") == 403
+    # AEL_ALLOWED_HOSTS overrides the list; "*" accepts any Host.
+    with Ael(cfg, env={"AEL_ALLOWED_HOSTS": "*"}) as ael:
+        ael.wait_healthy()
+        assert post(ael.base, "evil.example:8082") == 200
+
+
+def fetch_handler(method, path, body):
+    if path == "/data.txt":
+        return 200, {"Content-Type": "text/plain"}, b"payload from the local server\n"
+    if path == "/slow":
+        time.sleep(8)
+        return 200, {}, b"late"
+    return 404, {}, b"not found"
+
+
+def test_workflows_through_native_tools_over_http(tmp_path):
+    wf, data, root = setup_dirs(tmp_path)
+    (root / "notes.txt").write_text("alpha beta gamma\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root, required=True)
+    with HttpServer(fetch_handler) as web, Ael(cfg) as ael:
+        ael.wait_healthy(want=None)
+        health = ael.wait_tool_server("native")
+        native = health["tool_servers"]["native"]
+        assert {"fs_read", "fs_write", "http_fetch"} <= set(native["tools"])
+        child_pid = native["pid"]
+        assert pid_alive(child_pid)
+
+        async def body():
+            async with http_session(ael.base) as s:
+                d = ok(await s.call_tool("workflow_describe", {"name": "file-summary"}))
+                assert d["valid"] is True, d["problems"]
+                r = ok(await s.call_tool("workflow_run", {"name": "file-summary",
+                                                          "inputs": {"path": str(root / "notes.txt")}}))
+                assert r["status"] == "succeeded"
+                assert r["output"]["content"] == "alpha beta gamma\n"
+                assert r["output"]["stat"]["size"] == 17
+                assert r["output"]["preview_chars"] == 80
+                assert [st["status"] for st in r["steps"]] == ["succeeded", "succeeded"]
+
+                dest = root / "out" / "saved.txt"
+                (root / "out").mkdir()
+                r = ok(await s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {
+                    "url": web.url + "/data.txt", "dest": str(dest)}}))
+                assert r["output"]["status"] == 200
+                assert r["output"]["saved"] is True
+                assert r["output"]["size"] == len(b"payload from the local server\n")
+                assert dest.read_text() == "payload from the local server\n"
+                assert ("GET", "/data.txt") in web.requests
+
+                # A missing file: the condition skips the read step.
+                r = ok(await s.call_tool("workflow_run", {"name": "file-summary",
+                                                          "inputs": {"path": str(root / "missing.txt")}}))
+                assert r["output"]["exists"] is False and r["output"]["content"] is None
+                assert [st["status"] for st in r["steps"]] == ["succeeded", "skipped"]
+
+                # A failing step: a path outside the native-tools root fails the run.
+                r = failed(await s.call_tool("workflow_run", {"name": "file-summary",
+                                                              "inputs": {"path": str(tmp_path / "elsewhere.txt")}}))
+                assert r["status"] == "failed"
+                assert "step `stat` failed" in r["error"]
+
+                # Missing required input is rejected before any tool call.
+                r = failed(await s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {"url": "x"}}))
+                assert "missing required input `dest`" in r["error"]
+
+                # Direct tool call through ael.
+                t = ok(await s.call_tool("tool_call", {"server": "native", "tool": "fs_list",
+                                                       "arguments": {"path": str(root)}}))
+                assert "notes.txt" in json.dumps(t["result"])
+
+                runs = ok(await s.call_tool("runs_list", {"limit": 10, "logs": True}))["runs"]
+                # Input errors are rejected before a run starts, so 4 runs are recorded.
+                assert [x["status"] for x in runs] == ["failed", "succeeded", "succeeded", "succeeded"]
+                assert runs[3]["workflow"] == "file-summary"
+                assert any(log["step"] == "read" for log in runs[3]["logs"])
+
+        run(body())
+        rc, took = ael.stop()
+        assert rc == 0 and took < 2.0, (rc, took)
+        time.sleep(0.1)
+        assert not pid_alive(child_pid), "native-tools child still running after ael exit"
+
+    # History is kept across restarts.
+    lines = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines()]
+    assert sum(1 for x in lines if x["event"] == "finished") == 4
+    r = ael_cli(["runs", "list", "--json"], env=base_env(AEL_CONFIG_PATH=str(cfg)))
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["runs"]) == 4
+
+
+def test_required_tool_server_down_makes_health_503(tmp_path):
+    wf, data, _ = setup_dirs(tmp_path, copy_examples=False)
+    servers = ("tool_servers:\n  broken:\n    command: /nonexistent/tool-server\n    required: true\n"
+               "  optional:\n    command: /nonexistent/other\n    required: false\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
+    with Ael(cfg) as ael:
+        _, body = ael.wait_healthy(want=503)
+        assert body["status"] == "unhealthy"
+        assert body["tool_servers"]["broken"]["state"] == "failed"
+        assert "cannot start" in body["tool_servers"]["broken"]["error"]
+        r = ael_cli(["health", "--quiet"], env=ael.env)
+        assert r.returncode == 1
+    servers = "tool_servers:\n  optional:\n    command: /nonexistent/other\n    required: false\n"
+    cfg = write_config(tmp_path / "ael2.yaml", workflows=wf, data=data, servers=servers)
+    with Ael(cfg) as ael:
+        _, body = ael.wait_healthy(want=200)
+        ael.wait_tool_server("optional", "failed")
+        _, body = http_get(ael.base + "/health")
+        assert body["status"] == "degraded"
+        assert ael_cli(["health", "-q"], env=ael.env).returncode == 0
+
+
+def test_secrets_never_in_health_or_logs(tmp_path):
+    wf, data, root = setup_dirs(tmp_path, copy_examples=False)
+    secret = "s3cr3t-value-123456"
+    servers = (f"tool_servers:\n  native:\n    command: {__import__('ael_helpers').native_tools_bin()}\n"
+               f"    args: [--root, {root}]\n    pass_env: [FIRECRAWL_API_KEY]\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
+    with Ael(cfg, env={"FIRECRAWL_API_KEY": secret}) as ael:
+        ael.wait_tool_server("native")
+        status, body = http_get(ael.base + "/health")
+        assert status == 200
+        tools = body["tool_servers"]["native"]["tools"]
+        # The key reached the child (its firecrawl tools are enabled only with a key) ...
+        assert any(t.startswith("firecrawl") for t in tools), tools
+        assert secret not in json.dumps(body)
+        ael.stop()
+        # ... but never appears in ael's logs.
+        assert secret not in ael.log()
+
+
+def test_inflight_run_interrupted_on_shutdown_and_recorded(tmp_path):
+    wf, data, root = setup_dirs(tmp_path)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
+    cfg.write_text(cfg.read_text().replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 300"))
+    with HttpServer(fetch_handler) as web, Ael(cfg) as ael:
+        ael.wait_tool_server("native")
+
+        async def body():
+            import asyncio
+            async with http_session(ael.base) as s:
+                task = asyncio.create_task(s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {
+                    "url": web.url + "/slow", "dest": str(root / "never.txt")}}))
+                for _ in range(100):
+                    _, h = http_get(ael.base + "/health")
+                    if h["active_runs"] == 1:
+                        break
+                    await asyncio.sleep(0.05)
+                assert h["active_runs"] == 1
+                import os
+                os.kill(ael.proc.pid, signal.SIGTERM)
+                r = await task
+                return r
+
+        r = run(body())
+        data_ = failed(r)
+        assert data_["status"] == "interrupted"
+        rc, took = ael.stop()
+        assert rc == 0, ael.log()
+        assert took < 2.0
+    runs = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines()]
+    fin = [x for x in runs if x["event"] == "finished"]
+    assert fin[-1]["status"] == "interrupted"
+    assert not (root / "never.txt").exists()
