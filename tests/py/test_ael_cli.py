@@ -1,0 +1,159 @@
+"""ael CLI: --version, workflows list/show/validate/run, runs, config errors, hot reload, signals."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from ael_helpers import Ael, HttpServer, ael_cli, base_env, http_get, native_tools_bin, repo_workflows, write_config
+
+
+def make(tmp_path: Path, native: bool = False) -> tuple[Path, dict[str, str], Path]:
+    wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
+    for d in (wf, data, root):
+        d.mkdir()
+    for f in repo_workflows().glob("*.yaml"):
+        shutil.copy(f, wf)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root if native else None)
+    return wf, base_env(AEL_CONFIG_PATH=str(cfg)), root
+
+
+def test_version():
+    r = ael_cli(["--version"], env=base_env())
+    assert r.returncode == 0
+    assert re.fullmatch(r"ael \d+\.\d+\.\d+\n", r.stdout)
+
+
+def test_workflows_list_show_validate(tmp_path):
+    wf, env, _ = make(tmp_path)
+    r = ael_cli(["workflows", "list"], env=env)
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("\t", 1) for line in r.stdout.splitlines())
+    assert lines["file-summary"].startswith("Read a file")
+    assert "fetch-and-save" in lines
+    j = json.loads(ael_cli(["workflows", "list", "--json"], env=env).stdout)
+    assert {w["name"] for w in j["workflows"]} == set(lines)
+    assert j["errors"] == []
+
+    s = json.loads(ael_cli(["workflows", "show", "fetch-and-save", "--json"], env=env).stdout)
+    assert s["inputs"]["save"] == {"type": "boolean", "description": "Write the body to dest", "required": False,
+                                   "default": True}
+    assert s["steps"][0]["retry"]["max_attempts"] == 3
+    txt = ael_cli(["workflows", "show", "file-summary"], env=env).stdout
+    assert "path: string (required)" in txt
+
+    # Without tool servers configured, the examples reference an unknown server.
+    r = ael_cli(["workflows", "validate", "--json"], env=env)
+    assert r.returncode == 1
+    res = json.loads(r.stdout)
+    assert res["valid"] is False
+    assert all("tool server `native` is not configured" in p for x in res["results"] for p in x["problems"])
+
+    # A broken file is reported with file:line and the others still load.
+    (wf / "bad.yaml").write_text("name: bad\ndescription: x\nsteps:\n  - id: one\n    tool: native.fs_read\n"
+                                 "    timeout_ms: soon\n")
+    (wf / "dup.yaml").write_text((wf / "file-summary.yaml").read_text())
+    r = ael_cli(["workflows", "list", "--json"], env=env)
+    j = json.loads(r.stdout)
+    assert "file-summary" in {w["name"] for w in j["workflows"]}
+    errs = {Path(e["file"]).name: e["error"] for e in j["errors"]}
+    assert errs["bad.yaml"].startswith(f"{wf / 'bad.yaml'}:6:"), errs
+    # Files load in name order, so file-summary.yaml is the duplicate of dup.yaml.
+    assert "duplicate workflow name \"file-summary\"" in errs["file-summary.yaml"]
+    assert "dup.yaml" in errs["file-summary.yaml"]
+    r = ael_cli(["workflows", "validate", str(wf / "bad.yaml")], env=env)
+    assert r.returncode == 1 and ":6:" in r.stdout
+
+
+def test_config_errors(tmp_path):
+    env = base_env(AEL_CONFIG_PATH=str(tmp_path / "missing.yaml"))
+    r = ael_cli(["workflows", "list"], env=env)
+    assert r.returncode == 1 and "missing.yaml" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("log_level: info\nhttp:\n  port: 8082\n  hots: [a]\n")
+    r = ael_cli(["serve"], env=base_env(AEL_CONFIG_PATH=str(bad)))
+    assert r.returncode == 1
+    assert f"{bad}:4:" in r.stderr and "hots" in r.stderr
+    bad.write_text("tool_servers:\n  x:\n    required: true\n")
+    r = ael_cli(["config"], env=base_env(AEL_CONFIG_PATH=str(bad)))
+    assert r.returncode == 1 and "expected `command`" in r.stderr
+    r = ael_cli(["config"], env=base_env(AEL_CONFIG_PATH=str(tmp_path / "nope.yaml")))
+    assert r.returncode == 1
+    # The default path may be missing: defaults apply, env overrides win.
+    good = tmp_path / "good.yaml"
+    good.write_text("http:\n  port: 9000\n")
+    r = ael_cli(["config"], env=base_env(AEL_CONFIG_PATH=str(good), AEL_HTTP_PORT="9100", AEL_LOG_LEVEL="debug",
+                                         AEL_HOT_RELOAD="true"))
+    c = json.loads(r.stdout)["config"]
+    assert c["http"]["port"] == 9100 and c["log_level"] == "debug" and c["hot_reload"] is True
+    r = ael_cli(["config"], env=base_env(AEL_CONFIG_PATH=str(good), AEL_HTTP_PORT="http"))
+    assert r.returncode == 1 and "AEL_HTTP_PORT" in r.stderr
+
+
+def test_cli_run_connects_to_native_tools_and_records_history(tmp_path):
+    native_tools_bin()
+    wf, env, root = make(tmp_path, native=True)
+    (root / "in.txt").write_text("abc")
+    r = ael_cli(["workflows", "run", "file-summary", "--input", f"path={root / 'in.txt'}",
+                 "-i", "preview_chars=5", "--json"], env=env)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert rec["status"] == "succeeded"
+    assert rec["output"]["content"] == "abc" and rec["output"]["preview_chars"] == 5
+    # Type errors in --input are reported.
+    r = ael_cli(["workflows", "run", "file-summary", "-i", "path=x", "-i", "preview_chars=many"], env=env)
+    assert r.returncode == 1 and "expected integer" in r.stderr
+    runs = json.loads(ael_cli(["runs", "list", "--json"], env=env).stdout)["runs"]
+    assert runs[0]["run_id"] == rec["run_id"] and runs[0]["origin"] == "cli"
+    show = json.loads(ael_cli(["runs", "show", rec["run_id"]], env=env).stdout)
+    assert [l["step"] for l in show["logs"] if l["message"] == "succeeded"] == ["stat", "read"]
+
+
+def test_hot_reload_add_change_remove(tmp_path):
+    wf, env, _ = make(tmp_path)
+    cfg = Path(env["AEL_CONFIG_PATH"])
+    with Ael(cfg, args=["--reload"]) as ael:
+        _, h = ael.wait_healthy()
+        n = h["workflows"]
+        assert h["hot_reload"] is True
+
+        def wait_for(pred, what):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                body = http_get(ael.base + "/health")[1]
+                if pred(body):
+                    return body
+                time.sleep(0.1)
+            raise AssertionError(f"hot reload did not {what}: {body}\n{ael.log()}")
+
+        new = wf / "new.yaml"
+        new.write_text("name: brand-new\ndescription: first\nsteps:\n  - id: a\n    tool: native.fs_list\n")
+        wait_for(lambda b: b["workflows"] == n + 1, "add")
+        names = json.loads(ael_cli(["workflows", "list", "--json"], env=env).stdout)
+        assert "brand-new" in {w["name"] for w in names["workflows"]}
+        new.write_text("name: brand-new\ndescription: second\nsteps: [oops\n")
+        wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 1, "see the broken change")
+        new.unlink()
+        wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 0, "remove")
+        assert "workflows reloaded" in ael.log()
+
+
+def test_sigint_exits_promptly_and_idle_sigterm(tmp_path):
+    _, env, _ = make(tmp_path)
+    cfg = Path(env["AEL_CONFIG_PATH"])
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with Ael(cfg) as ael:
+            ael.wait_healthy()
+            rc, took = ael.stop(sig)
+            assert rc == 0, ael.log()
+            assert took < 2.0
+
+
+def test_health_probe_fails_when_nothing_listens(tmp_path):
+    from ael_helpers import free_port
+    r = ael_cli(["health", "--url", f"http://127.0.0.1:{free_port()}/health", "--timeout-ms", "500"], env=base_env())
+    assert r.returncode == 1 and "127.0.0.1" in r.stderr
