@@ -237,7 +237,8 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
     reaper::spawn(
         app.tools.clone(),
         shutdown.clone(),
-        config::env_var("AEL_REAP_ORPHANS").is_some(),
+        config::env_var("AEL_REAP_ORPHANS")
+            .is_some_and(|v| config::parse_bool("AEL_REAP_ORPHANS", &v).unwrap_or(false)),
     );
     if app.config.hot_reload {
         spawn_reloader(app.clone(), shutdown.clone());

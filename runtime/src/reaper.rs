@@ -67,9 +67,17 @@ pub fn reap_once(tools: Option<&ToolManager>) -> usize {
 }
 
 /// Runs the reaper when ael is PID 1 (or `force`), on SIGCHLD and every 2 s.
+///
+/// With `force` outside PID 1, ael also becomes a child subreaper so that
+/// orphaned descendants (e.g. of tool servers) are re-parented to it.
 pub fn spawn(tools: Arc<ToolManager>, stop: CancellationToken, force: bool) {
-    if std::process::id() != 1 && !force {
-        return;
+    if std::process::id() != 1 {
+        if !force {
+            return;
+        }
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            tracing::warn!("cannot become a child subreaper: {e}");
+        }
     }
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

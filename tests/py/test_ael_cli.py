@@ -157,3 +157,37 @@ def test_health_probe_fails_when_nothing_listens(tmp_path):
     from ael_helpers import free_port
     r = ael_cli(["health", "--url", f"http://127.0.0.1:{free_port()}/health", "--timeout-ms", "500"], env=base_env())
     assert r.returncode == 1 and "127.0.0.1" in r.stderr
+
+
+def zombies_of(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            rest = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if rest[0] == "Z" and int(rest[1]) == pid:
+            out.append(int(p.name))
+    return out
+
+
+def test_orphans_are_reaped(tmp_path):
+    """A tool server whose launcher leaves an orphan behind: ael (as PID 1, or as a
+    subreaper with AEL_REAP_ORPHANS=true) reaps it, so no zombie remains."""
+    nt = native_tools_bin()
+    wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
+    for d in (wf, data, root):
+        d.mkdir()
+    servers = ("tool_servers:\n  native:\n    command: /bin/sh\n"
+               f"    args: ['-c', '(sleep 0.3 &); (sleep 0.4 &); exec {nt} --root {root}']\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
+    with Ael(cfg, env={"AEL_REAP_ORPHANS": "true"}) as ael:
+        ael.wait_tool_server("native")
+        time.sleep(1.5)  # the orphaned sleeps have exited by now
+        assert zombies_of(ael.proc.pid) == []
+        assert ael.log().count("reaped orphaned process") == 2, ael.log()
+        rc, took = ael.stop()
+        assert rc == 0 and took < 2.0
+
