@@ -147,8 +147,20 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
 /// Formats a serde-saphyr error as `file:line:col: message`.
 pub fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> String {
     let msg = err.without_snippet().to_string();
-    // The plain rendering may end with " at line X column Y"; keep it short.
-    let msg = msg.lines().next().unwrap_or_default().trim().to_string();
+    let mut msg = msg.lines().next().unwrap_or_default().trim().to_string();
+    // Drop the " at line X, column Y" suffix: the location is the prefix.
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
+    let msg = match msg.strip_prefix("invalid ") {
+        Some(t @ ("u8" | "u16" | "u32" | "u64" | "usize")) => {
+            format!("expected a non-negative integer ({t})")
+        }
+        Some(t @ ("i8" | "i16" | "i32" | "i64" | "isize")) => format!("expected an integer ({t})"),
+        Some(t @ ("f32" | "f64")) => format!("expected a number ({t})"),
+        Some("bool") => "expected a boolean (true/false)".to_string(),
+        _ => msg,
+    };
     match err.location() {
         Some(loc) => format!(
             "{}:{}:{}: {}",

@@ -156,12 +156,25 @@ fn pretty(v: &Value) -> String {
 }
 
 fn init_logging(level: &str) -> Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = config::parse_log_level(level)?;
-    tracing_subscriber::fmt()
-        .with_max_level(level)
+    // The MCP SDK logs every session at INFO; keep it at WARN unless debugging.
+    let sdk = if level >= tracing::Level::DEBUG {
+        level
+    } else {
+        tracing::Level::WARN
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("rmcp", sdk);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_target(false)
+        .with_target(false);
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
         .try_init()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
