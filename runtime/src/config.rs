@@ -236,6 +236,12 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
+        // The container's own hostname is always acceptable (like native-tools).
+        if let Some(h) = env_var("HOSTNAME")
+            && !self.http.allowed_hosts.iter().any(|a| a == "*" || *a == h)
+        {
+            self.http.allowed_hosts.push(h);
+        }
         parse_log_level(&self.log_level)?;
         Ok(())
     }

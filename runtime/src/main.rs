@@ -145,6 +145,16 @@ enum RunsCmd {
     Show { run_id: String },
 }
 
+/// Address to probe for a bind address: wildcards and empty mean loopback.
+fn probe_host(bind: &str) -> String {
+    match bind.trim() {
+        "" | "0.0.0.0" | "localhost" => "127.0.0.1".to_string(),
+        "::" | "[::]" | "::1" => "[::1]".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    }
+}
+
 /// Prints to stdout, ignoring a closed pipe.
 fn out(s: &str) {
     let mut o = std::io::stdout().lock();
@@ -531,13 +541,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let url = match url {
                 Some(u) => u.clone(),
                 None => {
+                    // Same precedence as `serve`: env, then config file, then default.
+                    let file = Config::load(cli.config.as_deref())
+                        .ok()
+                        .map(|(c, _)| c.http);
                     let port = match config::env_var("AEL_HTTP_PORT") {
                         Some(p) => p.trim().parse::<u16>().context("AEL_HTTP_PORT")?,
-                        None => Config::load(cli.config.as_deref())
-                            .map(|(c, _)| c.http.port)
+                        None => file
+                            .as_ref()
+                            .map(|h| h.port)
                             .unwrap_or(config::DEFAULT_PORT),
                     };
-                    format!("http://127.0.0.1:{port}/health")
+                    let host = config::env_var("AEL_HTTP_HOST")
+                        .or(file.map(|h| h.host))
+                        .unwrap_or_default();
+                    format!("http://{}:{port}/health", probe_host(&host))
                 }
             };
             match http::probe(&url, Duration::from_millis(*timeout_ms)).await {
@@ -610,6 +628,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let (cfg, src) = load_config(&cli)?;
             out(&pretty(&json!({"source": src, "config": cfg})));
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_host_maps_wildcards_to_loopback() {
+        assert_eq!(probe_host("0.0.0.0"), "127.0.0.1");
+        assert_eq!(probe_host(""), "127.0.0.1");
+        assert_eq!(probe_host("::"), "[::1]");
+        assert_eq!(probe_host("10.1.2.3"), "10.1.2.3");
+        assert_eq!(probe_host("fe80::1"), "[fe80::1]");
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "ael",
+            "workflows",
+            "run",
+            "x",
+            "-i",
+            "a=1",
+            "--input",
+            "b=2",
+            "--json",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Workflows {
+                command:
+                    WorkflowsCmd::Run {
+                        name, inputs, json, ..
+                    },
+            } => {
+                assert_eq!(name, "x");
+                assert_eq!(inputs, vec!["a=1", "b=2"]);
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

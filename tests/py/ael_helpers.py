@@ -319,3 +319,15 @@ def pid_alive(pid: int) -> bool:
 
 def repo_workflows() -> Path:
     return REPO / "images" / "workflows"
+
+
+def stop_pid(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """Stop a process we started: SIGTERM by PID, SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.returncode

@@ -259,3 +259,41 @@ def test_inflight_run_interrupted_on_shutdown_and_recorded(tmp_path):
     fin = [x for x in runs if x["event"] == "finished"]
     assert fin[-1]["status"] == "interrupted"
     assert not (root / "never.txt").exists()
+
+
+def test_http_tool_server_reconnects_when_it_comes_up(tmp_path):
+    """A required tool server reached over streamable HTTP: 503 while it is down,
+    200 once ael has (re)connected, and workflows run through it."""
+    import subprocess
+
+    from ael_helpers import free_port, native_tools_bin, stop_pid
+    nt = native_tools_bin()
+    wf, data, root = setup_dirs(tmp_path)
+    (root / "f.txt").write_text("over http")
+    port = free_port()
+    servers = (f"tool_servers:\n  native:\n    url: http://127.0.0.1:{port}/mcp\n    required: true\n"
+               "    connect_timeout_ms: 3000\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
+    with Ael(cfg) as ael:
+        _, body = ael.wait_healthy(want=503)
+        assert body["tool_servers"]["native"]["transport"] == "http"
+        ael.wait_tool_server("native", "failed")
+        proc = subprocess.Popen([nt, "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
+                                 "--root", str(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=base_env(LOG_LEVEL="warn"))
+        try:
+            _, body = ael.wait_healthy(want=200, timeout=30)
+            assert body["tool_servers"]["native"]["state"] == "connected"
+            assert "fs_read" in body["tool_servers"]["native"]["tools"]
+
+            async def go():
+                async with http_session(ael.base) as s:
+                    r = ok(await s.call_tool("workflow_run", {"name": "file-summary",
+                                                              "inputs": {"path": str(root / "f.txt")}}))
+                    assert r["output"]["content"] == "over http"
+
+            run(go())
+        finally:
+            stop_pid(proc)
+        rc, took = ael.stop()
+        assert rc == 0 and took < 2.0
