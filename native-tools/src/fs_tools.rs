@@ -319,7 +319,7 @@ pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, String> {
 
 pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, String> {
     use std::os::unix::fs::PermissionsExt;
-    let r = roots.resolve(&a.path)?;
+    let r = roots.resolve_entry(&a.path)?;
     match std::fs::symlink_metadata(&r.path) {
         Ok(m) => Ok(FsStatResult {
             path: r.relative(),
@@ -435,7 +435,7 @@ pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, String> {
 }
 
 pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, String> {
-    let from = roots.resolve(&a.from)?;
+    let from = roots.resolve_entry(&a.from)?;
     let to = roots.resolve(&a.to)?;
     if is_root(&from) {
         return Err("cannot move a root directory".into());
@@ -473,7 +473,7 @@ pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, String> {
 }
 
 pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, String> {
-    let r = roots.resolve(&a.path)?;
+    let r = roots.resolve_entry(&a.path)?;
     if is_root(&r) {
         return Err("cannot delete a root directory".into());
     }
@@ -653,6 +653,34 @@ mod tests {
             .is_err()
         );
         assert!(d.path().exists());
+    }
+
+    #[test]
+    fn delete_symlink_removes_link_not_target() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink(d.path().join("sub"), d.path().join("link")).unwrap();
+        let rs = roots(d.path());
+        let s = stat(
+            &rs,
+            PathArgs {
+                path: "link".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.kind.as_deref(), Some("symlink"));
+        let r = delete(
+            &rs,
+            FsDeleteArgs {
+                path: "link".into(),
+                recursive: Some(true),
+            },
+        )
+        .unwrap();
+        assert_eq!(r.kind, "symlink");
+        assert!(d.path().join("sub/f").exists());
+        assert!(std::fs::symlink_metadata(d.path().join("link")).is_err());
     }
 
     #[test]

@@ -76,8 +76,34 @@ impl Roots {
         &self.roots
     }
 
+    /// Like [`Roots::resolve`], but when the final component is a symlink
+    /// (whose target is inside the roots) the result names the link itself, so
+    /// fs_delete / fs_move / fs_stat act on the link rather than its target.
+    pub fn resolve_entry(&self, input: &str) -> Result<Resolved, String> {
+        let full = self.resolve(input)?;
+        let (root, rel) = self.locate(input)?;
+        let lexical = root.canonical.join(&rel);
+        let is_link = std::fs::symlink_metadata(&lexical)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false);
+        if let (true, Some(parent), Some(name)) = (is_link, lexical.parent(), lexical.file_name()) {
+            let parent = self.resolve(&parent.to_string_lossy())?;
+            return Ok(Resolved {
+                path: parent.path.join(name),
+                root: parent.root,
+            });
+        }
+        Ok(full)
+    }
+
     /// Resolve a user-supplied path, refusing anything that escapes the roots.
     pub fn resolve(&self, input: &str) -> Result<Resolved, String> {
+        let (root, rel) = self.locate(input)?;
+        self.confine(input, root, &rel)
+    }
+
+    /// Validate the input lexically and pick the root and root-relative path.
+    fn locate(&self, input: &str) -> Result<(&Root, PathBuf), String> {
         if input.is_empty() {
             return Err("path must not be empty".into());
         }
@@ -126,8 +152,12 @@ impl Roots {
                 .collect();
             (&self.roots[0], rel)
         };
+        Ok((root, rel))
+    }
 
-        let target = root.canonical.join(&rel);
+    /// Check the symlink-resolved location of `root/rel` stays inside `root`.
+    fn confine(&self, input: &str, root: &Root, rel: &Path) -> Result<Resolved, String> {
+        let target = root.canonical.join(rel);
         // Find the longest existing prefix (using symlink_metadata so a dangling
         // symlink counts as existing and gets rejected by canonicalize below).
         let mut existing = target.clone();
@@ -276,6 +306,20 @@ mod tests {
         let (_r, _o, roots) = setup();
         let r = roots.resolve("inner/a.txt").unwrap();
         assert_eq!(r.relative(), "sub/a.txt");
+    }
+
+    #[test]
+    fn resolve_entry_names_the_link_itself() {
+        let (root, _o, roots) = setup();
+        let r = roots.resolve_entry("inner").unwrap();
+        assert_eq!(r.path, root.path().canonicalize().unwrap().join("inner"));
+        assert_eq!(roots.resolve("inner").unwrap().relative(), "sub");
+        assert_eq!(
+            roots.resolve_entry("sub/a.txt").unwrap().relative(),
+            "sub/a.txt"
+        );
+        assert!(roots.resolve_entry("escape").is_err());
+        assert!(roots.resolve_entry("dangling").is_err());
     }
 
     #[test]

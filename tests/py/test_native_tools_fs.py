@@ -81,6 +81,25 @@ def test_round_trip(sandbox):
     run(body())
 
 
+def test_in_root_symlinks(sandbox):
+    root, _ = sandbox
+    (root / "real").mkdir()
+    (root / "real" / "f.txt").write_text("via link")
+    os.symlink(root / "real", root / "alias")
+
+    async def body():
+        async with stdio_session(["--root", str(root)]) as s:
+            # Reading through a symlink that stays inside the root is allowed.
+            assert ok(await s.call_tool("fs_read", {"path": "alias/f.txt"}))["content"] == "via link"
+            assert ok(await s.call_tool("fs_stat", {"path": "alias"}))["type"] == "symlink"
+            # Deleting the link removes the link, not its target.
+            assert ok(await s.call_tool("fs_delete", {"path": "alias", "recursive": True}))["type"] == "symlink"
+
+    run(body())
+    assert (root / "real" / "f.txt").read_text() == "via link"
+    assert not os.path.lexists(root / "alias")
+
+
 def test_binary_file_is_base64(sandbox):
     root, _ = sandbox
     (root / "b.bin").write_bytes(b"\xff\xfe\x00A")
