@@ -632,6 +632,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ael: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(run(cli));
+    // Do not wait for lingering blocking tasks (e.g. a stdin reader).
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ael: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,32 +699,6 @@ mod tests {
                 assert!(json);
             }
             other => panic!("{other:?}"),
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ael: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(run(cli));
-    // Do not wait for lingering blocking tasks (e.g. a stdin reader).
-    rt.shutdown_timeout(Duration::from_millis(200));
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("ael: {e:#}");
-            ExitCode::FAILURE
         }
     }
 }
