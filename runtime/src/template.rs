@@ -483,7 +483,10 @@ pub fn eval(e: &Expr, ctx: &Value) -> Value {
         Expr::Lit(v) => v.clone(),
         Expr::Path(segs) => lookup(ctx, segs).cloned().unwrap_or(Value::Null),
         Expr::Not(a) => Value::Bool(!truthy(&eval(a, ctx))),
-        Expr::And(a, b) => Value::Bool(truthy(&eval(a, ctx)) && truthy(&eval(b, ctx))),
+        Expr::And(a, b) => {
+            let l = eval(a, ctx);
+            if truthy(&l) { eval(b, ctx) } else { l }
+        }
         Expr::Or(a, b) => {
             let l = eval(a, ctx);
             if truthy(&l) { l } else { eval(b, ctx) }

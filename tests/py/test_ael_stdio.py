@@ -77,3 +77,33 @@ def test_stdio_runs_network_and_filesystem_workflow_via_native_tools(tmp_path):
     assert (root / "report.json").read_text() == '{"answer": 42}'
     assert not (root / "other.json").exists()
     assert (data / "runs.jsonl").read_text().count('"finished"') == 3
+
+
+def test_stdio_network_check_workflow_against_local_ports(tmp_path):
+    native_tools_bin()
+    from ael_helpers import free_port
+    wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
+    for d in (wf, data, root):
+        d.mkdir()
+    shutil.copy(repo_workflows() / "network-check.yaml", wf)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
+    env = base_env(AEL_CONFIG_PATH=str(cfg))
+    closed_port = free_port()
+
+    with HttpServer(lambda m, p, b: (200, {}, b"ok")) as web:
+
+        async def body():
+            async with stdio_session(env) as s:
+                r = ok(await s.call_tool("workflow_run", {"name": "network-check",
+                                                          "inputs": {"host": "localhost", "port": web.port}}))
+                out = r["output"]
+                assert out["resolved"] is True and "127.0.0.1" in out["addresses"]
+                assert out["reachable"] is True
+                assert out["address"] == f"127.0.0.1:{web.port}"
+                assert out["summary"] == f"localhost:{web.port} is open"
+                r = ok(await s.call_tool("workflow_run", {"name": "network-check",
+                                                          "inputs": {"host": "127.0.0.1", "port": closed_port}}))
+                assert r["output"]["reachable"] is False
+                assert r["output"]["summary"] == f"127.0.0.1:{closed_port} is closed"
+
+        run(body())
