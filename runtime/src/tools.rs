@@ -248,6 +248,41 @@ impl ToolCaller for ToolManager {
     }
 }
 
+/// Splits a child's log line `TIMESTAMP LEVEL message` (tracing's default
+/// format) into (level, message); other lines are INFO as-is.
+pub fn split_log_line(line: &str) -> (tracing::Level, &str) {
+    let trimmed = line.trim_end();
+    let mut rest = trimmed;
+    let first = rest.split_whitespace().next().unwrap_or_default();
+    if first.len() >= 20 && first.as_bytes()[0].is_ascii_digit() && first.contains('T') {
+        rest = rest[first.len()..].trim_start();
+    }
+    let word = rest.split_whitespace().next().unwrap_or_default();
+    let level = match word.to_ascii_uppercase().as_str() {
+        "ERROR" => Some(tracing::Level::ERROR),
+        "WARN" | "WARNING" => Some(tracing::Level::WARN),
+        "INFO" => Some(tracing::Level::INFO),
+        "DEBUG" => Some(tracing::Level::DEBUG),
+        "TRACE" => Some(tracing::Level::TRACE),
+        _ => None,
+    };
+    match level {
+        Some(l) => (l, rest[word.len()..].trim_start()),
+        None => (tracing::Level::INFO, trimmed),
+    }
+}
+
+fn forward_log_line(server: &str, line: &str) {
+    let (level, msg) = split_log_line(line);
+    match level {
+        tracing::Level::ERROR => tracing::error!(server, "{msg}"),
+        tracing::Level::WARN => tracing::warn!(server, "{msg}"),
+        tracing::Level::INFO => tracing::info!(server, "{msg}"),
+        tracing::Level::DEBUG => tracing::debug!(server, "{msg}"),
+        tracing::Level::TRACE => tracing::trace!(server, "{msg}"),
+    }
+}
+
 /// A live connection.
 struct Conn {
     peer: Peer<RoleClient>,
@@ -337,7 +372,7 @@ async fn connect(server: &ToolServer) -> Result<Conn, String> {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(server = %name, "{line}");
+                forward_log_line(&name, &line);
             }
         });
     }
@@ -452,4 +487,32 @@ async fn supervise(server: Arc<ToolServer>, shutdown: CancellationToken) {
             s.state = State::Stopped;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::ContentBlock;
+
+    #[test]
+    fn child_log_lines_keep_their_level() {
+        let (l, m) = split_log_line("2026-11-23T18:34:38.440352Z  WARN native_tools: low disk\n");
+        assert_eq!(l, tracing::Level::WARN);
+        assert_eq!(m, "native_tools: low disk");
+        assert_eq!(
+            split_log_line("plain text"),
+            (tracing::Level::INFO, "plain text")
+        );
+        assert_eq!(split_log_line("DEBUG x").0, tracing::Level::DEBUG);
+    }
+
+    #[test]
+    fn result_values() {
+        let r = CallToolResult::structured(serde_json::json!({"a": 1}));
+        assert_eq!(result_value(&r), serde_json::json!({"a": 1}));
+        let r = CallToolResult::success(vec![ContentBlock::text("{\"b\": 2}")]);
+        assert_eq!(result_value(&r), serde_json::json!({"b": 2}));
+        let r = CallToolResult::success(vec![ContentBlock::text("hello")]);
+        assert_eq!(result_value(&r), serde_json::json!("hello"));
+    }
 }
