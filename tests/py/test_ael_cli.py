@@ -191,3 +191,23 @@ def test_orphans_are_reaped(tmp_path):
         rc, took = ael.stop()
         assert rc == 0 and took < 2.0
 
+
+
+def test_image_config_and_example_workflows_are_valid():
+    """The config and workflows shipped in the image parse and validate together."""
+    from ael_helpers import REPO
+    cfg = REPO / "images" / "config" / "ael-config.yaml"
+    env = base_env()
+    r = ael_cli(["--config", str(cfg), "config"], env=env)
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)["config"]
+    assert c["http"]["port"] == 8082 and c["http"]["host"] == "0.0.0.0"
+    assert c["data_dir"] == "/app/data" and c["workflows_dir"] == "/app/workflows"
+    native = c["tool_servers"]["native"]
+    assert native["command"] == "/usr/local/bin/native-tools" and native["required"] is False
+    assert "/app/data" in native["args"]
+    r = ael_cli(["--config", str(cfg), "--workflows-dir", str(repo_workflows()), "workflows", "validate", "--json"],
+                env=env)
+    assert r.returncode == 0, r.stdout
+    res = json.loads(r.stdout)
+    assert res["valid"] is True and len(res["results"]) >= 2
