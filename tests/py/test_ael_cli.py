@@ -211,3 +211,38 @@ def test_image_config_and_example_workflows_are_valid():
     assert r.returncode == 0, r.stdout
     res = json.loads(r.stdout)
     assert res["valid"] is True and len(res["results"]) >= 2
+
+
+def test_cli_run_interrupted_by_sigint_is_recorded(tmp_path):
+    import subprocess
+
+    native_tools_bin()
+    wf, env, root = make(tmp_path, native=True)
+
+    def slow(method, path, body):
+        time.sleep(6)
+        return 200, {}, b"late"
+
+    with HttpServer(slow) as web:
+        from ael_helpers import ael_bin, stop_pid
+        proc = subprocess.Popen([ael_bin(), "workflows", "run", "fetch-and-save", "-i", f"url={web.url}/slow",
+                                 "-i", f"dest={root / 'x.txt'}", "--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while not web.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert web.requests, "the fetch never started"
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+            took = time.monotonic() - t0
+        finally:
+            stop_pid(proc)
+    assert proc.returncode == 1
+    assert took < 2.0
+    rec = json.loads(out)
+    assert rec["status"] == "interrupted"
+    runs = json.loads(ael_cli(["runs", "list", "--json"], env=env).stdout)["runs"]
+    assert runs[0]["run_id"] == rec["run_id"] and runs[0]["status"] == "interrupted"
+    assert not (root / "x.txt").exists()
