@@ -214,6 +214,9 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
             r.relative()
         ));
     }
+    if !meta.is_file() {
+        return Err(format!("cannot read {}: not a regular file", r.relative()));
+    }
     let f = std::fs::File::open(&r.path).map_err(|e| io_err("cannot read", &r, &e))?;
     let mut buf = Vec::new();
     f.take(max)

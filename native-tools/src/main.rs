@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .route(
                     "/health",
                     axum::routing::get(|| async {
-                        axum::Json(serde_json::json!({"status": "ok"}))
+                        axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
                     }),
                 )
                 .nest_service("/mcp", service);
@@ -215,13 +215,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             // Machine-readable line for launchers that pass --port 0.
             eprintln!("native-tools listening on http://{local}/mcp");
             let sd = shutdown.clone();
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    sd.cancel();
-                })
-                .await
-                .map_err(|e| format!("HTTP server failed: {e}"))
+            let server = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { sd.cancelled_owned().await })
+                .into_future();
+            tokio::pin!(server);
+            tokio::select! {
+                r = &mut server => r.map_err(|e| format!("HTTP server failed: {e}")),
+                () = shutdown_signal() => {
+                    tracing::info!("signal received, shutting down");
+                    shutdown.cancel();
+                    // Open streams (SSE) get a short grace period, then we exit anyway.
+                    match tokio::time::timeout(std::time::Duration::from_secs(3), &mut server).await {
+                        Ok(r) => r.map_err(|e| format!("HTTP server failed: {e}")),
+                        Err(_) => {
+                            tracing::warn!("connections still open after 3s; exiting");
+                            Ok(())
+                        }
+                    }
+                }
+            }
         }
     }
 }

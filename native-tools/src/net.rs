@@ -324,6 +324,7 @@ pub async fn tcp_check(a: TcpCheckArgs) -> Result<TcpCheckResult, String> {
         1,
         TCP_MAX_TIMEOUT_MS,
     )?);
+    crate::limits::arg("port", Some(a.port), 1, 1, u16::MAX)?;
     let started = Instant::now();
     let attempt = tokio::time::timeout(
         timeout,

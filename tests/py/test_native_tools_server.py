@@ -180,3 +180,32 @@ def test_http_allowed_hosts_configurable():
         assert _post_initialize(srv.base + "/mcp", "localhost") == 403
     with HttpNativeTools(env={"NATIVE_TOOLS_ALLOWED_HOSTS": "*"}) as srv:
         assert _post_initialize(srv.base + "/mcp", "anything.example") == 200
+
+
+def test_http_sigterm_with_open_stream():
+    with HttpNativeTools() as srv:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}).encode()
+        req = urllib.request.Request(srv.base + "/mcp", data=body, method="POST", headers={
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            sid = r.headers["mcp-session-id"]
+            assert sid
+            r.read()
+        note = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode()
+        req = urllib.request.Request(srv.base + "/mcp", data=note, method="POST", headers={
+            "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+            "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"})
+        urllib.request.urlopen(req, timeout=10).read()
+        # A long-lived server-to-client SSE stream stays open...
+        req = urllib.request.Request(srv.base + "/mcp", method="GET", headers={
+            "Accept": "text/event-stream", "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"})
+        stream = urllib.request.urlopen(req, timeout=10)
+        assert stream.status == 200
+        try:
+            # ...and SIGTERM still stops the server promptly.
+            t0 = time.monotonic()
+            assert srv.stop() == 0
+            assert time.monotonic() - t0 < 6
+        finally:
+            stream.close()
