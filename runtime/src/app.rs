@@ -1,7 +1,7 @@
 //! Shared runtime state.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -20,6 +20,8 @@ pub struct App {
     pub tools: Arc<ToolManager>,
     pub store: Store,
     pub active: Active,
+    /// Records of recently finished runs (also when history is disabled).
+    pub recent: Mutex<VecDeque<Value>>,
     /// Cancelled when runs must stop (after the shutdown grace period).
     pub stop: CancellationToken,
 }
@@ -47,6 +49,7 @@ impl App {
             tools,
             store,
             active: Active::default(),
+            recent: Mutex::new(VecDeque::new()),
             stop: CancellationToken::new(),
         })
     }
@@ -126,32 +129,87 @@ impl App {
         problems
     }
 
+    fn find(&self, name: &str) -> Result<Workflow, String> {
+        let set = self.workflows();
+        set.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&String> = set.workflows.keys().collect();
+            format!("no workflow named {name:?} (known: {known:?})")
+        })
+    }
+
+    async fn run_with_id(
+        &self,
+        wf: &Workflow,
+        inputs: &Map<String, Value>,
+        origin: &str,
+        run_id: Option<String>,
+    ) -> Value {
+        let opts = RunOptions {
+            origin,
+            run_id,
+            stop: self.stop.clone(),
+        };
+        let rec = engine::run(
+            self.tools.as_ref(),
+            &self.store,
+            &self.active,
+            wf,
+            inputs,
+            opts,
+        )
+        .await;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= 100 {
+            recent.pop_front();
+        }
+        recent.push_back(rec.clone());
+        rec
+    }
+
+    /// Runs a workflow and waits for the run record.
     pub async fn run_workflow(
         &self,
         name: &str,
         inputs: &Map<String, Value>,
         origin: &str,
     ) -> Result<Value, String> {
-        let set = self.workflows();
-        let wf = set.get(name).ok_or_else(|| {
-            let known: Vec<&String> = set.workflows.keys().collect();
-            format!("no workflow named {name:?} (known: {known:?})")
-        })?;
-        let wf = wf.clone();
-        drop(set);
-        let opts = RunOptions {
-            origin,
-            stop: self.stop.clone(),
-        };
-        Ok(engine::run(
-            self.tools.as_ref(),
-            &self.store,
-            &self.active,
-            &wf,
-            inputs,
-            opts,
-        )
-        .await)
+        let wf = self.find(name)?;
+        Ok(self.run_with_id(&wf, inputs, origin, None).await)
+    }
+
+    /// Starts a workflow in the background; returns its run id. Unknown
+    /// workflows, invalid workflows and input errors are reported at once.
+    pub fn start_workflow(
+        self: &Arc<Self>,
+        name: &str,
+        inputs: Map<String, Value>,
+        origin: &'static str,
+    ) -> Result<String, String> {
+        let wf = self.find(name)?;
+        if !wf.is_valid() {
+            return Err(format!("workflow is invalid: {}", wf.problems.join("; ")));
+        }
+        engine::resolve_inputs(&wf, &inputs)?;
+        let run_id = engine::new_run_id();
+        let app = self.clone();
+        let id = run_id.clone();
+        tokio::spawn(async move {
+            app.run_with_id(&wf, &inputs, origin, Some(id)).await;
+        });
+        Ok(run_id)
+    }
+
+    /// A run by id: finished runs of this process, else the history.
+    pub fn run_get(&self, run_id: &str) -> Option<Value> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = recent.iter().rev().find(|r| r["run_id"] == run_id) {
+            return Some(r.clone());
+        }
+        drop(recent);
+        self.store
+            .runs(None, usize::MAX)
+            .into_iter()
+            .find(|r| r["run_id"] == run_id)
     }
 
     /// Health document and whether the service is healthy.

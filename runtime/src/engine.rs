@@ -82,8 +82,14 @@ impl Active {
 
 pub struct RunOptions<'a> {
     pub origin: &'a str,
+    /// Run id to use (a new UUID when None).
+    pub run_id: Option<String>,
     /// Cancelled when the process must stop (the run is recorded as interrupted).
     pub stop: CancellationToken,
+}
+
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn step_ctx(ctx: &mut Value, id: &str, v: Value) {
@@ -99,7 +105,7 @@ pub async fn run<T: ToolCaller>(
     provided: &Map<String, Value>,
     opts: RunOptions<'_>,
 ) -> Value {
-    let run_id = uuid::Uuid::new_v4().to_string();
+    let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
     let started_at = now();
     let t0 = Instant::now();
     let name = wf.name().to_string();
@@ -388,6 +394,7 @@ mod tests {
         let fake = Fake::default();
         let opts = RunOptions {
             origin: "test",
+            run_id: None,
             stop: CancellationToken::new(),
         };
         let rec = run(
@@ -513,6 +520,7 @@ output:
             &Map::new(),
             RunOptions {
                 origin: "test",
+                run_id: None,
                 stop,
             },
         )

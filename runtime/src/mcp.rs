@@ -42,6 +42,19 @@ pub struct RunArgs {
     /// Input values by name.
     #[serde(default)]
     pub inputs: Map<String, Value>,
+    /// Wait for the run to finish (default true). With false, returns
+    /// `{run_id, status: "running"}` at once; poll with `run_get`.
+    #[serde(default)]
+    pub wait: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct RunGetArgs {
+    /// Run id returned by workflow_run.
+    pub run_id: String,
+    /// Include the run's step logs.
+    #[serde(default)]
+    pub logs: bool,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -150,13 +163,36 @@ impl AelServer {
     }
 
     #[tool(
-        description = "Run a workflow with the given inputs; returns the run record (status, output, steps)"
+        description = "Run a workflow with the given inputs; returns the run record (status, output, steps). With wait=false, returns the run id at once (poll with run_get)"
     )]
     async fn workflow_run(&self, Parameters(a): Parameters<RunArgs>) -> CallToolResult {
+        if a.wait == Some(false) {
+            return match self.app.start_workflow(&a.name, a.inputs, "mcp") {
+                Ok(run_id) => {
+                    ok(json!({"run_id": run_id, "workflow": a.name, "status": "running"}))
+                }
+                Err(e) => err(e),
+            };
+        }
         match self.app.run_workflow(&a.name, &a.inputs, "mcp").await {
             Ok(rec) if rec["status"] == "succeeded" => ok(rec),
             Ok(rec) => CallToolResult::structured_error(rec),
             Err(e) => err(e),
+        }
+    }
+
+    #[tool(
+        description = "A run by id: status (running, succeeded, failed, interrupted), output and steps"
+    )]
+    async fn run_get(&self, Parameters(a): Parameters<RunGetArgs>) -> CallToolResult {
+        match self.app.run_get(&a.run_id) {
+            Some(mut r) => {
+                if a.logs {
+                    r["logs"] = json!(self.app.store.logs(&a.run_id));
+                }
+                ok(r)
+            }
+            None => err(format!("no run {:?}", a.run_id)),
         }
     }
 

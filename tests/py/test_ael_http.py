@@ -297,3 +297,43 @@ def test_http_tool_server_reconnects_when_it_comes_up(tmp_path):
             stop_pid(proc)
         rc, took = ael.stop()
         assert rc == 0 and took < 2.0
+
+
+def test_async_workflow_run_and_run_get(tmp_path):
+    wf, data, root = setup_dirs(tmp_path)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
+
+    def handler(method, path, body):
+        time.sleep(1.0)
+        return 200, {"Content-Type": "text/plain"}, b"eventually"
+
+    with HttpServer(handler) as web, Ael(cfg) as ael:
+        ael.wait_tool_server("native")
+
+        async def body():
+            import asyncio
+            async with http_session(ael.base) as s:
+                started = ok(await s.call_tool("workflow_run", {"name": "fetch-and-save", "wait": False, "inputs": {
+                    "url": web.url + "/x", "dest": str(root / "async.txt")}}))
+                assert started["status"] == "running"
+                rid = started["run_id"]
+                r = ok(await s.call_tool("run_get", {"run_id": rid}))
+                assert r["status"] == "running" and r["workflow"] == "fetch-and-save"
+                for _ in range(100):
+                    r = ok(await s.call_tool("run_get", {"run_id": rid, "logs": True}))
+                    if r["status"] != "running":
+                        break
+                    await asyncio.sleep(0.1)
+                assert r["status"] == "succeeded", r
+                assert r["output"]["saved"] is True and r["output"]["size"] == len(b"eventually")
+                assert [x["id"] for x in r["steps"]] == ["fetch", "write", "check"]
+                assert any(x["message"] == "succeeded" and x["step"] == "write" for x in r["logs"])
+                # Errors known up front are returned at once, not as a background run.
+                bad = failed(await s.call_tool("workflow_run", {"name": "fetch-and-save", "wait": False,
+                                                                "inputs": {"url": "x"}}))
+                assert "missing required input `dest`" in bad["error"]
+                missing = failed(await s.call_tool("run_get", {"run_id": "nope"}))
+                assert "nope" in missing["error"]
+
+        run(body())
+    assert (root / "async.txt").read_text() == "eventually"
