@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cargo::{Binaries, BinId, PayloadBuilder};
+use crate::cargo::{BinId, Binaries, PayloadBuilder};
 use crate::error::{Error, Result};
 use crate::image::{Document, PlatformImage, build_index, build_platform_image};
 use crate::layer::{Content, LayerDigests, TarEntry, write_layer};
@@ -59,14 +59,15 @@ impl BuiltImage {
 }
 
 /// Builds every image of the plan into `store`.
-pub fn build(plan: &Plan, store: &BlobStore, payload: &dyn PayloadBuilder) -> Result<Vec<BuiltImage>> {
+pub fn build(
+    plan: &Plan,
+    store: &BlobStore,
+    payload: &dyn PayloadBuilder,
+) -> Result<Vec<BuiltImage>> {
     let mut wanted: BTreeMap<Platform, BTreeSet<BinId>> = BTreeMap::new();
     for img in &plan.images {
         for p in &img.platforms {
-            wanted
-                .entry(*p)
-                .or_default()
-                .extend(img.cargo_binaries());
+            wanted.entry(*p).or_default().extend(img.cargo_binaries());
         }
     }
     wanted.retain(|_, v| !v.is_empty());

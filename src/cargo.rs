@@ -95,7 +95,10 @@ impl CargoBuilder {
         // same bytes.
         let mut flags = vec![
             "-Ctarget-feature=+crt-static".to_string(),
-            format!("--remap-path-prefix={}=/build", self.workspace.root.display()),
+            format!(
+                "--remap-path-prefix={}=/build",
+                self.workspace.root.display()
+            ),
         ];
         if let Some(home) = cargo_home() {
             flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));

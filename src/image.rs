@@ -234,7 +234,10 @@ fn config_document(
 }
 
 /// Builds the image index of a multi-platform image.
-pub fn build_index(images: &[PlatformImage], annotations: &HashMap<String, String>) -> Result<Document> {
+pub fn build_index(
+    images: &[PlatformImage],
+    annotations: &HashMap<String, String>,
+) -> Result<Document> {
     let mut manifests = Vec::new();
     for img in images {
         let mut pb = PlatformBuilder::default()

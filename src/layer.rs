@@ -100,7 +100,11 @@ impl<W: Write> Write for HashingWriter<W> {
 /// Writes a gzip-compressed tar of `entries` to `out` and returns its digests.
 ///
 /// `mtime` is the timestamp of every entry (SOURCE_DATE_EPOCH or 0).
-pub fn write_layer<W: Write>(entries: &[TarEntry<'_>], mtime: u64, out: W) -> Result<(W, LayerDigests)> {
+pub fn write_layer<W: Write>(
+    entries: &[TarEntry<'_>],
+    mtime: u64,
+    out: W,
+) -> Result<(W, LayerDigests)> {
     let compressed = HashingWriter::new(out);
     let gz = flate2::GzBuilder::new()
         .mtime(0)
@@ -112,7 +116,9 @@ pub fn write_layer<W: Write>(entries: &[TarEntry<'_>], mtime: u64, out: W) -> Re
     for e in entries {
         append(&mut tar, e, mtime)?;
     }
-    let uncompressed = tar.into_inner().ctx(|| "cannot finish the layer tar".into())?;
+    let uncompressed = tar
+        .into_inner()
+        .ctx(|| "cannot finish the layer tar".into())?;
     let (gz, diff_id, uncompressed_size) = uncompressed.finish();
     let compressed = gz.finish().ctx(|| "cannot finish gzip stream".into())?;
     let (out, digest, size) = compressed.finish();

@@ -280,7 +280,10 @@ fn resolve_image(
         Some(t) if !valid_tag(&t.value) => {
             return Err(spec.error_at(
                 t,
-                format!("invalid tag `{}`: expected letters, digits, `_`, `.` or `-` (at most 128)", t.value),
+                format!(
+                    "invalid tag `{}`: expected letters, digits, `_`, `.` or `-` (at most 128)",
+                    t.value
+                ),
             ));
         }
         Some(t) => t.value.clone(),
@@ -292,7 +295,10 @@ fn resolve_image(
         Some(b) => {
             return Err(spec.error_at(
                 b,
-                format!("unsupported base `{}`: this version of aelimg builds on `scratch` only", b.value),
+                format!(
+                    "unsupported base `{}`: this version of aelimg builds on `scratch` only",
+                    b.value
+                ),
             ));
         }
     };
@@ -327,7 +333,10 @@ fn resolve_image(
     if !valid_account_name(&u.name) {
         return Err(spec.error_at(
             &image.user,
-            format!("invalid user name `{}`: expected letters, digits, `_` or `-`", u.name),
+            format!(
+                "invalid user name `{}`: expected letters, digits, `_` or `-`",
+                u.name
+            ),
         ));
     }
     let workdir = match &image.workdir {
@@ -339,12 +348,18 @@ fn resolve_image(
         uid: u.uid,
         gid: u.gid.unwrap_or(u.uid),
         group: u.group.clone().unwrap_or_else(|| u.name.clone()),
-        home: u.home.clone().unwrap_or_else(|| format!("/home/{}", u.name)),
+        home: u
+            .home
+            .clone()
+            .unwrap_or_else(|| format!("/home/{}", u.name)),
     };
     if !valid_account_name(&user.group) {
         return Err(spec.error_at(
             &image.user,
-            format!("invalid group name `{}`: expected letters, digits, `_` or `-`", user.group),
+            format!(
+                "invalid group name `{}`: expected letters, digits, `_` or `-`",
+                user.group
+            ),
         ));
     }
 
@@ -411,7 +426,13 @@ fn resolve_image(
     }
     dirs.insert(rel(&user.home), user_dir);
 
-    let mut layers = vec![root_layer(image, &user, workdir.as_deref(), &volumes, &dirs)];
+    let mut layers = vec![root_layer(
+        image,
+        &user,
+        workdir.as_deref(),
+        &volumes,
+        &dirs,
+    )];
     for layer in &image.layers {
         layers.push(resolve_layer(spec, layer, &user, &dirs, ws)?);
     }
@@ -443,8 +464,7 @@ fn resolve_image(
 fn valid_account_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -607,7 +627,10 @@ fn resolve_layer(
     if layer.contents.is_empty() {
         return Err(spec.error_at(
             &layer.name,
-            format!("layer `{}` has no contents: expected at least one entry", layer.name.value),
+            format!(
+                "layer `{}` has no contents: expected at least one entry",
+                layer.name.value
+            ),
         ));
     }
     for c in &layer.contents {
@@ -623,7 +646,10 @@ fn resolve_layer(
         let clash = |path: String| {
             spec.error_at(
                 &c.dest,
-                format!("`/{path}` is added twice to layer `{}`: expected each path once per layer", layer.name.value),
+                format!(
+                    "`/{path}` is added twice to layer `{}`: expected each path once per layer",
+                    layer.name.value
+                ),
             )
         };
         match (&c.cargo, &c.path) {
@@ -642,10 +668,12 @@ fn resolve_layer(
                 .map_err(clash)?;
             }
             (None, Some(path)) => {
-                add_host_path(spec, c, path, &rel(&dest), uid, gid, &mut l).map_err(|e| match e {
-                    HostError::Clash(p) => clash(p),
-                    HostError::Other(e) => e,
-                })?;
+                add_host_path(spec, c, path, &rel(&dest), uid, gid, &mut l).map_err(
+                    |e| match e {
+                        HostError::Clash(p) => clash(p),
+                        HostError::Other(e) => e,
+                    },
+                )?;
             }
             _ => {
                 return Err(spec.error_at(
@@ -720,10 +748,8 @@ fn add_host_path(
         )
     })?;
     let file_mode = |m: &std::fs::Metadata| {
-        c.mode.map_or_else(
-            || if is_executable(m) { 0o755 } else { 0o644 },
-            |m| m.0,
-        )
+        c.mode
+            .map_or_else(|| if is_executable(m) { 0o755 } else { 0o644 }, |m| m.0)
     };
     if meta.is_file() {
         l.add(Entry {

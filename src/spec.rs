@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 pub use serde_saphyr::Spanned;
 
 use crate::error::{Error, Located};
@@ -276,24 +276,25 @@ pub struct Duration(pub std::time::Duration);
 impl Duration {
     /// Parses a Go-style duration made of number+unit pairs (ns, us, ms, s, m, h).
     pub fn parse(s: &str) -> Result<Self, String> {
-        let expected = || {
-            format!(
-                "expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"{s}\""
-            )
-        };
+        let expected =
+            || format!("expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"{s}\"");
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(expected());
         }
         let mut total: u128 = 0;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(expected());
             }
             let n: u128 = rest[..digits].parse().map_err(|_| expected())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let nanos_per: u128 = match &rest[..unit_len] {
                 "ns" => 1,
                 "us" | "µs" => 1_000,
@@ -329,8 +330,9 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses a size with an optional SI (kB, MB, GB) or IEC (KiB, MiB, GiB) unit.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let expected =
-            || format!("expected a size like \"500MB\", \"25MiB\" or a number of bytes, found \"{s}\"");
+        let expected = || {
+            format!("expected a size like \"500MB\", \"25MiB\" or a number of bytes, found \"{s}\"")
+        };
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         if split == 0 {
@@ -368,13 +370,14 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// A file mode, written as an octal string such as `"0755"`.
+/// A file mode in octal, as written: `0755`, `"0644"` or `0o755`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode(pub u32);
 
 impl<'de> Deserialize<'de> for Mode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let expected = "expected an octal mode string such as \"0755\" or \"0644\" (quoted: YAML reads a bare 0755 differently in 1.1 and 1.2)";
+        // The scalar is read as written, so `0755` and `"0755"` both mean octal 755.
+        let expected = "expected an octal file mode such as 0755 or 0644";
         let s = String::deserialize(d).map_err(|_| de::Error::custom(expected))?;
         let digits = s.strip_prefix("0o").unwrap_or(&s);
         match u32::from_str_radix(digits, 8) {
@@ -442,7 +445,13 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Error> {
     let file = parse(path, &text)?;
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     Ok(LoadedSpec {
@@ -455,28 +464,24 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Error> {
 /// Parses the text of an `images.yaml` file; `path` is used in errors only.
 pub fn parse(path: &Path, text: &str) -> Result<SpecFile, Error> {
     // serde-saphyr's default budget bounds alias expansion, depth and size.
-    let file: SpecFile =
-        serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            Error::Spec(Located {
-                file: path.to_path_buf(),
-                line,
-                column,
-                message: saphyr_message(&e),
-            })
-        })?;
+    let file: SpecFile = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        Error::Spec(Located {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: saphyr_message(&e),
+        })
+    })?;
     if file.version.value != 1 {
         return Err(Error::Spec(Located {
             file: path.to_path_buf(),
             line: file.version.referenced.line(),
             column: file.version.referenced.column(),
-            message: format!(
-                "unsupported version {}: expected 1",
-                file.version.value
-            ),
+            message: format!("unsupported version {}: expected 1", file.version.value),
         }));
     }
     Ok(file)
@@ -492,5 +497,24 @@ fn saphyr_message(e: &serde_saphyr::Error) -> String {
         Some(i) => &first[..i],
         None => first,
     };
-    trimmed.trim_start_matches("error: ").to_string()
+    friendly(trimmed.trim_start_matches("error: "))
+}
+
+/// Rewrites serde-saphyr's terse type errors so they say what was expected.
+fn friendly(msg: &str) -> String {
+    let int = ["invalid u8", "invalid u16", "invalid u32", "invalid u64"];
+    if int.contains(&msg) {
+        return format!("{msg}: expected a non-negative integer");
+    }
+    if let Some(key) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(',').next().unwrap_or(key).trim();
+        return format!("duplicate key `{key}`: expected each key once per mapping");
+    }
+    match msg {
+        "invalid boolean" => "invalid boolean: expected true or false".into(),
+        "expected mapping start" => "expected a mapping (key: value pairs) here".into(),
+        "expected sequence start" => "expected a list here".into(),
+        "expected string scalar" => "expected a string here".into(),
+        other => other.to_string(),
+    }
 }

@@ -118,7 +118,8 @@ impl BlobStore {
             let mut r = File::open(&src).ctx(|| format!("cannot open {}", src.display()))?;
             let mut w = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
             std::io::copy(&mut r, &mut w).ctx(|| format!("cannot copy {}", src.display()))?;
-            w.sync_all().ctx(|| format!("cannot sync {}", tmp.display()))?;
+            w.sync_all()
+                .ctx(|| format!("cannot sync {}", tmp.display()))?;
         }
         fs::rename(&tmp, &dest).ctx(|| format!("cannot rename into {}", dest.display()))
     }

@@ -45,8 +45,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let (plan, ws) = super::load_plan(&args.spec)?;
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
-        ws.as_ref()
-            .map_or_else(|| PathBuf::from("target/aelimg"), |w| w.target_dir.join("aelimg"))
+        ws.as_ref().map_or_else(
+            || PathBuf::from("target/aelimg"),
+            |w| w.target_dir.join("aelimg"),
+        )
     });
     let store = BlobStore::open(&cache)?;
     let payload: Box<dyn PayloadBuilder> = match (&args.prebuilt, ws) {

@@ -109,12 +109,12 @@ impl Workspace for NoWorkspace {
 }
 
 /// Loads the spec and resolves the plan; reads nothing but metadata.
-fn load_plan(
-    args: &SpecArgs,
-) -> Result<(crate::plan::Plan, Option<CargoWorkspace>)> {
+fn load_plan(args: &SpecArgs) -> Result<(crate::plan::Plan, Option<CargoWorkspace>)> {
     let spec = crate::spec::load(&args.file)?;
     let platforms = match &args.platform {
-        Some(p) => Some(Platform::parse_list(p).map_err(|m| Error::Usage(format!("--platform {p}: {m}")))?),
+        Some(p) => Some(
+            Platform::parse_list(p).map_err(|m| Error::Usage(format!("--platform {p}: {m}")))?,
+        ),
         None => None,
     };
     let opts = PlanOptions {

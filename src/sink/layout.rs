@@ -75,7 +75,10 @@ fn write_layout(root: &Path, store: &BlobStore, image: &BuiltImage) -> Result<()
         }
         Err(_) => Vec::new(),
     };
-    manifests.retain(|m| m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))) != Some(&json!(image.tag)));
+    manifests.retain(|m| {
+        m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+            != Some(&json!(image.tag))
+    });
     let top = image.top();
     let mut desc = json!({
         "mediaType": top.media_type,

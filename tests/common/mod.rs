@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests: running aelimg, building the
+//! default images once per test binary, and running the outside tools.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command running the aelimg binary under test, from the repository root.
+pub fn aelimg() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aelimg"));
+    c.current_dir(repo());
+    c
+}
+
+/// Runs a command and returns its output, panicking with its stderr if it
+/// cannot be started (a missing outside tool is a failure, not a skip: CI
+/// installs them all).
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? see .ci/run)"))
+}
+
+/// Runs a command that must succeed and returns its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch directory under target/ (kept for post-mortems, emptied first).
+pub fn scratch(name: &str) -> PathBuf {
+    let d = repo().join("target").join("test-scratch").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Builds the default images of images/images.yaml once per test binary and
+/// returns the output directory holding `ael/` and `native-tools/`.
+pub fn default_images(binary: &str) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch(&format!("images-{binary}"));
+        ok(aelimg()
+            .arg("build")
+            .arg("--output")
+            .arg(format!("oci:{}", dir.display())));
+        dir
+    })
+}
+
+/// podman with the flags this machine needs (see ORACLES.md).
+pub fn podman() -> Command {
+    let mut c = Command::new("podman");
+    c.args([
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--runtime",
+        "runc",
+    ]);
+    c
+}
+
+/// The ulimit flags `podman run` needs here.
+pub const PODMAN_RUN_LIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=4096:4096",
+];
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Parses JSON.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
