@@ -271,10 +271,24 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
         Transport::Stdio => {
             use rmcp::ServiceExt;
             let ct = CancellationToken::new();
-            let service = mcp::AelServer::new(app.clone())
-                .serve_with_ct(rmcp::transport::io::stdio_pipes(), ct.clone())
-                .await
-                .context("MCP stdio initialize")?;
+            let init = mcp::AelServer::new(app.clone())
+                .serve_with_ct(rmcp::transport::io::stdio_pipes(), ct.clone());
+            let service = tokio::select! {
+                r = init => match r {
+                    Ok(s) => Some(s),
+                    // stdin closed before a client initialized: nothing to serve.
+                    Err(e) => {
+                        tracing::info!("MCP stdio session not established: {e}");
+                        None
+                    }
+                },
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(service) = service else {
+                shutdown.cancel();
+                app.shutdown().await;
+                return Ok(());
+            };
             tracing::info!("serving MCP over stdio");
             let waiting = service.waiting();
             tokio::pin!(waiting);

@@ -25,9 +25,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the data directory.
+    /// Opens (creating it if its parent exists) the data directory.
     pub fn open(dir: &Path) -> Store {
-        let error = match std::fs::create_dir_all(dir) {
+        // Create the directory itself but not missing parents (so a default
+        // like /app/data is not conjured up outside the image).
+        let created = match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => Ok(()),
+        };
+        let error = match created {
             Err(e) => Some(format!("cannot create {}: {e}", dir.display())),
             Ok(()) => {
                 let probe = dir.join(RUNS_FILE);

@@ -199,3 +199,50 @@ fn serve_http_health_reports_tool_server_and_stops_children_on_sigterm() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn stdio_server_exits_on_sigterm_before_and_after_initialize() {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = setup(dir.path());
+    for initialize in [false, true] {
+        let mut child = Command::new(AEL)
+            .args([
+                "--config",
+                outer.to_str().unwrap(),
+                "serve",
+                "--transport",
+                "stdio",
+            ])
+            .env_remove("AEL_CONFIG_PATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        if initialize {
+            writeln!(
+                stdin,
+                r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+            )
+            .unwrap();
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["result"]["serverInfo"]["name"], "ael");
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let t = Instant::now();
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "initialize={initialize}: {status:?}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "took {:?}",
+            t.elapsed()
+        );
+        drop(stdin);
+    }
+}
