@@ -178,6 +178,10 @@ impl Kafka {
                 .as_deref(),
             Ok("false" | "0" | "no" | "off")
         );
+        Self::new(bootstrap, auto_create)
+    }
+
+    pub fn new(bootstrap: Option<Vec<String>>, auto_create: bool) -> Self {
         Self {
             bootstrap,
             auto_create,

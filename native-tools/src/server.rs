@@ -354,3 +354,78 @@ impl ServerHandler for NativeTools {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &[&str] = &[
+        "dns_resolve",
+        "fs_delete",
+        "fs_list",
+        "fs_mkdir",
+        "fs_move",
+        "fs_read",
+        "fs_search",
+        "fs_stat",
+        "fs_write",
+        "http_fetch",
+        "kafka_consume",
+        "kafka_list_topics",
+        "kafka_produce",
+        "tcp_check",
+    ];
+
+    fn ctx(firecrawl: bool, ollama: bool) -> (tempfile::TempDir, Arc<Context>) {
+        let d = tempfile::tempdir().unwrap();
+        let roots = Roots::new(&[d.path().to_path_buf()]).unwrap();
+        let c = Context {
+            roots,
+            http: crate::tls::http_client().unwrap(),
+            kafka: Kafka::new(None, true),
+            firecrawl: firecrawl.then(|| Firecrawl::new("http://127.0.0.1:9", "k")),
+            ollama: ollama
+                .then(|| upstream::normalize_ollama_host("127.0.0.1:9").map(Ollama::from_base)),
+        };
+        (d, Arc::new(c))
+    }
+
+    fn names(s: &NativeTools) -> Vec<String> {
+        let mut v: Vec<String> = s
+            .tool_router
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn optional_tools_follow_configuration() {
+        let (_d, c) = ctx(false, false);
+        assert_eq!(names(&NativeTools::new(c)), BASE);
+        let (_d, c) = ctx(true, true);
+        let all = names(&NativeTools::new(c));
+        for t in FIRECRAWL_TOOLS.iter().chain(OLLAMA_TOOLS) {
+            assert!(all.iter().any(|n| n == t), "{t} missing");
+        }
+        assert_eq!(all.len(), BASE.len() + 4);
+    }
+
+    #[test]
+    fn schemas_are_strict_objects_with_descriptions() {
+        let (_d, c) = ctx(true, true);
+        for t in NativeTools::new(c).tool_router.list_all() {
+            let schema = serde_json::Value::Object((*t.input_schema).clone());
+            assert_eq!(schema["type"], "object", "{}", t.name);
+            assert_eq!(schema["additionalProperties"], false, "{}", t.name);
+            assert!(
+                t.description.as_deref().unwrap_or("").len() > 20,
+                "{}",
+                t.name
+            );
+            assert!(t.output_schema.is_some(), "{} has no output schema", t.name);
+        }
+    }
+}

@@ -92,10 +92,14 @@ impl Firecrawl {
             .ok()
             .filter(|u| !u.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_FIRECRAWL_URL.to_string());
-        Some(Self {
+        Some(Self::new(&base, &key))
+    }
+
+    pub fn new(base: &str, key: &str) -> Self {
+        Self {
             base: base.trim().trim_end_matches('/').to_string(),
             key: key.trim().to_string(),
-        })
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -356,7 +360,11 @@ impl Ollama {
         let raw = std::env::var("OLLAMA_HOST")
             .ok()
             .filter(|v| !v.trim().is_empty())?;
-        Some(normalize_ollama_host(&raw).map(|base| Self { base }))
+        Some(normalize_ollama_host(&raw).map(Self::from_base))
+    }
+
+    pub fn from_base(base: String) -> Self {
+        Self { base }
     }
 
     pub fn base(&self) -> &str {
