@@ -146,7 +146,7 @@ class HttpServer:
     Every request is recorded in `.requests` as dicts.
     """
 
-    def __init__(self, handler: Callable[[str, str, dict, bytes], tuple[int, dict, bytes]]):
+    def __init__(self, handler: Callable[[str, str, dict, bytes], tuple[int, dict, bytes]], ssl_context=None):
         self.requests: list[dict[str, Any]] = []
         outer = self
 
@@ -176,8 +176,11 @@ class HttpServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.httpd.daemon_threads = True
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> "HttpServer":

@@ -147,3 +147,44 @@ def test_tcp_check_and_dns():
         run(body())
     finally:
         listener.close()
+
+
+def _make_ca_and_leaf(d):
+    """A throwaway CA and a 127.0.0.1 server certificate (openssl CLI)."""
+    import subprocess
+
+    def sh(*args):
+        subprocess.run(args, cwd=d, check=True, capture_output=True, timeout=60)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    sh("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=nt-test-ca",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    sh("openssl", "req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    sh("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+       "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf")
+    return d / "ca.pem", d / "leaf.pem", d / "leaf.key"
+
+
+def test_https_uses_ssl_cert_file(tmp_path):
+    import ssl
+
+    ca, leaf, key = _make_ca_and_leaf(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(leaf, key)
+    with HttpServer(handler, ssl_context=ctx) as srv:
+        assert srv.url.startswith("https://")
+
+        async def body():
+            # Trusted through SSL_CERT_FILE.
+            async with stdio_session(env={"SSL_CERT_FILE": str(ca)}) as s:
+                r = ok(await s.call_tool("http_fetch", {"url": srv.url + "/hello"}))
+                assert r["status"] == 200 and r["body"] == "hello world"
+            # Not trusted by the default roots: a tool error naming the certificate problem.
+            empty = tmp_path / "empty.pem"
+            empty.write_text("")
+            async with stdio_session(env={"SSL_CERT_FILE": str(empty)}) as s:
+                msg = err(await s.call_tool("http_fetch", {"url": srv.url + "/hello"}))
+                assert "certificate" in msg.lower() or "unknownissuer" in msg.lower().replace(" ", ""), msg
+
+        run(body())
