@@ -57,6 +57,28 @@ pub struct HttpConfig {
     pub shutdown_grace_ms: u64,
 }
 
+impl HttpConfig {
+    /// Host headers accepted on /mcp: the configured list plus a specific
+    /// bind address and `$HOSTNAME`. Empty means any Host.
+    pub fn effective_allowed_hosts(&self) -> Vec<String> {
+        let mut hosts = self.allowed_hosts.clone();
+        if hosts.is_empty() || hosts.iter().any(|h| h == "*") {
+            return Vec::new();
+        }
+        let bind = self.host.trim().trim_matches(['[', ']']).to_string();
+        let extra = [
+            (!matches!(bind.as_str(), "" | "0.0.0.0" | "::")).then_some(bind),
+            env_var("HOSTNAME"),
+        ];
+        for h in extra.into_iter().flatten() {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -236,12 +258,6 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect();
         }
-        // The container's own hostname is always acceptable (like native-tools).
-        if let Some(h) = env_var("HOSTNAME")
-            && !self.http.allowed_hosts.iter().any(|a| a == "*" || *a == h)
-        {
-            self.http.allowed_hosts.push(h);
-        }
         parse_log_level(&self.log_level)?;
         Ok(())
     }
@@ -325,6 +341,18 @@ mod tests {
             Config::from_yaml(Path::new("c.yaml"), text).unwrap_err()
         );
         assert!(err.contains("expected `command`"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_include_specific_bind_address() {
+        let mut h = HttpConfig {
+            host: "10.1.2.3".into(),
+            ..HttpConfig::default()
+        };
+        let eff = h.effective_allowed_hosts();
+        assert!(eff.contains(&"10.1.2.3".to_string()) && eff.contains(&"localhost".to_string()));
+        h.allowed_hosts = vec!["*".into()];
+        assert!(h.effective_allowed_hosts().is_empty());
     }
 
     #[test]

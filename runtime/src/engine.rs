@@ -41,7 +41,13 @@ pub fn resolve_inputs(
                     (kind, Value::String(s)) => kind.parse_cli(s).unwrap_or_else(|_| v.clone()),
                     _ => v.clone(),
                 };
-                if def.kind.matches(&v) {
+                if let Some(allowed) = def.allowed.as_ref().filter(|a| !a.contains(&v)) {
+                    let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+                    errors.push(format!(
+                        "input `{name}`: {v} is not one of {}",
+                        list.join(", ")
+                    ));
+                } else if def.kind.matches(&v) {
                     out.insert(name.clone(), v);
                 } else {
                     errors.push(format!(
@@ -469,6 +475,19 @@ output:
             rec["error"].as_str().unwrap().contains("expected integer"),
             "{rec}"
         );
+        let w2 = wf(
+            "name: e\ninputs:\n  mode: {type: string, enum: [fast, slow], default: fast}\nsteps:\n  - id: a\n    tool: t.echo\n    with: {m: '${{ inputs.mode }}'}\n",
+        );
+        let (rec, _) = go(&w2, json!({"mode": "medium"})).await;
+        assert!(
+            rec["error"]
+                .as_str()
+                .unwrap()
+                .contains("\"medium\" is not one of \"fast\", \"slow\""),
+            "{rec}"
+        );
+        let (rec, _) = go(&w2, json!({})).await;
+        assert_eq!(rec["steps"][0]["status"], "succeeded");
         let (rec, _) = go(&w, json!({"path": "/x", "zzz": 1})).await;
         assert!(
             rec["error"]

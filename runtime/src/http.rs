@@ -30,11 +30,11 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
 
 pub fn router(app: Arc<App>, mcp_ct: CancellationToken) -> Router {
     let mut cfg = StreamableHttpServerConfig::default().with_cancellation_token(mcp_ct);
-    let hosts = &app.config.http.allowed_hosts;
-    cfg = if hosts.iter().any(|h| h == "*") {
+    let hosts = app.config.http.effective_allowed_hosts();
+    cfg = if hosts.is_empty() {
         cfg.disable_allowed_hosts()
     } else {
-        cfg.with_allowed_hosts(hosts.clone())
+        cfg.with_allowed_hosts(hosts)
     };
     let a = app.clone();
     let mcp = StreamableHttpService::new(

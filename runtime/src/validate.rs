@@ -25,6 +25,21 @@ pub fn check(def: &WorkflowDef, file: &Path, servers: Option<&[String]>) -> Vec<
         if !is_ident(name) {
             problems.push(format!("{f}: input name {name:?} must be an identifier"));
         }
+        for v in inp.allowed.iter().flatten() {
+            if !inp.kind.matches(v) {
+                problems.push(format!(
+                    "{f}: input `{name}`: enum value {v} is not of type {}",
+                    inp.kind.as_str()
+                ));
+            }
+        }
+        if let (Some(d), Some(allowed)) = (&inp.default, &inp.allowed)
+            && !allowed.contains(d)
+        {
+            problems.push(format!(
+                "{f}: input `{name}`: default {d} is not one of the enum values"
+            ));
+        }
         if let Some(d) = &inp.default
             && !inp.kind.matches(d)
         {

@@ -94,6 +94,9 @@ pub struct InputDef {
     pub required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// Allowed values (optional).
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -353,6 +356,9 @@ pub fn input_schema(def: &WorkflowDef) -> Value {
         }
         if let Some(d) = &inp.default {
             p.insert("default".into(), d.clone());
+        }
+        if let Some(a) = &inp.allowed {
+            p.insert("enum".into(), Value::Array(a.clone()));
         }
         if inp.required {
             required.push(Value::from(name.clone()));
