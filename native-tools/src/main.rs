@@ -180,8 +180,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 session::local::LocalSessionManager,
             };
             let hosts = allowed_hosts(&cli);
+            // fs_write accepts 16 MiB of content; allow for JSON escaping.
             let config = StreamableHttpServerConfig::default()
-                .with_cancellation_token(shutdown.child_token());
+                .with_cancellation_token(shutdown.child_token())
+                .with_max_request_body_bytes(48 * 1024 * 1024);
             let config = if hosts.iter().any(|h| h == "*") {
                 config.disable_allowed_hosts()
             } else {

@@ -163,8 +163,13 @@ def test_http_transport(tmp_path):
                     assert await tool_names(s) == BASE_TOOLS
                     assert ok(await s.call_tool("fs_read", {"path": "f.txt"}))["content"] == "over http"
                     assert "'..'" in err(await s.call_tool("fs_read", {"path": "../x"}))
+                    # Requests larger than rmcp's 4 MiB default body limit are accepted.
+                    big = "y" * (6 * 1024 * 1024)
+                    w = ok(await s.call_tool("fs_write", {"path": "big.txt", "content": big}))
+                    assert w["bytes_written"] == len(big)
 
         run(body_())
+        assert (tmp_path / "big.txt").stat().st_size == 6 * 1024 * 1024
         # DNS-rebinding protection: unknown Host headers are refused, the service name is accepted.
         assert _post_initialize(srv.base + "/mcp", "evil.example") == 403
         assert _post_initialize(srv.base + "/mcp", f"native-tools:{srv.port}") == 200
