@@ -143,9 +143,11 @@ impl App {
         inputs: &Map<String, Value>,
         origin: &str,
         run_id: Option<String>,
+        progress: Option<engine::Progress>,
     ) -> Value {
         let opts = RunOptions {
             origin,
+            progress,
             run_id,
             stop: self.stop.clone(),
         };
@@ -172,9 +174,10 @@ impl App {
         name: &str,
         inputs: &Map<String, Value>,
         origin: &str,
+        progress: Option<engine::Progress>,
     ) -> Result<Value, String> {
         let wf = self.find(name)?;
-        Ok(self.run_with_id(&wf, inputs, origin, None).await)
+        Ok(self.run_with_id(&wf, inputs, origin, None, progress).await)
     }
 
     /// Starts a workflow in the background; returns its run id. Unknown
@@ -194,7 +197,7 @@ impl App {
         let app = self.clone();
         let id = run_id.clone();
         tokio::spawn(async move {
-            app.run_with_id(&wf, &inputs, origin, Some(id)).await;
+            app.run_with_id(&wf, &inputs, origin, Some(id), None).await;
         });
         Ok(run_id)
     }

@@ -86,8 +86,13 @@ impl Active {
     }
 }
 
+/// Progress callback: (steps done, total steps, message).
+pub type Progress = std::sync::Arc<dyn Fn(u64, u64, String) + Send + Sync>;
+
 pub struct RunOptions<'a> {
     pub origin: &'a str,
+    /// Called before each step and when the run ends.
+    pub progress: Option<Progress>,
     /// Run id to use (a new UUID when None).
     pub run_id: Option<String>,
     /// Cancelled when the process must stop (the run is recorded as interrupted).
@@ -140,7 +145,16 @@ pub async fn run<T: ToolCaller>(
     let mut ctx =
         json!({"inputs": inputs, "steps": {}, "workflow": {"name": name}, "run": {"id": run_id}});
     let mut steps_rec: Vec<Value> = Vec::new();
-    let body = execute(tools, store, wf, &run_id, &mut ctx, &mut steps_rec);
+    let progress = opts.progress.clone();
+    let body = execute(
+        tools,
+        store,
+        wf,
+        &run_id,
+        &mut ctx,
+        &mut steps_rec,
+        progress.as_ref(),
+    );
     let total = wf
         .def
         .timeout_ms
@@ -178,6 +192,10 @@ pub async fn run<T: ToolCaller>(
         }
         Err((s, e)) => (s, Some(e), Value::Null),
     };
+    if let Some(p) = &progress {
+        let n = wf.def.steps.len() as u64;
+        p(n, n, format!("run {status}"));
+    }
     let mut rec = base(&status, error.clone());
     rec["output"] = output;
     rec["steps"] = Value::Array(steps_rec);
@@ -203,9 +221,14 @@ async fn execute<T: ToolCaller>(
     run_id: &str,
     ctx: &mut Value,
     steps_rec: &mut Vec<Value>,
+    progress: Option<&Progress>,
 ) -> Result<(), String> {
-    for spanned in &wf.def.steps {
+    let total = wf.def.steps.len() as u64;
+    for (i, spanned) in wf.def.steps.iter().enumerate() {
         let step = &spanned.value;
+        if let Some(p) = progress {
+            p(i as u64, total, format!("step {} ({})", step.id, step.tool));
+        }
         let t0 = Instant::now();
         if let Some(cond) = &step.condition {
             let ok = template::eval_condition(cond, ctx)
@@ -400,6 +423,7 @@ mod tests {
         let fake = Fake::default();
         let opts = RunOptions {
             origin: "test",
+            progress: None,
             run_id: None,
             stop: CancellationToken::new(),
         };

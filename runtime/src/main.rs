@@ -490,7 +490,7 @@ async fn workflows_cmd(cfg: Config, command: &WorkflowsCmd) -> Result<ExitCode> 
                 stop.cancel();
             });
             let rec = app
-                .run_workflow(wf.name(), &provided, "cli")
+                .run_workflow(wf.name(), &provided, "cli", None)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))?;
             app.shutdown().await;

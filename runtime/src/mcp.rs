@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -165,7 +168,11 @@ impl AelServer {
     #[tool(
         description = "Run a workflow with the given inputs; returns the run record (status, output, steps). With wait=false, returns the run id at once (poll with run_get)"
     )]
-    async fn workflow_run(&self, Parameters(a): Parameters<RunArgs>) -> CallToolResult {
+    async fn workflow_run(
+        &self,
+        Parameters(a): Parameters<RunArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         if a.wait == Some(false) {
             return match self.app.start_workflow(&a.name, a.inputs, "mcp") {
                 Ok(run_id) => {
@@ -174,7 +181,36 @@ impl AelServer {
                 Err(e) => err(e),
             };
         }
-        match self.app.run_workflow(&a.name, &a.inputs, "mcp").await {
+        let mut forwarder = None;
+        let progress = ctx.meta.get_progress_token().map(|token| {
+            // Forward progress in order through one task.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64, String)>();
+            let peer = ctx.peer.clone();
+            forwarder = Some(tokio::spawn(async move {
+                while let Some((done, total, msg)) = rx.recv().await {
+                    let p = ProgressNotificationParam::new(token.clone(), done as f64)
+                        .with_total(total as f64)
+                        .with_message(msg);
+                    if peer.notify_progress(p).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            let f: crate::engine::Progress = Arc::new(move |done, total, msg| {
+                let _ = tx.send((done, total, msg));
+            });
+            f
+        });
+        let result = self
+            .app
+            .run_workflow(&a.name, &a.inputs, "mcp", progress)
+            .await;
+        // The callback (and its sender) is gone now: let the last
+        // notifications go out before the response.
+        if let Some(f) = forwarder {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), f).await;
+        }
+        match result {
             Ok(rec) if rec["status"] == "succeeded" => ok(rec),
             Ok(rec) => CallToolResult::structured_error(rec),
             Err(e) => err(e),

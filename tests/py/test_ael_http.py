@@ -126,9 +126,18 @@ def test_workflows_through_native_tools_over_http(tmp_path):
             async with http_session(ael.base) as s:
                 d = ok(await s.call_tool("workflow_describe", {"name": "file-summary"}))
                 assert d["valid"] is True, d["problems"]
+                events = []
+
+                async def on_progress(progress, total, message):
+                    events.append((progress, total, message))
+
                 r = ok(await s.call_tool("workflow_run", {"name": "file-summary",
-                                                          "inputs": {"path": str(root / "notes.txt")}}))
+                                                          "inputs": {"path": str(root / "notes.txt")}},
+                                         progress_callback=on_progress))
                 assert r["status"] == "succeeded"
+                # Progress notifications: one per step, then the end of the run.
+                assert events == [(0, 2, "step stat (native.fs_stat)"), (1, 2, "step read (native.fs_read)"),
+                                  (2, 2, "run succeeded")], events
                 assert r["output"]["content"] == "alpha beta gamma\n"
                 assert r["output"]["stat"]["size"] == 17
                 assert r["output"]["preview_chars"] == 80
