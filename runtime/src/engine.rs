@@ -563,6 +563,7 @@ output:
             &Map::new(),
             RunOptions {
                 origin: "test",
+                progress: None,
                 run_id: None,
                 stop,
             },
