@@ -9,7 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-from ael_helpers import Ael, HttpServer, ael_cli, base_env, http_get, native_tools_bin, repo_workflows, write_config
+from ael_helpers import (
+    Ael, HttpServer, ael_cli, base_env, http_get, http_session, native_tools_bin, repo_workflows, run, write_config,
+)
 
 
 def make(tmp_path: Path, native: bool = False) -> tuple[Path, dict[str, str], Path]:
@@ -135,6 +137,20 @@ def test_hot_reload_add_change_remove(tmp_path):
         wait_for(lambda b: b["workflows"] == n + 1, "add")
         names = json.loads(ael_cli(["workflows", "list", "--json"], env=env).stdout)
         assert "brand-new" in {w["name"] for w in names["workflows"]}
+        # A changed file is picked up by the running server (seen over MCP).
+        new.write_text("name: brand-new\ndescription: changed\nsteps:\n  - id: a\n    tool: native.fs_list\n")
+
+        async def described():
+            import asyncio
+            async with http_session(ael.base) as s:
+                for _ in range(100):
+                    d = (await s.call_tool("workflow_describe", {"name": "brand-new"})).structured_content
+                    if d.get("description") == "changed":
+                        return d
+                    await asyncio.sleep(0.1)
+                return d
+
+        assert run(described())["description"] == "changed"
         new.write_text("name: brand-new\ndescription: second\nsteps: [oops\n")
         wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 1, "see the broken change")
         new.unlink()
