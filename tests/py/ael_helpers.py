@@ -48,18 +48,24 @@ def _build(packages: list[str]) -> None:
             _BUILD_ERR[p] = r.stderr[-2000:]
 
 
+_BUILT = False
+
+
 def _binary(name: str, env_var: str, package: str) -> str | None:
+    global _BUILT
     with _LOCK:
         if name not in _BINS:
             env_bin = os.environ.get(env_var)
             if env_bin:
                 _BINS[name] = str(Path(env_bin).resolve())
             else:
-                if "ael" not in _BINS and "native-tools" not in _BINS and not _BUILD_ERR:
+                if not _BUILT:
+                    _BUILT = True
                     _build(["ael", "native-tools"])
-                    if _BUILD_ERR:  # native-tools may be broken; build ael alone
+                    if _BUILD_ERR:  # native-tools may be broken; still build ael alone
                         _BUILD_ERR.clear()
                         _build(["ael"])
+                        _BUILD_ERR.setdefault("native-tools", "cargo build -p native-tools failed")
                 path = _target_dir() / "debug" / name
                 _BINS[name] = str(path) if path.is_file() and package not in _BUILD_ERR else None
         return _BINS[name]
