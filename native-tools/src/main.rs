@@ -12,7 +12,7 @@ mod upstream;
 
 use std::net::SocketAddr;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
@@ -29,14 +29,21 @@ enum Transport {
     about = "MCP server for native tools (filesystem, network, kafka, firecrawl, ollama)"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// MCP transport: stdio (default) or streamable HTTP at /mcp.
     #[arg(long, value_enum, default_value_t = Transport::Stdio, env = "NATIVE_TOOLS_TRANSPORT")]
     transport: Transport,
     /// Address to bind with --transport http.
-    #[arg(long, default_value = "127.0.0.1", env = "NATIVE_TOOLS_HOST")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1",
+        env = "NATIVE_TOOLS_HOST"
+    )]
     host: String,
     /// Port to bind with --transport http.
-    #[arg(long, default_value_t = 8083, env = "NATIVE_TOOLS_PORT")]
+    #[arg(long, global = true, default_value_t = 8083, env = "NATIVE_TOOLS_PORT")]
     port: u16,
     /// Filesystem root the fs_* tools are confined to (repeatable). Default: NATIVE_TOOLS_ROOTS
     /// (colon-separated) or the current directory.
@@ -51,6 +58,51 @@ struct Cli {
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe GET /health of a running HTTP server (for container health checks);
+    /// exits 0 when healthy, 1 otherwise.
+    Health {
+        /// Health URL (default: http://127.0.0.1:<--port>/health, or --host when it is not a wildcard).
+        #[arg(long)]
+        url: Option<String>,
+        /// Timeout in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+}
+
+fn health_url(cli: &Cli, url: Option<&str>) -> String {
+    if let Some(u) = url {
+        return u.to_string();
+    }
+    let host = match cli.host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1".to_string(),
+        "::" | "[::]" => "[::1]".to_string(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.to_string(),
+    };
+    format!("http://{host}:{}/health", cli.port)
+}
+
+async fn health(url: &str, timeout_ms: u64) -> Result<(), String> {
+    let client = tls::http_client()?;
+    let resp = client
+        .get(url)
+        .timeout(std::time::Duration::from_millis(timeout_ms.max(1)))
+        .send()
+        .await
+        .map_err(|e| format!("health check {url} failed: {}", net::error_chain(&e)))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    println!("{}", body.trim());
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("health check {url}: HTTP {}", status.as_u16()))
+    }
 }
 
 fn init_logging() {
@@ -139,6 +191,9 @@ fn allowed_hosts(cli: &Cli) -> Vec<String> {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::Health { url, timeout_ms }) = &cli.command {
+        return health(&health_url(&cli, url.as_deref()), *timeout_ms).await;
+    }
     let roots = configured_roots(&cli)?;
     let ctx = std::sync::Arc::new(server::Context::from_env(roots)?);
     let shutdown = CancellationToken::new();

@@ -59,7 +59,7 @@ pub fn root_store() -> (rustls::RootCertStore, RootSource) {
 
 pub fn http_client() -> Result<reqwest::Client, String> {
     let (roots, source) = root_store();
-    tracing::info!(source = %source.description, count = source.count, "TLS trust roots");
+    tracing::debug!(source = %source.description, count = source.count, "TLS trust roots");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -214,3 +214,19 @@ def test_http_sigterm_with_open_stream():
             assert time.monotonic() - t0 < 6
         finally:
             stream.close()
+
+
+def test_health_subcommand():
+    with HttpNativeTools() as srv:
+        p = subprocess.run([binary(), "health", "--port", str(srv.port)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and json.loads(p.stdout)["status"] == "ok"
+        p = subprocess.run([binary(), "health", "--url", srv.base + "/health"], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0
+        p = subprocess.run([binary(), "health", "--url", srv.base + "/nope"], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 1 and "HTTP 404" in p.stderr
+    # Nothing listening any more: unhealthy.
+    p = subprocess.run([binary(), "health", "--port", str(srv.port), "--timeout-ms", "2000"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 1 and "failed" in p.stderr
