@@ -10,8 +10,6 @@ mod server;
 mod tls;
 mod upstream;
 
-use std::net::SocketAddr;
-
 use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
@@ -261,12 +259,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     }),
                 )
                 .nest_service("/mcp", service);
-            let addr: SocketAddr = format!("{}:{}", cli.host, cli.port)
-                .parse()
-                .map_err(|e| format!("invalid --host/--port: {e}"))?;
-            let listener = tokio::net::TcpListener::bind(addr)
+            let bind_host = cli.host.trim_start_matches('[').trim_end_matches(']');
+            let listener = tokio::net::TcpListener::bind((bind_host, cli.port))
                 .await
-                .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+                .map_err(|e| format!("cannot bind {}:{}: {e}", cli.host, cli.port))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%local, allowed_hosts = ?hosts, "serving MCP over streamable HTTP at /mcp");
             // Machine-readable line for launchers that pass --port 0.
