@@ -188,3 +188,26 @@ def test_https_uses_ssl_cert_file(tmp_path):
                 assert "certificate" in msg.lower() or "unknownissuer" in msg.lower().replace(" ", ""), msg
 
         run(body())
+
+
+def test_concurrent_calls_in_one_session(tmp_path):
+    import asyncio
+
+    with HttpServer(handler) as srv:
+        async def body():
+            async with stdio_session(["--root", str(tmp_path)]) as s:
+                calls = []
+                for i in range(10):
+                    calls.append(s.call_tool("http_fetch", {"url": srv.url + "/hello"}))
+                    calls.append(s.call_tool("fs_write", {"path": f"f{i}.txt", "content": str(i)}))
+                # A slow request does not block the others.
+                calls.append(s.call_tool("http_fetch", {"url": srv.url + "/slow", "timeout_ms": 10000}))
+                t0 = asyncio.get_running_loop().time()
+                results = await asyncio.gather(*calls)
+                assert asyncio.get_running_loop().time() - t0 < 8
+                datas = [ok(r) for r in results]
+                assert [d["body"] for d in datas[0:20:2]] == ["hello world"] * 10
+                assert datas[-1]["body"] == "late"
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"f{i}.txt" for i in range(10))
+
+        run(body())
