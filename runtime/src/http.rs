@@ -7,12 +7,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
+use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -28,7 +35,40 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
     (code, Json(body))
 }
 
-pub fn router(app: Arc<App>, mcp_ct: CancellationToken) -> Router {
+/// Counts MCP POST requests whose response has not been fully sent.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl InFlight {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+async fn track_in_flight(State(inflight): State<InFlight>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    inflight.0.fetch_add(1, Ordering::SeqCst);
+    let guard = InFlightGuard(inflight.0.clone());
+    let (parts, body) = next.run(req).await.into_parts();
+    // The guard lives as long as the (possibly streamed) response body.
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _keep = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+pub fn router(app: Arc<App>, mcp_ct: CancellationToken, inflight: InFlight) -> Router {
     let mut cfg = StreamableHttpServerConfig::default().with_cancellation_token(mcp_ct);
     let hosts = app.config.http.effective_allowed_hosts();
     cfg = if hosts.is_empty() {
@@ -42,10 +82,16 @@ pub fn router(app: Arc<App>, mcp_ct: CancellationToken) -> Router {
         Arc::new(LocalSessionManager::default()),
         cfg,
     );
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            inflight,
+            track_in_flight,
+        ));
     Router::new()
         .route("/health", get(health))
-        .nest_service("/mcp", mcp)
         .with_state(app)
+        .merge(mcp)
 }
 
 /// Serves until `shutdown` is cancelled. Then: stop accepting, wait for
@@ -60,7 +106,8 @@ pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
     tracing::info!(%local, "listening: GET /health, MCP at /mcp");
     let grace = Duration::from_millis(app.config.http.shutdown_grace_ms);
     let mcp_ct = CancellationToken::new();
-    let router = router(app.clone(), mcp_ct.clone());
+    let inflight = InFlight::default();
+    let router = router(app.clone(), mcp_ct.clone(), inflight.clone());
     let sd = shutdown.clone();
     let server =
         axum::serve(listener, router).with_graceful_shutdown(async move { sd.cancelled().await });
@@ -69,30 +116,33 @@ pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
         r = &mut server => return r.context("http server"),
         _ = shutdown.cancelled() => {}
     }
-    // Let in-flight workflow runs finish within the grace period.
+    // New connections are refused now. Let in-flight MCP requests and
+    // workflow runs finish within the grace period.
+    let busy = || app.active.count() > 0 || inflight.count() > 0;
     let deadline = tokio::time::Instant::now() + grace;
-    while app.active.count() > 0 && tokio::time::Instant::now() < deadline {
+    while busy() && tokio::time::Instant::now() < deadline {
         tokio::select! {
             r = &mut server => return r.context("http server"),
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
-    if app.active.count() > 0 {
+    if busy() {
         tracing::warn!(
             runs = app.active.count(),
+            requests = inflight.count(),
             "grace period over; interrupting runs"
         );
         app.stop.cancel();
-        let flush = tokio::time::Instant::now() + Duration::from_millis(300);
-        while app.active.count() > 0 && tokio::time::Instant::now() < flush {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        // Give the interrupted responses a moment to be written.
-        if let Ok(r) = tokio::time::timeout(Duration::from_millis(100), &mut server).await {
-            mcp_ct.cancel();
-            return r.context("http server");
+        // Interrupted runs answer their requests; let those responses go out.
+        let flush = tokio::time::Instant::now() + Duration::from_millis(500);
+        while busy() && tokio::time::Instant::now() < flush {
+            tokio::select! {
+                r = &mut server => return r.context("http server"),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
         }
     }
+    // Close MCP sessions (idle SSE streams) so the connections end.
     mcp_ct.cancel();
     match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
         Ok(r) => r.context("http server")?,

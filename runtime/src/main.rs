@@ -257,6 +257,16 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
     let shutdown = spawn_signal_watch();
     let app = App::new(cfg, None);
     app.store.recover();
+    {
+        // A second SIGTERM/SIGINT skips the grace period for in-flight runs.
+        let (sd, stop) = (shutdown.clone(), app.stop.clone());
+        tokio::spawn(async move {
+            sd.cancelled().await;
+            shutdown_signal().await;
+            tracing::warn!("second signal: interrupting runs now");
+            stop.cancel();
+        });
+    }
     reaper::spawn(
         app.tools.clone(),
         shutdown.clone(),

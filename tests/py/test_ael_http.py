@@ -346,3 +346,52 @@ def test_async_workflow_run_and_run_get(tmp_path):
 
         run(body())
     assert (root / "async.txt").read_text() == "eventually"
+
+
+def test_inflight_run_finishes_within_grace_and_second_signal_interrupts(tmp_path):
+    import asyncio
+    import os
+
+    wf, data, root = setup_dirs(tmp_path)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
+    cfg.write_text(cfg.read_text().replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 20000"))
+
+    def handler(method, path, body):
+        time.sleep(1.0 if path == "/short" else 8.0)
+        return 200, {}, b"done"
+
+    async def start_and_signal(ael, web, path, signals):
+        async with http_session(ael.base) as s:
+            # The SDK lists tools after a call to check structured output unless it
+            # already has the list; after SIGTERM new connections are refused.
+            await s.list_tools()
+            task = asyncio.create_task(s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {
+                "url": web.url + path, "dest": str(root / (path.strip("/") + ".txt"))}}))
+            while not web.requests or web.requests[-1][1] != path:
+                await asyncio.sleep(0.02)
+            t0 = time.monotonic()
+            for sig in signals:
+                os.kill(ael.proc.pid, sig)
+                await asyncio.sleep(0.1)
+            r = await task
+            return r, time.monotonic() - t0
+
+    with HttpServer(handler) as web:
+        # One SIGTERM: the in-flight run (about 1 s) completes within the grace period.
+        with Ael(cfg) as ael:
+            ael.wait_tool_server("native")
+            r, _ = run(start_and_signal(ael, web, "/short", [signal.SIGTERM]))
+            assert ok(r)["status"] == "succeeded"
+            rc, _ = ael.stop()
+            assert rc == 0
+        assert (root / "short.txt").read_text() == "done"
+        # Two signals: the run is interrupted at once despite the 20 s grace period.
+        with Ael(cfg) as ael:
+            ael.wait_tool_server("native")
+            r, took = run(start_and_signal(ael, web, "/long", [signal.SIGTERM, signal.SIGTERM]))
+            assert failed(r)["status"] == "interrupted"
+            assert took < 3.0
+            rc, _ = ael.stop()
+            assert rc == 0
+    fin = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines() if '"finished"' in x]
+    assert [x["status"] for x in fin] == ["succeeded", "interrupted"]
