@@ -20,6 +20,8 @@ pub struct App {
     pub tools: Arc<ToolManager>,
     pub store: Store,
     pub active: Active,
+    /// MCP client sessions, told when the tool list changes (hot reload).
+    pub peers: Mutex<Vec<rmcp::service::Peer<rmcp::RoleServer>>>,
     /// Records of recently finished runs (also when history is disabled).
     pub recent: Mutex<VecDeque<Value>>,
     /// Cancelled when runs must stop (after the shutdown grace period).
@@ -50,6 +52,7 @@ impl App {
             store,
             active: Active::default(),
             recent: Mutex::new(VecDeque::new()),
+            peers: Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         })
     }
@@ -100,6 +103,28 @@ impl App {
         }
         self.set_workflows(new);
         (added, changed, removed)
+    }
+
+    /// Sends `notifications/tools/list_changed` to every MCP session
+    /// (workflows are also tools); drops sessions that are gone.
+    pub fn notify_tools_changed(self: &Arc<Self>) {
+        let peers: Vec<_> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if peers.is_empty() {
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            for p in peers {
+                let n = rmcp::model::ServerNotification::ToolListChangedNotification(
+                    Default::default(),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), p.send_notification(n)).await;
+            }
+            app.peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|p| !p.is_transport_closed());
+        });
     }
 
     /// Problems of a workflow including checks against live tool lists.

@@ -248,6 +248,9 @@ fn spawn_reloader(app: Arc<App>, stop: CancellationToken) {
                 last = now;
                 let (added, changed, removed) = app.reload();
                 tracing::info!(?added, ?changed, ?removed, "workflows reloaded");
+                if !(added.is_empty() && changed.is_empty() && removed.is_empty()) {
+                    app.notify_tools_changed();
+                }
             }
         }
     });

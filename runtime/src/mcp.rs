@@ -3,12 +3,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rmcp::ErrorData;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -173,48 +176,7 @@ impl AelServer {
         Parameters(a): Parameters<RunArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        if a.wait == Some(false) {
-            return match self.app.start_workflow(&a.name, a.inputs, "mcp") {
-                Ok(run_id) => {
-                    ok(json!({"run_id": run_id, "workflow": a.name, "status": "running"}))
-                }
-                Err(e) => err(e),
-            };
-        }
-        let mut forwarder = None;
-        let progress = ctx.meta.get_progress_token().map(|token| {
-            // Forward progress in order through one task.
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64, String)>();
-            let peer = ctx.peer.clone();
-            forwarder = Some(tokio::spawn(async move {
-                while let Some((done, total, msg)) = rx.recv().await {
-                    let p = ProgressNotificationParam::new(token.clone(), done as f64)
-                        .with_total(total as f64)
-                        .with_message(msg);
-                    if peer.notify_progress(p).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-            let f: crate::engine::Progress = Arc::new(move |done, total, msg| {
-                let _ = tx.send((done, total, msg));
-            });
-            f
-        });
-        let result = self
-            .app
-            .run_workflow(&a.name, &a.inputs, "mcp", progress)
-            .await;
-        // The callback (and its sender) is gone now: let the last
-        // notifications go out before the response.
-        if let Some(f) = forwarder {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), f).await;
-        }
-        match result {
-            Ok(rec) if rec["status"] == "succeeded" => ok(rec),
-            Ok(rec) => CallToolResult::structured_error(rec),
-            Err(e) => err(e),
-        }
+        self.run_tool(&a.name, a.inputs, a.wait, ctx).await
     }
 
     #[tool(
@@ -268,11 +230,152 @@ impl AelServer {
     }
 }
 
+/// MCP tool name of a workflow: `wf_` + name (characters other than
+/// letters, digits, `_` and `-` become `_`).
+pub fn workflow_tool_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("wf_{clean}")
+}
+
+impl AelServer {
+    /// Runs a workflow for an MCP request (shared by `workflow_run` and the
+    /// per-workflow `wf_*` tools).
+    async fn run_tool(
+        &self,
+        name: &str,
+        inputs: Map<String, Value>,
+        wait: Option<bool>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        if wait == Some(false) {
+            return match self.app.start_workflow(name, inputs, "mcp") {
+                Ok(run_id) => ok(json!({"run_id": run_id, "workflow": name, "status": "running"})),
+                Err(e) => err(e),
+            };
+        }
+        let mut forwarder = None;
+        let progress = ctx.meta.get_progress_token().map(|token| {
+            // Forward progress in order through one task.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64, String)>();
+            let peer = ctx.peer.clone();
+            forwarder = Some(tokio::spawn(async move {
+                while let Some((done, total, msg)) = rx.recv().await {
+                    let p = ProgressNotificationParam::new(token.clone(), done as f64)
+                        .with_total(total as f64)
+                        .with_message(msg);
+                    if peer.notify_progress(p).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+            let f: crate::engine::Progress = Arc::new(move |done, total, msg| {
+                let _ = tx.send((done, total, msg));
+            });
+            f
+        });
+        let result = self.app.run_workflow(name, &inputs, "mcp", progress).await;
+        // The callback (and its sender) is gone now: let the last
+        // notifications go out before the response.
+        if let Some(f) = forwarder {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), f).await;
+        }
+        match result {
+            Ok(rec) if rec["status"] == "succeeded" => ok(rec),
+            Ok(rec) => CallToolResult::structured_error(rec),
+            Err(e) => err(e),
+        }
+    }
+
+    /// One MCP tool per valid workflow, with the workflow's input schema.
+    fn workflow_tools(&self) -> Vec<Tool> {
+        let set = self.app.workflows();
+        set.workflows
+            .values()
+            .filter(|wf| wf.is_valid())
+            .filter_map(|wf| {
+                let Value::Object(schema) = workflow::input_schema(&wf.def) else {
+                    return None;
+                };
+                let desc = if wf.def.description.is_empty() {
+                    format!("Run workflow {}", wf.name())
+                } else {
+                    format!("Run workflow {}: {}", wf.name(), wf.def.description)
+                };
+                Some(Tool::new(
+                    workflow_tool_name(wf.name()),
+                    desc,
+                    Arc::new(schema),
+                ))
+            })
+            .collect()
+    }
+
+    fn workflow_for_tool(&self, tool: &str) -> Option<String> {
+        let set = self.app.workflows();
+        set.workflows
+            .keys()
+            .find(|n| workflow_tool_name(n) == tool)
+            .cloned()
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for AelServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
             .with_server_info(Implementation::new("ael", env!("CARGO_PKG_VERSION")))
-            .with_instructions("AEL runtime: list, describe, validate and run YAML workflows that call tools of connected MCP tool servers.")
+            .with_instructions("AEL runtime: list, describe, validate and run YAML workflows that call tools of connected MCP tool servers. Each valid workflow is also a tool named wf_<name>.")
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut peers = self.app.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|p| !p.is_transport_closed());
+        peers.push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.tool_router.list_all();
+        tools.extend(self.workflow_tools());
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tool_router
+            .get(name)
+            .cloned()
+            .or_else(|| self.workflow_tools().into_iter().find(|t| t.name == name))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if self.tool_router.get(&request.name).is_none()
+            && let Some(wf) = self.workflow_for_tool(&request.name)
+        {
+            let inputs = request.arguments.unwrap_or_default();
+            return Ok(self.run_tool(&wf, inputs, None, context).await.into());
+        }
+        let tcc = ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
     }
 }

@@ -227,9 +227,10 @@ class Ael:
 
 
 @contextlib.asynccontextmanager
-async def http_session(base: str) -> AsyncIterator[ClientSession]:
+async def http_session(base: str, message_handler=None) -> AsyncIterator[ClientSession]:
     async with streamable_http_client(base + "/mcp") as (read, write):
-        async with ClientSession(read, write) as session:
+        kwargs = {"message_handler": message_handler} if message_handler else {}
+        async with ClientSession(read, write, **kwargs) as session:
             await session.initialize()
             yield session
 

@@ -138,19 +138,32 @@ def test_hot_reload_add_change_remove(tmp_path):
         names = json.loads(ael_cli(["workflows", "list", "--json"], env=env).stdout)
         assert "brand-new" in {w["name"] for w in names["workflows"]}
         # A changed file is picked up by the running server (seen over MCP).
-        new.write_text("name: brand-new\ndescription: changed\nsteps:\n  - id: a\n    tool: native.fs_list\n")
 
         async def described():
             import asyncio
-            async with http_session(ael.base) as s:
+            notes = []
+
+            async def on_message(msg):
+                notes.append(getattr(getattr(msg, "root", msg), "method", None) or type(msg).__name__)
+
+            async with http_session(ael.base, message_handler=on_message) as s:
+                await s.list_tools()
+                new.write_text("name: brand-new\ndescription: changed\nsteps:\n  - id: a\n    tool: native.fs_list\n")
                 for _ in range(100):
                     d = (await s.call_tool("workflow_describe", {"name": "brand-new"})).structured_content
                     if d.get("description") == "changed":
-                        return d
+                        break
                     await asyncio.sleep(0.1)
-                return d
+                for _ in range(50):
+                    if any("list_changed" in str(n) or "ToolListChanged" in str(n) for n in notes):
+                        break
+                    await asyncio.sleep(0.1)
+                return d, notes
 
-        assert run(described())["description"] == "changed"
+        d, notes = run(described())
+        assert d["description"] == "changed"
+        # Workflows are tools too, so the session is told that the tool list changed.
+        assert any("list_changed" in str(n) or "ToolListChanged" in str(n) for n in notes), notes
         new.write_text("name: brand-new\ndescription: second\nsteps: [oops\n")
         wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 1, "see the broken change")
         new.unlink()

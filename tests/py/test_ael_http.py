@@ -126,6 +126,15 @@ def test_workflows_through_native_tools_over_http(tmp_path):
             async with http_session(ael.base) as s:
                 d = ok(await s.call_tool("workflow_describe", {"name": "file-summary"}))
                 assert d["valid"] is True, d["problems"]
+                # Every valid workflow is also a tool with the workflow's input schema.
+                tools = {t.name: t for t in (await s.list_tools()).tools}
+                wft = tools["wf_file-summary"]
+                assert wft.input_schema["required"] == ["path"]
+                assert wft.input_schema["properties"]["preview_chars"] == {
+                    "type": "integer", "description": "Not used by the tool; echoed in the output", "default": 80}
+                assert {"wf_fetch-and-save", "wf_network-check"} <= set(tools)
+                r = ok(await s.call_tool("wf_file-summary", {"path": str(root / "notes.txt"), "preview_chars": 3}))
+                assert r["output"]["content"] == "alpha beta gamma\n" and r["output"]["preview_chars"] == 3
                 events = []
 
                 async def on_progress(progress, total, message):
@@ -175,10 +184,10 @@ def test_workflows_through_native_tools_over_http(tmp_path):
                 assert "notes.txt" in json.dumps(t["result"])
 
                 runs = ok(await s.call_tool("runs_list", {"limit": 10, "logs": True}))["runs"]
-                # Input errors are rejected before a run starts, so 4 runs are recorded.
-                assert [x["status"] for x in runs] == ["failed", "succeeded", "succeeded", "succeeded"]
-                assert runs[3]["workflow"] == "file-summary"
-                assert any(log["step"] == "read" for log in runs[3]["logs"])
+                # Input errors are rejected before a run starts, so 5 runs are recorded.
+                assert [x["status"] for x in runs] == ["failed", "succeeded", "succeeded", "succeeded", "succeeded"]
+                assert runs[4]["workflow"] == "file-summary"
+                assert any(log["step"] == "read" for log in runs[4]["logs"])
 
         run(body())
         rc, took = ael.stop()
@@ -188,10 +197,10 @@ def test_workflows_through_native_tools_over_http(tmp_path):
 
     # History is kept across restarts.
     lines = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines()]
-    assert sum(1 for x in lines if x["event"] == "finished") == 4
+    assert sum(1 for x in lines if x["event"] == "finished") == 5
     r = ael_cli(["runs", "list", "--json"], env=base_env(AEL_CONFIG_PATH=str(cfg)))
     assert r.returncode == 0, r.stderr
-    assert len(json.loads(r.stdout)["runs"]) == 4
+    assert len(json.loads(r.stdout)["runs"]) == 5
 
 
 def test_required_tool_server_down_makes_health_503(tmp_path):
