@@ -98,7 +98,12 @@ pub fn router(app: Arc<App>, mcp_ct: CancellationToken, inflight: InFlight) -> R
 /// workflow runs in flight (up to the grace period), interrupt the rest,
 /// close MCP sessions and return.
 pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
-    let addr = format!("{}:{}", app.config.http.host, app.config.http.port);
+    let host = app.config.http.host.trim();
+    let addr = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", app.config.http.port) // IPv6 literal
+    } else {
+        format!("{host}:{}", app.config.http.port)
+    };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot bind {addr}"))?;
