@@ -26,6 +26,8 @@ pub struct Config {
     pub hot_reload: bool,
     /// Poll interval for hot reload, in milliseconds.
     pub reload_interval_ms: u64,
+    /// Runs kept in the history (older ones are dropped at start-up; 0 = all).
+    pub history_limit: usize,
     pub http: HttpConfig,
     /// Tool servers ael connects to as an MCP client, by name.
     pub tool_servers: BTreeMap<String, ToolServerConfig>,
@@ -39,6 +41,7 @@ impl Default for Config {
             data_dir: DEFAULT_DATA_DIR.into(),
             hot_reload: false,
             reload_interval_ms: 1000,
+            history_limit: 10_000,
             http: HttpConfig::default(),
             tool_servers: BTreeMap::new(),
         }

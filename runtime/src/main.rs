@@ -260,6 +260,7 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
     let shutdown = spawn_signal_watch();
     let app = App::new(cfg, None);
     app.store.recover();
+    app.store.compact(app.config.history_limit);
     {
         // A second SIGTERM/SIGINT skips the grace period for in-flight runs.
         let (sd, stop) = (shutdown.clone(), app.stop.clone());

@@ -165,6 +165,47 @@ impl Store {
             .collect()
     }
 
+    /// Keeps the newest `limit` runs in `runs.jsonl` and their lines in
+    /// `logs.jsonl` (rewritten atomically). Returns how many runs were dropped.
+    pub fn compact(&self, limit: usize) -> usize {
+        if !self.writable() || limit == 0 {
+            return 0;
+        }
+        let runs = self.runs(None, usize::MAX);
+        if runs.len() <= limit {
+            return 0;
+        }
+        let keep: std::collections::HashSet<String> = runs
+            .iter()
+            .take(limit)
+            .filter_map(|r| r["run_id"].as_str().map(str::to_string))
+            .collect();
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        for file in [RUNS_FILE, LOGS_FILE] {
+            let path = self.dir.join(file);
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<Value>(l)
+                        .ok()
+                        .and_then(|v| v["run_id"].as_str().map(|id| keep.contains(id)))
+                        .unwrap_or(false)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let tmp = self.dir.join(format!(".{file}.tmp"));
+            if let Err(e) = std::fs::write(&tmp, kept).and_then(|()| std::fs::rename(&tmp, &path)) {
+                tracing::warn!("cannot compact {file}: {e}");
+            }
+        }
+        let dropped = runs.len() - limit;
+        tracing::info!(dropped, kept = limit, "run history compacted");
+        dropped
+    }
+
     /// Marks runs left `running` by a previous process (crash, SIGKILL) as
     /// interrupted. Runs of live processes other than this one are left alone.
     pub fn recover(&self) -> usize {
@@ -224,5 +265,15 @@ mod tests {
         assert_eq!(s.runs(None, 10)[0]["status"], "interrupted");
         assert_eq!(s.logs("r1").len(), 1);
         assert_eq!(s.runs(Some("other"), 10).len(), 0);
+        // Compaction keeps the newest run and its logs only.
+        s.log("r2", "info", None, "kept", json!(null));
+        assert_eq!(s.compact(1), 1);
+        let runs = s.runs(None, 10);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["run_id"], "r2");
+        assert_eq!(runs[0]["status"], "interrupted");
+        assert!(s.logs("r1").is_empty());
+        assert_eq!(s.logs("r2").len(), 1);
+        assert_eq!(s.compact(1), 0);
     }
 }
