@@ -275,3 +275,55 @@ def test_cli_run_interrupted_by_sigint_is_recorded(tmp_path):
     runs = json.loads(ael_cli(["runs", "list", "--json"], env=env).stdout)["runs"]
     assert runs[0]["run_id"] == rec["run_id"] and runs[0]["status"] == "interrupted"
     assert not (root / "x.txt").exists()
+
+
+def test_pid1_in_own_pid_namespace_reaps_and_stops(tmp_path):
+    """ael as PID 1 (like in a container): reaps orphans without AEL_REAP_ORPHANS,
+    answers /health, exits 0 promptly on SIGTERM. Needs `unshare --pid` (root)."""
+    import os
+    import subprocess
+
+    from ael_helpers import ael_bin, free_port, stop_pid
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root and unshare(1) to create a PID namespace")
+    nt = native_tools_bin()
+    wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
+    for d in (wf, data, root):
+        d.mkdir()
+    servers = ("tool_servers:\n  native:\n    command: /bin/sh\n"
+               f"    args: ['-c', '(sleep 0.2 &); (sleep 0.3 &); exec {nt} --root {root}']\n")
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
+    port = free_port()
+    env = base_env(AEL_CONFIG_PATH=str(cfg), AEL_HTTP_PORT=str(port))
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        import pytest
+        pytest.skip(f"unshare --pid not permitted here: {probe.stderr.decode().strip()}")
+    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", ael_bin(), "serve"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        body = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(f"http://127.0.0.1:{port}/health", timeout=1)
+                if body.get("tool_servers", {}).get("native", {}).get("state") == "connected":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        assert body and body["tool_servers"]["native"]["state"] == "connected", body
+        time.sleep(1.0)  # the orphaned sleeps exit and must be reaped by PID 1
+        ael_pid = int(subprocess.run(["ps", "-o", "pid=", "--ppid", str(outer.pid)], capture_output=True,
+                                     text=True).stdout.split()[0])
+        assert zombies_of(ael_pid) == []
+        t0 = time.monotonic()
+        os.kill(ael_pid, signal.SIGTERM)
+        _, err = outer.communicate(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        stop_pid(outer)
+    assert outer.returncode == 0, err
+    assert took < 2.0
+    assert err.count("reaped orphaned process") == 2, err
