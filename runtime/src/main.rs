@@ -280,6 +280,28 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
     if app.config.hot_reload {
         spawn_reloader(app.clone(), shutdown.clone());
     }
+    {
+        // SIGHUP re-reads the workflows directory (with or without hot reload).
+        let (app, sd) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = sd.cancelled() => break,
+                    _ = hup.recv() => {
+                        let (added, changed, removed) = app.reload();
+                        tracing::info!(?added, ?changed, ?removed, "SIGHUP: workflows reloaded");
+                        if !(added.is_empty() && changed.is_empty() && removed.is_empty()) {
+                            app.notify_tools_changed();
+                        }
+                    }
+                }
+            }
+        });
+    }
     match transport {
         Transport::Http => http::serve(app.clone(), shutdown.clone()).await?,
         Transport::Stdio => {

@@ -327,3 +327,21 @@ def test_pid1_in_own_pid_namespace_reaps_and_stops(tmp_path):
     assert outer.returncode == 0, err
     assert took < 2.0
     assert err.count("reaped orphaned process") == 2, err
+
+
+def test_sighup_reloads_workflows(tmp_path):
+    wf, env, _ = make(tmp_path)
+    with Ael(Path(env["AEL_CONFIG_PATH"])) as ael:  # no --reload
+        _, h = ael.wait_healthy()
+        n = h["workflows"]
+        (wf / "extra.yaml").write_text("name: extra\nsteps:\n  - id: a\n    tool: native.fs_list\n")
+        time.sleep(0.3)
+        assert http_get(ael.base + "/health")[1]["workflows"] == n  # not polled
+        import os
+        os.kill(ael.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while http_get(ael.base + "/health")[1]["workflows"] != n + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert http_get(ael.base + "/health")[1]["workflows"] == n + 1
+        assert "SIGHUP: workflows reloaded" in ael.log()
+        assert ael.proc.poll() is None  # SIGHUP does not stop ael
