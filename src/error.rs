@@ -63,6 +63,9 @@ pub enum Error {
     /// An OCI layout on disk is not what aelimg expects.
     #[error("{0}")]
     Layout(String),
+    /// Talking to a registry failed (never holds a secret).
+    #[error("{0}")]
+    Registry(String),
     /// JSON (de)serialization failed.
     #[error("{context}: {source}")]
     Json {

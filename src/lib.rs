@@ -18,7 +18,8 @@
 //! - [`layer`] streams deterministic tar → gzip → sha256 into a
 //!   content-addressed [`store`].
 //! - [`image`] makes the config, manifest and index as canonical JSON.
-//! - [`sink`] writes images out (an OCI layout per image), atomically.
+//! - [`sink`] writes images out (an OCI layout per image, a docker archive,
+//!   or a registry through [`registry`]), atomically.
 //!
 //! [`build`] runs the stages; [`cli`] is the command line.
 
@@ -32,6 +33,7 @@ pub mod image;
 pub mod layer;
 pub mod plan;
 pub mod platform;
+pub mod registry;
 pub mod rootfs;
 pub mod sink;
 pub mod spec;

@@ -8,7 +8,8 @@ use super::SpecArgs;
 use crate::build::{build, render_report, size_report};
 use crate::cargo::{CargoBuilder, PayloadBuilder, PrebuiltBinaries};
 use crate::error::{Error, Result};
-use crate::sink::Output;
+use crate::sink::registry::RegistrySink;
+use crate::sink::{Output, Sink as _};
 use crate::store::BlobStore;
 
 /// Arguments of `aelimg build`.
@@ -16,7 +17,7 @@ use crate::store::BlobStore;
 pub struct BuildArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Where to write the images (repeatable): oci:DIR.
+    /// Where to write the images (repeatable): oci:DIR, docker-archive:DIR.
     #[arg(long = "output", default_value = "oci:target/images")]
     outputs: Vec<String>,
     /// Print the size report as JSON on stdout.
@@ -34,6 +35,17 @@ pub struct BuildArgs {
     /// Working blob store (default: <cargo target dir>/aelimg).
     #[arg(long, value_name = "DIR", env = "AELIMG_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Also push each image to REF (REGISTRY/REPO[:TAG], `{name}` for the image name).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    /// Extra tags for --push (repeatable).
+    #[arg(long = "tag", value_name = "T", requires = "push")]
+    tags: Vec<String>,
+    /// With --push: write each pushed REGISTRY/REPO@sha256:… to this file.
+    #[arg(long, value_name = "FILE", requires = "push")]
+    digest_file: Option<PathBuf>,
+    #[command(flatten)]
+    registry: super::push::RegistryArgs,
 }
 
 /// Builds the images and writes them to every output.
@@ -44,6 +56,32 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         .map(|o| Output::parse(o))
         .collect::<Result<Vec<_>>>()?;
     let (plan, ws) = super::load_plan(&args.spec)?;
+    if outputs
+        .iter()
+        .any(|o| matches!(o, Output::DockerArchive(_)))
+    {
+        for img in &plan.images {
+            if img.platforms.len() > 1 {
+                let names: Vec<String> = img.platforms.iter().map(ToString::to_string).collect();
+                return Err(Error::Usage(format!(
+                    "image {} has {} platforms ({}), and a docker archive holds one: pick it with --platform {}",
+                    img.name,
+                    names.len(),
+                    names.join(", "),
+                    names[0]
+                )));
+            }
+        }
+    }
+    let registry_opts = match &args.push {
+        Some(r) => {
+            for img in &plan.images {
+                crate::sink::registry::target(r, &img.name, Some(&img.tag), &args.tags)?;
+            }
+            Some(args.registry.options()?)
+        }
+        None => None,
+    };
     let cache = args.cache_dir.clone().unwrap_or_else(|| {
         ws.as_ref().map_or_else(
             || PathBuf::from("target/aelimg"),
@@ -98,6 +136,14 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             let r = sink.write(&store, img)?;
             eprintln!("wrote {r} ({})", img.top().digest);
         }
+    }
+    if let (Some(r), Some(opts)) = (&args.push, registry_opts) {
+        let mut sink = RegistrySink::new(r.clone(), args.tags.clone(), opts);
+        for img in &images {
+            sink.write(&store, img)?;
+        }
+        // With --json stdout holds the size report: the references go to stderr.
+        super::push::report(&sink.reports, None, !args.json, args.digest_file.as_deref())?;
     }
     Ok(())
 }

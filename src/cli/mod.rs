@@ -2,7 +2,10 @@
 //! thin call into the library.
 
 mod build;
+mod login;
 mod plan;
+mod pull;
+mod push;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +32,12 @@ enum Command {
     Build(build::BuildArgs),
     /// Print the resolved plan; builds nothing.
     Plan(plan::PlanArgs),
+    /// Push built images (OCI layouts) to a registry.
+    Push(push::PushArgs),
+    /// Pull an image from a registry into an OCI layout.
+    Pull(pull::PullArgs),
+    /// Check credentials for a registry and save them in the docker config.
+    Login(login::LoginArgs),
 }
 
 /// Options shared by the commands that read images.yaml.
@@ -60,6 +69,9 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => build::run(&a),
         Command::Plan(a) => plan::run(&a),
+        Command::Push(a) => push::run(&a),
+        Command::Pull(a) => pull::run(&a),
+        Command::Login(a) => login::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

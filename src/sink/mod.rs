@@ -1,7 +1,9 @@
 //! Where built images go. Every destination implements [`Sink`]; the command
 //! layer chooses them, as ko assembles its publishers.
 
+pub mod archive;
 pub mod layout;
+pub mod registry;
 
 use std::path::PathBuf;
 
@@ -20,6 +22,8 @@ pub trait Sink {
 pub enum Output {
     /// `oci:DIR`: one OCI image layout per image under DIR.
     Oci(PathBuf),
+    /// `docker-archive:DIR`: `DIR/<name>.tar` per image, for `docker load`.
+    DockerArchive(PathBuf),
 }
 
 impl Output {
@@ -27,8 +31,11 @@ impl Output {
     pub fn parse(s: &str) -> Result<Self> {
         match s.split_once(':') {
             Some(("oci", dir)) if !dir.is_empty() => Ok(Self::Oci(PathBuf::from(dir))),
+            Some(("docker-archive", dir)) if !dir.is_empty() => {
+                Ok(Self::DockerArchive(PathBuf::from(dir)))
+            }
             _ => Err(Error::Usage(format!(
-                "--output {s}: expected oci:DIR (for example oci:target/images)"
+                "--output {s}: expected oci:DIR or docker-archive:DIR (for example oci:target/images)"
             ))),
         }
     }
@@ -38,6 +45,7 @@ impl Output {
     pub fn sink(&self) -> Box<dyn Sink> {
         match self {
             Self::Oci(dir) => Box::new(layout::LayoutSink::new(dir.clone())),
+            Self::DockerArchive(dir) => Box::new(archive::ArchiveSink::new(dir.clone())),
         }
     }
 }

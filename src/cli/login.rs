@@ -1,0 +1,56 @@
+//! `aelimg login`.
+
+use std::io::Read as _;
+
+use clap::Args;
+
+use super::push::RegistryArgs;
+use crate::error::{Error, IoContext, Result};
+use crate::registry::credentials::{Credential, store};
+use crate::registry::{Reference, Registry};
+
+/// Arguments of `aelimg login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry, HOST[:PORT] (docker.io for Docker Hub).
+    #[arg(value_name = "REGISTRY")]
+    registry: String,
+    /// The user name.
+    #[arg(short = 'u', long)]
+    username: String,
+    /// Read the password (or token) from standard input (the only way: a
+    /// password on the command line ends up in shell history and `ps`).
+    #[arg(long, required = true)]
+    password_stdin: bool,
+    #[command(flatten)]
+    args: RegistryArgs,
+}
+
+/// Checks the credentials against the registry and stores them.
+pub fn run(args: &LoginArgs) -> Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .ctx(|| "cannot read the password from standard input".into())?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(Error::Usage(
+            "--password-stdin: standard input was empty".into(),
+        ));
+    }
+    let r = Reference::parse(&format!("{}/x", args.registry.trim_end_matches('/')))
+        .map_err(|_| Error::Usage(format!("`{}` is not a registry host", args.registry)))?;
+    let mut reg = Registry::connect(&r.registry, r.api_host(), args.args.options()?)?;
+    reg.set_credentials(Credential {
+        username: args.username.clone(),
+        secret: password.clone(),
+        source: "the command line".into(),
+    });
+    reg.check_login()?;
+    let dest = store(&r.registry, &args.username, &password)?;
+    eprintln!(
+        "Login Succeeded: credentials for {} saved in {dest}",
+        r.registry
+    );
+    Ok(())
+}

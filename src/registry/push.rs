@@ -1,0 +1,567 @@
+//! Pushing an image whose blobs are in a [`BlobStore`]: blobs (HEAD first,
+//! mount, monolithic or chunked upload, resumed or restarted after faults),
+//! then per-platform manifests, then the index, then tags, then a check of
+//! the registry's digest.
+
+use std::fs::File;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use reqwest::Method;
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::client::{Registry, push_scopes};
+use super::reference::Reference;
+use crate::error::{Error, Result};
+use crate::store::BlobStore;
+
+/// The media types a manifest HEAD/GET accepts.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A blob to push.
+#[derive(Debug, Clone)]
+struct BlobRef {
+    digest: String,
+    size: u64,
+}
+
+/// A manifest or index to push, exactly as stored.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// Media type.
+    pub media_type: String,
+    /// The digest of `bytes`.
+    pub digest: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// What one push did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// `REGISTRY/REPO@sha256:…`.
+    pub reference: String,
+    /// The digest of the top manifest or index.
+    pub digest: String,
+    /// The tags pushed.
+    pub tags: Vec<String>,
+    /// Blobs the image needs.
+    pub blobs: usize,
+    /// Blobs uploaded by this push.
+    pub uploaded: u64,
+    /// Blob bytes uploaded by this push.
+    pub uploaded_bytes: u64,
+    /// Blobs the registry already had.
+    pub skipped: u64,
+    /// Blobs mounted from another repository.
+    pub mounted: u64,
+    /// Requests retried.
+    pub retried: u64,
+}
+
+fn media_of(v: &Value) -> &str {
+    v.get("mediaType").and_then(Value::as_str).unwrap_or("")
+}
+
+fn is_index(media: &str) -> bool {
+    media.contains("index") || media.contains("manifest.list")
+}
+
+fn parse(bytes: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Json {
+        context: format!("{what} is not valid JSON"),
+        source: e,
+    })
+}
+
+fn descriptors<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter())
+        .into_iter()
+        .flatten()
+}
+
+fn blob_ref(d: &Value) -> Result<BlobRef> {
+    let digest = d
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Layout("a descriptor has no digest".into()))?
+        .to_string();
+    let size = d
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::Layout(format!("the descriptor of {digest} has no size")))?;
+    Ok(BlobRef { digest, size })
+}
+
+/// Where blobs that were pushed before are remembered, for automatic mounts
+/// across runs: `$XDG_CACHE_HOME/aelimg/pushed.json` (or `~/.cache/…`).
+fn memory_path() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("aelimg").join("pushed.json"))
+}
+
+fn load_memory(reg: &Registry) {
+    let Some(p) = memory_path() else { return };
+    let Ok(bytes) = std::fs::read(&p) else { return };
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        return;
+    };
+    if let Some(m) = v.get(&reg.name).and_then(Value::as_object) {
+        let mut known = reg.known.lock().expect("known");
+        for (d, r) in m {
+            if let Some(r) = r.as_str() {
+                known.entry(d.clone()).or_insert_with(|| r.to_string());
+            }
+        }
+    }
+}
+
+fn save_memory(reg: &Registry) {
+    let Some(p) = memory_path() else { return };
+    let mut v = std::fs::read(&p)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let known = reg.known.lock().expect("known");
+    let mut m = serde_json::Map::new();
+    // Bounded: the newest few thousand entries are plenty for mounts.
+    for (d, r) in known.iter().take(4096) {
+        m.insert(d.clone(), Value::String(r.clone()));
+    }
+    v[&reg.name] = Value::Object(m);
+    if let Some(dir) = p.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = crate::fsutil::atomic_write(&p, &serde_json::to_vec(&v).unwrap_or_default());
+    }
+}
+
+/// Pushes one image: `top` and everything it references, from `store`, to
+/// `target`'s repository, tagged with every one of `tags`.
+pub fn push_image(
+    reg: &Registry,
+    store: &BlobStore,
+    top: &RawManifest,
+    target: &Reference,
+    tags: &[String],
+) -> Result<PushReport> {
+    load_memory(reg);
+    let before = snapshot(reg);
+    let repo = &target.repository;
+    let top_v = parse(&top.bytes, "the top manifest")?;
+    let mut children = Vec::new();
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    let mut manifests = vec![(top.clone(), top_v)];
+    if is_index(&top.media_type) || is_index(media_of(&manifests[0].1)) {
+        let top_v = manifests[0].1.clone();
+        for d in descriptors(&top_v, "manifests") {
+            let b = blob_ref(d)?;
+            let bytes = store.read(&b.digest)?;
+            let v = parse(&bytes, &b.digest)?;
+            let m = RawManifest {
+                media_type: media_of(d).to_string(),
+                digest: b.digest.clone(),
+                bytes,
+            };
+            children.push(m.clone());
+            manifests.push((m, v));
+        }
+    }
+    for (_, v) in &manifests {
+        if let Some(c) = v.get("config") {
+            blobs.push(blob_ref(c)?);
+        }
+        for l in descriptors(v, "layers") {
+            blobs.push(blob_ref(l)?);
+        }
+    }
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+    blobs.dedup_by(|a, b| a.digest == b.digest);
+    for b in &blobs {
+        if !store.has(&b.digest) {
+            return Err(Error::Layout(format!(
+                "blob {} is missing from {}: build again",
+                b.digest,
+                store.root().display()
+            )));
+        }
+    }
+    upload_all(reg, store, repo, &blobs)?;
+    for m in &children {
+        put_manifest(reg, repo, m, &m.digest)?;
+    }
+    for t in tags {
+        put_manifest(reg, repo, top, t)?;
+    }
+    verify(reg, repo, &tags[0], &top.digest)?;
+    {
+        let mut known = reg.known.lock().expect("known");
+        for b in &blobs {
+            known.insert(b.digest.clone(), repo.clone());
+        }
+    }
+    save_memory(reg);
+    let after = snapshot(reg);
+    Ok(PushReport {
+        reference: format!("{}@{}", target.name(), top.digest),
+        digest: top.digest.clone(),
+        tags: tags.to_vec(),
+        blobs: blobs.len(),
+        uploaded: after.0 - before.0,
+        uploaded_bytes: after.1 - before.1,
+        skipped: after.2 - before.2,
+        mounted: after.3 - before.3,
+        retried: after.4 - before.4,
+    })
+}
+
+fn snapshot(reg: &Registry) -> (u64, u64, u64, u64, u64) {
+    let s = &reg.stats;
+    (
+        s.uploaded.load(Ordering::Relaxed),
+        s.uploaded_bytes.load(Ordering::Relaxed),
+        s.skipped.load(Ordering::Relaxed),
+        s.mounted.load(Ordering::Relaxed),
+        s.retried.load(Ordering::Relaxed),
+    )
+}
+
+/// Uploads blobs, a bounded number at once.
+fn upload_all(reg: &Registry, store: &BlobStore, repo: &str, blobs: &[BlobRef]) -> Result<()> {
+    let queue = Mutex::new(blobs.iter().collect::<Vec<_>>());
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = reg.opts.jobs.clamp(1, 16).min(blobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    if failure.lock().expect("failure").is_some() {
+                        return;
+                    }
+                    let Some(b) = queue.lock().expect("queue").pop() else {
+                        return;
+                    };
+                    if let Err(e) = push_blob(reg, store, repo, b) {
+                        failure.lock().expect("failure").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failure.into_inner().expect("failure") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn blob_url(reg: &Registry, repo: &str, digest: &str) -> Result<Url> {
+    reg.url(&format!("/v2/{repo}/blobs/{digest}"))
+}
+
+/// Whether the repository has the blob.
+fn has_blob(reg: &Registry, repo: &str, b: &BlobRef) -> Result<bool> {
+    let resp = reg.send(
+        Method::HEAD,
+        &blob_url(reg, repo, &b.digest)?,
+        &push_scopes(repo, None),
+        &HeaderMap::new(),
+        None,
+    )?;
+    match resp.status().as_u16() {
+        200 => Ok(true),
+        404 => Ok(false),
+        _ => Err(reg.status_error(resp, &format!("check for blob {}", b.digest))),
+    }
+}
+
+fn location(reg: &Registry, resp: &reqwest::blocking::Response) -> Result<Url> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| Error::Registry(format!("{}: upload answer without Location", reg.name)))?;
+    reg.url(loc)
+}
+
+/// Pushes one blob unless the registry has it.
+fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Result<()> {
+    if has_blob(reg, repo, b)? {
+        reg.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let mut sources: Vec<String> = reg.opts.mount_from.clone();
+    if let Some(r) = reg.known.lock().expect("known").get(&b.digest) {
+        sources.push(r.clone());
+    }
+    sources.retain(|s| s != repo);
+    sources.dedup();
+    let mut session = None;
+    for from in &sources {
+        let url = reg.url(&format!(
+            "/v2/{repo}/blobs/uploads/?mount={}&from={from}",
+            b.digest
+        ))?;
+        let resp = reg.send(
+            Method::POST,
+            &url,
+            &push_scopes(repo, Some(from)),
+            &HeaderMap::new(),
+            None,
+        );
+        match resp {
+            Ok(r) if r.status().as_u16() == 201 => {
+                reg.stats.mounted.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            // Declined: the registry opened an upload session instead.
+            Ok(r) if r.status().as_u16() == 202 => {
+                session = Some(location(reg, &r)?);
+                break;
+            }
+            // Any other refusal (no pull right on the source, ...): upload.
+            Ok(_) | Err(_) => {}
+        }
+    }
+    upload(reg, store, repo, b, session)
+}
+
+/// Starts an upload session.
+fn start_upload(reg: &Registry, repo: &str) -> Result<Url> {
+    let url = reg.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+    let resp = reg.send(
+        Method::POST,
+        &url,
+        &push_scopes(repo, None),
+        &HeaderMap::new(),
+        None,
+    )?;
+    if resp.status().as_u16() != 202 {
+        return Err(reg.status_error(resp, &format!("start an upload to {repo}")));
+    }
+    location(reg, &resp)
+}
+
+fn with_digest(mut url: Url, digest: &str) -> Url {
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
+}
+
+fn octet_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h
+}
+
+/// Asks an upload session how much it holds; None when the session is gone.
+fn upload_offset(reg: &Registry, repo: &str, url: &Url) -> Option<u64> {
+    let resp = reg
+        .send_with(
+            Method::GET,
+            url,
+            &push_scopes(repo, None),
+            &HeaderMap::new(),
+            None,
+            0,
+        )
+        .ok()?;
+    if resp.status().as_u16() != 204 {
+        return None;
+    }
+    let range = resp.headers().get("range")?.to_str().ok()?;
+    let end: u64 = range.rsplit('-').next()?.parse().ok()?;
+    Some(end + 1)
+}
+
+/// Uploads a blob: one PUT when small, PATCH chunks then PUT when large.
+/// A fault resumes the session where the registry says it stands, or starts
+/// a new session when the old one is gone; each try that makes no progress
+/// uses up one retry.
+fn upload(
+    reg: &Registry,
+    store: &BlobStore,
+    repo: &str,
+    b: &BlobRef,
+    session: Option<Url>,
+) -> Result<()> {
+    let path = store.path(&b.digest)?;
+    let mut file =
+        File::open(&path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let chunk = reg.opts.chunk_size.max(1);
+    let scopes = push_scopes(repo, None);
+    let mut session = session;
+    let mut offset = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let result = (|| -> Result<()> {
+            let mut url = match session.take() {
+                Some(u) => u,
+                None => {
+                    offset = 0;
+                    start_upload(reg, repo)?
+                }
+            };
+            session = Some(url.clone());
+            if b.size <= chunk && offset == 0 {
+                let mut buf = Vec::with_capacity(usize::try_from(b.size).unwrap_or(0));
+                file.seek(SeekFrom::Start(0))
+                    .and_then(|_| (&mut file).take(b.size).read_to_end(&mut buf))
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let resp = reg.send_with(
+                    Method::PUT,
+                    &with_digest(url, &b.digest),
+                    &scopes,
+                    &octet_headers(),
+                    Some(&buf),
+                    0,
+                )?;
+                if resp.status().as_u16() != 201 {
+                    return Err(reg.status_error(resp, &format!("upload blob {}", b.digest)));
+                }
+                reg.stats
+                    .uploaded_bytes
+                    .fetch_add(b.size, Ordering::Relaxed);
+                return Ok(());
+            }
+            while offset < b.size {
+                let n = chunk.min(b.size - offset);
+                let mut buf = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| (&mut file).take(n).read_to_end(&mut buf))
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                let mut h = octet_headers();
+                h.insert(
+                    "content-range",
+                    HeaderValue::from_str(&format!("{offset}-{}", offset + n - 1)).expect("ascii"),
+                );
+                let resp = reg.send_with(Method::PATCH, &url, &scopes, &h, Some(&buf), 0)?;
+                if resp.status().as_u16() != 202 {
+                    return Err(reg.status_error(resp, &format!("upload a chunk of {}", b.digest)));
+                }
+                reg.stats.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
+                url = location(reg, &resp)?;
+                session = Some(url.clone());
+                offset += n;
+                failures = 0;
+            }
+            let resp = reg.send_with(
+                Method::PUT,
+                &with_digest(url, &b.digest),
+                &scopes,
+                &octet_headers(),
+                None,
+                0,
+            )?;
+            if resp.status().as_u16() != 201 {
+                return Err(reg.status_error(resp, &format!("finish blob {}", b.digest)));
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                reg.stats.uploaded.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => {
+                let fatal = matches!(&e, Error::Registry(m) if m.contains("refused the credentials") || m.contains("requires authentication") || m.contains("403"));
+                if fatal || failures >= reg.opts.retries {
+                    return Err(e);
+                }
+                failures += 1;
+                eprintln!(
+                    "aelimg: upload of {} interrupted ({e}); retrying",
+                    &b.digest[..19]
+                );
+                std::thread::sleep(
+                    reg.opts
+                        .backoff
+                        .saturating_mul(1 << failures.min(6))
+                        .min(reg.opts.max_backoff),
+                );
+                // Resume where the session stands, or start over.
+                match session.as_ref().and_then(|u| upload_offset(reg, repo, u)) {
+                    Some(o) if o <= b.size => offset = o,
+                    _ => {
+                        session = None;
+                        offset = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// PUTs a manifest under a tag or digest, checking the digest the registry
+/// reports.
+fn put_manifest(reg: &Registry, repo: &str, m: &RawManifest, reference: &str) -> Result<()> {
+    let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(&m.media_type)
+            .map_err(|_| Error::Layout(format!("bad media type `{}`", m.media_type)))?,
+    );
+    let resp = reg.send(
+        Method::PUT,
+        &url,
+        &push_scopes(repo, None),
+        &h,
+        Some(&m.bytes),
+    )?;
+    if resp.status().as_u16() != 201 {
+        return Err(reg.status_error(resp, &format!("push manifest {reference} to {repo}")));
+    }
+    if let Some(d) = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|d| d.to_str().ok())
+        && d != m.digest
+    {
+        return Err(Error::Registry(format!(
+            "{}: the registry stored manifest {reference} as {d}, not {}: it rewrote the bytes",
+            reg.name, m.digest
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the tag now resolves to our digest.
+fn verify(reg: &Registry, repo: &str, tag: &str, digest: &str) -> Result<()> {
+    let url = reg.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+    let resp = reg.send(
+        Method::GET,
+        &url,
+        &super::client::pull_scopes(repo),
+        &h,
+        None,
+    )?;
+    if !resp.status().is_success() {
+        return Err(reg.status_error(resp, &format!("read back {repo}:{tag}")));
+    }
+    let bytes = resp.bytes().map_err(|e| {
+        Error::Registry(format!("{}: cannot read back {repo}:{tag}: {e}", reg.name))
+    })?;
+    let got = crate::image::sha256_digest(&bytes);
+    if got != digest {
+        return Err(Error::Registry(format!(
+            "{}: {repo}:{tag} is {got} after the push, not {digest}",
+            reg.name
+        )));
+    }
+    Ok(())
+}
