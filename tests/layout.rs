@@ -87,12 +87,8 @@ fn skopeo_reads_both_layouts_and_their_configs() {
 #[test]
 fn config_blob_carries_docker_healthcheck() {
     // skopeo drops fields it does not know, so read the raw config blob it names.
-    let manifest = json(&ok(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        &oci_ref("ael"),
-    ])));
-    let digest = manifest["config"]["digest"].as_str().unwrap();
+    let manifests = common::platform_manifests(&images().join("ael"));
+    let digest = manifests[0].1["config"]["digest"].as_str().unwrap();
     let blob = images().join("ael/blobs/sha256").join(&digest[7..]);
     let config = json(&std::fs::read_to_string(blob).unwrap());
     let h = &config["config"]["Healthcheck"];
@@ -124,11 +120,13 @@ fn umoci_unpacks_a_non_root_bundle() {
     let dir = scratch("umoci");
     for image in ["ael", "native-tools"] {
         let bundle = dir.join(image);
+        let single = dir.join(format!("{image}-amd64"));
+        common::single_platform(&images().join(image), "amd64", &single);
         ok(Command::new("umoci").args([
             "unpack",
             "--rootless",
             "--image",
-            &format!("{}:latest", images().join(image).display()),
+            &format!("{}:latest", single.display()),
             bundle.to_str().unwrap(),
         ]));
         let config = json(&std::fs::read_to_string(bundle.join("config.json")).unwrap());
@@ -216,40 +214,38 @@ fn blobs_hash_to_their_names_and_layers_to_their_diff_ids() {
             let name = e.file_name().to_string_lossy().into_owned();
             assert_eq!(sha256_file(&e.path()), format!("sha256:{name}"), "{image}");
         }
-        let manifest = json(&ok(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            &oci_ref(image),
-        ])));
-        let config: serde_json::Value = serde_json::from_slice(&blob(
-            &layout,
-            manifest["config"]["digest"].as_str().unwrap(),
-        ))
-        .unwrap();
-        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
-        let layers = manifest["layers"].as_array().unwrap();
-        assert_eq!(diff_ids.len(), layers.len());
-        for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            assert_eq!(
-                layer["mediaType"],
-                "application/vnd.oci.image.layer.v1.tar+gzip"
-            );
-            let bytes = blob(&layout, layer["digest"].as_str().unwrap());
-            assert_eq!(bytes.len() as u64, layer["size"].as_u64().unwrap());
-            let (_, computed) = layer_entries(&bytes);
-            assert_eq!(&computed, diff_id.as_str().unwrap(), "{image}");
+        for (arch, manifest) in common::platform_manifests(&layout) {
+            let config: serde_json::Value = serde_json::from_slice(&blob(
+                &layout,
+                manifest["config"]["digest"].as_str().unwrap(),
+            ))
+            .unwrap();
+            assert_eq!(config["architecture"], arch.as_str());
+            let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+            let layers = manifest["layers"].as_array().unwrap();
+            assert_eq!(diff_ids.len(), layers.len());
+            for (layer, diff_id) in layers.iter().zip(diff_ids) {
+                assert_eq!(
+                    layer["mediaType"],
+                    "application/vnd.oci.image.layer.v1.tar+gzip"
+                );
+                let bytes = blob(&layout, layer["digest"].as_str().unwrap());
+                assert_eq!(bytes.len() as u64, layer["size"].as_u64().unwrap());
+                let (_, computed) = layer_entries(&bytes);
+                assert_eq!(&computed, diff_id.as_str().unwrap(), "{image} {arch}");
+            }
         }
     }
 }
 
 /// All entries of all layers of an image, later layers over earlier ones.
-fn merged_entries(image: &str) -> Entries {
+fn merged_entries(image: &str, arch: &str) -> Entries {
     let layout = images().join(image);
-    let manifest = json(&ok(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        &oci_ref(image),
-    ])));
+    let manifest = common::platform_manifests(&layout)
+        .into_iter()
+        .find(|(a, _)| a == arch)
+        .unwrap_or_else(|| panic!("{image} has no {arch} manifest"))
+        .1;
     let mut all = Entries::new();
     for layer in manifest["layers"].as_array().unwrap() {
         let bytes = blob(&layout, layer["digest"].as_str().unwrap());
@@ -268,8 +264,13 @@ fn merged_entries(image: &str) -> Entries {
 
 #[test]
 fn layer_entries_are_safe_normalized_and_owned_as_specified() {
-    for image in ["ael", "native-tools"] {
-        let entries = merged_entries(image);
+    for (image, arch) in [
+        ("ael", "amd64"),
+        ("ael", "arm64"),
+        ("native-tools", "amd64"),
+        ("native-tools", "arm64"),
+    ] {
+        let entries = merged_entries(image, arch);
         for (path, (kind, mode, uid, gid, mtime, link)) in &entries {
             assert!(!path.starts_with('/'), "absolute path {path}");
             assert!(!path.split('/').any(|c| c == ".."), "path with .. : {path}");
@@ -298,7 +299,7 @@ fn layer_entries_are_safe_normalized_and_owned_as_specified() {
         assert_eq!(entries[&bin].1, 0o755);
         assert_eq!(entries[&bin].2, 0, "binaries are root-owned");
     }
-    let ael = merged_entries("ael");
+    let ael = merged_entries("ael", "amd64");
     for v in ["app/workflows/", "app/config/", "app/data/"] {
         assert_eq!((ael[v].2, ael[v].3), (10001, 10001), "{v} owner");
     }
@@ -312,11 +313,13 @@ fn layer_entries_are_safe_normalized_and_owned_as_specified() {
 fn passwd_and_group_name_root_and_the_user() {
     let dir = scratch("passwd");
     let bundle = dir.join("b");
+    let single = dir.join("ael-amd64");
+    common::single_platform(&images().join("ael"), "amd64", &single);
     ok(Command::new("umoci").args([
         "unpack",
         "--rootless",
         "--image",
-        &format!("{}:latest", images().join("ael").display()),
+        &format!("{}:latest", single.display()),
         bundle.to_str().unwrap(),
     ]));
     let passwd = std::fs::read_to_string(bundle.join("rootfs/etc/passwd")).unwrap();
@@ -334,19 +337,19 @@ fn passwd_and_group_name_root_and_the_user() {
 #[test]
 fn both_images_are_under_25_mb_compressed() {
     for image in ["ael", "native-tools"] {
-        let manifest = json(&ok(Command::new("skopeo").args([
-            "inspect",
-            "--raw",
-            &oci_ref(image),
-        ])));
-        let total: u64 = manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["size"].as_u64().unwrap())
-            .sum::<u64>()
-            + manifest["config"]["size"].as_u64().unwrap();
-        assert!(total < 25_000_000, "{image} is {total} bytes compressed");
+        for (arch, manifest) in common::platform_manifests(&images().join(image)) {
+            let total: u64 = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["size"].as_u64().unwrap())
+                .sum::<u64>()
+                + manifest["config"]["size"].as_u64().unwrap();
+            assert!(
+                total < 25_000_000,
+                "{image} {arch} is {total} bytes compressed"
+            );
+        }
     }
 }
 
@@ -360,7 +363,7 @@ fn size_report_json_lists_every_layer_against_the_limit() {
         &format!("oci:{}", out.display()),
     ])));
     let rows = report.as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4, "two images, two platforms each");
     for row in rows {
         assert_eq!(row["within_limit"], true);
         assert!(row["compressed"].as_u64().unwrap() > 1_000_000);
@@ -370,4 +373,9 @@ fn size_report_json_lists_every_layer_against_the_limit() {
     let ael = rows.iter().find(|r| r["image"] == "ael:latest").unwrap();
     assert_eq!(ael["limit"], 500_000_000u64);
     assert_eq!(ael["platform"], "linux/amd64");
+    let nt = rows
+        .iter()
+        .find(|r| r["image"] == "native-tools:latest" && r["platform"] == "linux/arm64/v8")
+        .unwrap();
+    assert_eq!(nt["limit"], 400_000_000u64);
 }

@@ -119,3 +119,47 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// Reads a JSON blob of a layout by digest.
+pub fn layout_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    json(&std::fs::read_to_string(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
+}
+
+/// The platform manifests of `layout`'s `latest` tag, as skopeo reports the
+/// top document (a manifest, or an index whose children are read from the
+/// layout: skopeo 1.9 has no `oci:DIR@digest` syntax). Each with its architecture.
+pub fn platform_manifests(layout: &Path) -> Vec<(String, serde_json::Value)> {
+    let top = json(&ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:latest", layout.display()),
+    ])));
+    if top["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+        top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["platform"]["architecture"].as_str().unwrap().to_string(),
+                    layout_blob(layout, m["digest"].as_str().unwrap()),
+                )
+            })
+            .collect()
+    } else {
+        let config = layout_blob(layout, top["config"]["digest"].as_str().unwrap());
+        vec![(config["architecture"].as_str().unwrap().to_string(), top)]
+    }
+}
+
+/// Copies one architecture of `layout:latest` into its own single-manifest
+/// layout (umoci refuses a tag that points at an index).
+pub fn single_platform(layout: &Path, arch: &str, dest: &Path) {
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--override-arch",
+        arch,
+        &format!("oci:{}:latest", layout.display()),
+        &format!("oci:{}:latest", dest.display()),
+    ]));
+}

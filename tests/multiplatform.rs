@@ -1,0 +1,220 @@
+//! `--platform linux/amd64,linux/arm64`: one index per image, arm64 binaries
+//! that really run (under qemu-aarch64-static), and a clear error for a binary
+//! of the wrong architecture.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{aelimg, json, ok, run, scratch};
+
+/// The default images: images.yaml lists both platforms.
+fn images() -> &'static Path {
+    common::default_images("multiplatform")
+}
+
+fn read_blob(layout: &Path, digest: &str) -> serde_json::Value {
+    json(&std::fs::read_to_string(layout.join("blobs/sha256").join(&digest[7..])).unwrap())
+}
+
+#[test]
+fn each_image_is_an_index_of_amd64_and_arm64_v8() {
+    for image in ["ael", "native-tools"] {
+        let layout = images().join(image);
+        let raw = json(&ok(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            &format!("oci:{}:latest", layout.display()),
+        ])));
+        assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+        let manifests = raw["manifests"].as_array().unwrap();
+        let platforms: Vec<String> = manifests
+            .iter()
+            .map(|m| {
+                let p = &m["platform"];
+                match p["variant"].as_str() {
+                    Some(v) => format!(
+                        "{}/{}/{v}",
+                        p["os"].as_str().unwrap(),
+                        p["architecture"].as_str().unwrap()
+                    ),
+                    None => format!(
+                        "{}/{}",
+                        p["os"].as_str().unwrap(),
+                        p["architecture"].as_str().unwrap()
+                    ),
+                }
+            })
+            .collect();
+        assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8"], "{image}");
+        let mut layer_sets = Vec::new();
+        for m in manifests {
+            let manifest = read_blob(&layout, m["digest"].as_str().unwrap());
+            let config = read_blob(&layout, manifest["config"]["digest"].as_str().unwrap());
+            assert_eq!(
+                config["architecture"], m["platform"]["architecture"],
+                "{image}"
+            );
+            assert_eq!(config["os"], "linux");
+            if m["platform"]["architecture"] == "arm64" {
+                assert_eq!(config["variant"], "v8");
+            }
+            let layers: Vec<String> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string())
+                .collect();
+            layer_sets.push(layers);
+        }
+        // The root layer (and ael's config layer) is one blob on both platforms;
+        // the binaries layer differs.
+        assert_eq!(
+            layer_sets[0][0], layer_sets[1][0],
+            "{image}: root layer shared"
+        );
+        assert_ne!(
+            layer_sets[0][1], layer_sets[1][1],
+            "{image}: binaries differ"
+        );
+        if image == "ael" {
+            assert_eq!(
+                layer_sets[0][2], layer_sets[1][2],
+                "ael: config layer shared"
+            );
+        }
+        // skopeo inspect (no --raw) picks the host's platform out of the index.
+        let host =
+            json(&ok(Command::new("skopeo").args([
+                "inspect",
+                &format!("oci:{}:latest", layout.display()),
+            ])));
+        assert_eq!(host["Architecture"], "amd64");
+    }
+}
+
+#[test]
+fn arm64_rootfs_runs_under_qemu() {
+    let work = scratch("multiplatform-arm64");
+    let single = work.join("ael-arm64");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--override-arch",
+        "arm64",
+        &format!("oci:{}:latest", images().join("ael").display()),
+        &format!("oci:{}:latest", single.display()),
+    ]));
+    let bundle = work.join("bundle");
+    ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:latest", single.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    let rootfs = bundle.join("rootfs");
+    for bin in ["ael", "native-tools"] {
+        let path = rootfs.join("usr/local/bin").join(bin);
+        let bytes = std::fs::read(&path).unwrap();
+        let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+        assert_eq!(
+            elf.header.e_machine,
+            goblin::elf::header::EM_AARCH64,
+            "{bin}"
+        );
+        assert!(elf.interpreter.is_none(), "{bin} must be static");
+        let out = ok(Command::new("qemu-aarch64-static")
+            .arg(&path)
+            .arg("--version"));
+        assert!(out.starts_with(&format!("{bin} ")), "{out}");
+    }
+    let out = ok(Command::new("qemu-aarch64-static")
+        .arg(rootfs.join("usr/local/bin/ael"))
+        .args(["workflows", "list"])
+        .env("AEL_CONFIG_PATH", rootfs.join("app/config/ael-config.yaml"))
+        .env("AEL_WORKFLOWS_DIR", rootfs.join("app/workflows"))
+        .env("AEL_DATA_DIR", work.join("data")));
+    let wanted = std::fs::read_dir(rootfs.join("app/workflows"))
+        .unwrap()
+        .count();
+    assert!(wanted >= 2);
+    for e in std::fs::read_dir(common::repo().join("images/workflows")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name:"))
+            .unwrap()
+            .trim()
+            .trim_matches('"');
+        assert!(out.contains(name), "{name} missing from: {out}");
+    }
+}
+
+/// A directory of prebuilt "binaries" for `--prebuilt`, all copies of `src`.
+fn prebuilt(name: &str, target: &str, src: &Path) -> PathBuf {
+    let dir = scratch(name);
+    let t = dir.join(target);
+    std::fs::create_dir_all(&t).unwrap();
+    for bin in ["ael", "native-tools"] {
+        std::fs::copy(src, t.join(bin)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn an_amd64_binary_in_an_arm64_image_is_refused() {
+    // The test binary itself is an x86-64 ELF file.
+    let amd64 = std::env::current_exe().unwrap();
+    let dir = prebuilt("wrong-arch", "aarch64-unknown-linux-musl", &amd64);
+    let out = dir.join("out");
+    let o = run(aelimg()
+        .args([
+            "build",
+            "--platform",
+            "linux/arm64",
+            "--image",
+            "ael",
+            "--prebuilt",
+        ])
+        .arg(&dir)
+        .arg("--output")
+        .arg(format!("oci:{}", out.display())));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/usr/local/bin/ael"),
+        "names the file: {stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "is a 64-bit X86_64 binary: expected a 64-bit AARCH64 binary for linux/arm64/v8"
+        ),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn a_dynamically_linked_binary_is_refused_for_a_scratch_image() {
+    // The test binary is linked against glibc: it has an ELF interpreter.
+    let dynamic = std::env::current_exe().unwrap();
+    let dir = prebuilt("dynamic", "x86_64-unknown-linux-musl", &dynamic);
+    let out = dir.join("out");
+    let o = run(aelimg()
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--image",
+            "ael",
+            "--prebuilt",
+        ])
+        .arg(&dir)
+        .arg("--output")
+        .arg(format!("oci:{}", out.display())));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is dynamically linked"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+}
