@@ -18,6 +18,8 @@ pub const DEFAULT_PORT: u16 = 8082;
 pub struct Config {
     /// Log level: ERROR, WARN, INFO, DEBUG, TRACE (case-insensitive).
     pub log_level: String,
+    /// Log line format on stderr: `text` or `json` (one JSON object per line).
+    pub log_format: LogFormat,
     /// Directory holding workflow YAML files.
     pub workflows_dir: PathBuf,
     /// Directory for persistent data (run history, logs).
@@ -37,6 +39,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             log_level: "INFO".into(),
+            log_format: LogFormat::Text,
             workflows_dir: DEFAULT_WORKFLOWS_DIR.into(),
             data_dir: DEFAULT_DATA_DIR.into(),
             hot_reload: false,
@@ -149,6 +152,14 @@ impl ToolServerConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Where the config came from, for diagnostics.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigSource {
@@ -236,6 +247,13 @@ impl Config {
     pub fn apply_env(&mut self) -> Result<()> {
         if let Some(v) = env_var("AEL_LOG_LEVEL") {
             self.log_level = v;
+        }
+        if let Some(v) = env_var("AEL_LOG_FORMAT") {
+            self.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("AEL_LOG_FORMAT: expected text or json, got {other:?}"),
+            };
         }
         if let Some(v) = env_var("AEL_HTTP_HOST") {
             self.http.host = v;

@@ -165,7 +165,7 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn init_logging(level: &str) -> Result<()> {
+fn init_logging(level: &str, format: config::LogFormat) -> Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let level = config::parse_log_level(level)?;
@@ -178,15 +178,18 @@ fn init_logging(level: &str) -> Result<()> {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(level)
         .with_target("rmcp", sdk);
-    let fmt = tracing_subscriber::fmt::layer()
+    let base = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false);
-    tracing_subscriber::registry()
-        .with(fmt)
-        .with(filter)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        config::LogFormat::Text => registry.with(base).try_init(),
+        config::LogFormat::Json => registry
+            .with(base.json().flatten_event(true).with_current_span(false))
+            .try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
 
@@ -570,7 +573,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if *reload {
                 cfg.hot_reload = true;
             }
-            init_logging(&cfg.log_level)?;
+            init_logging(&cfg.log_level, cfg.log_format)?;
             tracing::info!(
                 version = env!("CARGO_PKG_VERSION"),
                 config = %src.path.display(),
@@ -632,12 +635,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Workflows { command } => {
             let (cfg, _) = load_config(&cli)?;
-            init_logging(&cfg.log_level)?;
+            init_logging(&cfg.log_level, cfg.log_format)?;
             workflows_cmd(cfg, command).await
         }
         Command::Runs { command } => {
             let (cfg, _) = load_config(&cli)?;
-            init_logging(&cfg.log_level)?;
+            init_logging(&cfg.log_level, cfg.log_format)?;
             let store = store::Store::open(&cfg.data_dir);
             match command {
                 RunsCmd::List {

@@ -345,3 +345,23 @@ def test_sighup_reloads_workflows(tmp_path):
         assert http_get(ael.base + "/health")[1]["workflows"] == n + 1
         assert "SIGHUP: workflows reloaded" in ael.log()
         assert ael.proc.poll() is None  # SIGHUP does not stop ael
+
+
+def test_json_log_format(tmp_path):
+    wf, env, _ = make(tmp_path)
+    r = subprocess_run_stdio_eof({**env, "AEL_LOG_FORMAT": "json", "AEL_LOG_LEVEL": "info"})
+    lines = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]
+    assert lines, r.stderr
+    assert all({"timestamp", "level", "message"} <= set(x) for x in lines)
+    assert any(x["message"] == "starting ael" and x["version"] for x in lines)
+    assert r.stdout == ""  # stdio transport: nothing but protocol on stdout
+    bad = subprocess_run_stdio_eof({**env, "AEL_LOG_FORMAT": "xml"})
+    assert bad.returncode == 1 and "AEL_LOG_FORMAT" in bad.stderr
+
+
+def subprocess_run_stdio_eof(env):
+    import subprocess
+
+    from ael_helpers import ael_bin
+    return subprocess.run([ael_bin(), "serve", "--transport", "stdio"], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=30)
