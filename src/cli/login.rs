@@ -40,12 +40,12 @@ pub fn run(args: &LoginArgs) -> Result<()> {
     }
     let r = Reference::parse(&format!("{}/x", args.registry.trim_end_matches('/')))
         .map_err(|_| Error::Usage(format!("`{}` is not a registry host", args.registry)))?;
-    let mut reg = Registry::connect(&r.registry, r.api_host(), args.args.options()?)?;
-    reg.set_credentials(Credential {
+    let creds = Credential {
         username: args.username.clone(),
         secret: password.clone(),
-        source: "the command line".into(),
-    });
+        source: "standard input".into(),
+    };
+    let reg = Registry::connect_with(&r.registry, r.api_host(), args.args.options()?, Some(creds))?;
     reg.check_login()?;
     let dest = store(&r.registry, &args.username, &password)?;
     eprintln!(

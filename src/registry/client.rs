@@ -229,8 +229,18 @@ impl Registry {
     /// Connects to a registry: picks the scheme, pings `/v2/`, learns how it
     /// authenticates and finds the credentials for it.
     pub fn connect(name: &str, api_host: &str, opts: Options) -> Result<Self> {
-        let http = http_client(&opts)?;
         let creds = credentials::lookup(name)?;
+        Self::connect_with(name, api_host, opts, creds)
+    }
+
+    /// [`Registry::connect`] with these credentials instead of the stored ones.
+    pub fn connect_with(
+        name: &str,
+        api_host: &str,
+        opts: Options,
+        creds: Option<Credential>,
+    ) -> Result<Self> {
+        let http = http_client(&opts)?;
         let insecure = opts
             .insecure
             .iter()
@@ -250,12 +260,21 @@ impl Registry {
             stats: Stats::default(),
             known: Mutex::new(HashMap::new()),
         };
+        let checked = |reg: Self| -> Result<Self> {
+            // Basic credentials are checked once here, so that wrong ones
+            // fail with one clear message instead of one per request.
+            let basic = matches!(*reg.scheme.lock().expect("scheme"), Scheme::Basic);
+            if basic && reg.creds.is_some() {
+                reg.check_login()?;
+            }
+            Ok(reg)
+        };
         match reg.ping() {
-            Ok(()) => Ok(reg),
+            Ok(()) => checked(reg),
             Err(first) if !insecure && is_loopback(name) => {
                 reg.base = url("http")?;
                 match reg.ping() {
-                    Ok(()) => Ok(reg),
+                    Ok(()) => checked(reg),
                     Err(_) => Err(first),
                 }
             }
@@ -272,12 +291,6 @@ impl Registry {
     #[must_use]
     pub fn has_credentials(&self) -> bool {
         self.creds.is_some()
-    }
-
-    /// Uses these credentials instead of the stored ones (for `login`).
-    pub fn set_credentials(&mut self, c: Credential) {
-        self.creds = Some(c);
-        self.tokens.lock().expect("tokens").clear();
     }
 
     fn ping(&self) -> Result<()> {
@@ -535,9 +548,11 @@ impl Registry {
         loop {
             let mut req: RequestBuilder = self.http.request(method.clone(), url.clone());
             req = req.headers(headers.clone());
+            let mut sent_basic = false;
             if self.same_host(&url)
                 && let Some(h) = self.auth_header(scopes, false)?
             {
+                sent_basic = h.as_bytes().starts_with(b"Basic ");
                 req = req.header(AUTHORIZATION, h);
             }
             if let Some(b) = body {
@@ -562,7 +577,8 @@ impl Registry {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 401 && self.same_host(&url) {
-                        if reauthed {
+                        // Basic credentials that were refused will not do better.
+                        if reauthed || sent_basic {
                             return Err(if self.creds.is_some() {
                                 self.bad_creds_error(&format!("{method} {}", url.path()))
                             } else {

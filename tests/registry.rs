@@ -1,0 +1,794 @@
+//! `aelimg push`, `pull` and `login` against a real distribution registry
+//! (Debian's docker-registry) on 127.0.0.1, judged by skopeo and by the
+//! registry's own access log.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{aelimg, free_port, json, ok, run, scratch};
+
+const USER: &str = "pusher";
+const PASSWORD: &str = "s3cret-Pa55word";
+
+/// A throwaway CA and a server certificate for 127.0.0.1 and localhost.
+struct Tls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// A directory for skopeo's --cert-dir (holding only ca.crt).
+    cert_dir: PathBuf,
+}
+
+fn make_tls(dir: &Path) -> Tls {
+    let p = |n: &str| dir.join(n);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let openssl = |args: &[&str]| ok(Command::new("openssl").args(args).current_dir(dir));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=aelimg test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
+    let cert_dir = p("certs.d");
+    std::fs::create_dir_all(&cert_dir).unwrap();
+    std::fs::copy(p("ca.crt"), cert_dir.join("ca.crt")).unwrap();
+    let _ = s;
+    Tls {
+        ca: p("ca.crt"),
+        cert: p("server.crt"),
+        key: p("server.key"),
+        cert_dir,
+    }
+}
+
+/// A docker-registry process on 127.0.0.1, stopped by PID when dropped.
+struct Registry {
+    config: PathBuf,
+    log: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Registry {
+    fn start(dir: &Path, tls: Option<&Tls>, auth: bool) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let mut http = format!("http: {{addr: 127.0.0.1:{port}, secret: aelimg-test-secret");
+        if let Some(t) = tls {
+            http.push_str(&format!(
+                ", tls: {{certificate: {}, key: {}}}",
+                t.cert.display(),
+                t.key.display()
+            ));
+        }
+        http.push('}');
+        let mut config = format!(
+            "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n{http}\n",
+            dir.join("data").display()
+        );
+        if auth {
+            let line = ok(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
+            std::fs::write(dir.join("htpasswd"), line.trim()).unwrap();
+            config.push_str(&format!(
+                "auth: {{htpasswd: {{realm: aelimg-test, path: {}}}}}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        let path = dir.join("registry.yml");
+        std::fs::write(&path, config).unwrap();
+        let mut r = Self {
+            config: path,
+            log: dir.join("registry.log"),
+            port,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&self.config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (apt install docker-registry)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "registry did not listen: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The access-log lines written so far.
+    fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\" ") && l.contains(" HTTP/1.1\" "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Requests (access-log lines) that carry blob bytes or start an upload.
+fn uploads(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|l| {
+            l.contains("/blobs/uploads/")
+                && (l.contains("\"PATCH ") || l.contains("\"PUT ") || l.contains("\"POST "))
+                && !l.contains("mount=")
+        })
+        .collect()
+}
+
+/// Deterministic bytes that gzip cannot shrink.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A spec of two small two-platform images with no cargo binary (`alpha`,
+/// and `beta` with a large incompressible file); built into `dir/images`.
+fn build_fixture(dir: &Path, big: usize) -> PathBuf {
+    let src = dir.join("spec");
+    std::fs::create_dir_all(src.join("files")).unwrap();
+    std::fs::write(src.join("files/hello.txt"), "hello\n").unwrap();
+    std::fs::write(src.join("files/big.bin"), noise(big, 0x9E37_79B9_7F4A_7C15)).unwrap();
+    std::fs::write(
+        src.join("images.yaml"),
+        r#"version: 1
+images:
+  - name: alpha
+    tag: "1.0"
+    platforms: [linux/amd64, linux/arm64]
+    user: {name: app, uid: 10001}
+    env: {GREETING: hello}
+    entrypoint: [/bin/hello]
+    layers:
+      - name: files
+        contents:
+          - path: files/hello.txt
+            dest: /srv/hello.txt
+  - name: beta
+    tag: "1.0"
+    platforms: [linux/amd64, linux/arm64]
+    user: {name: app, uid: 10001}
+    entrypoint: [/bin/hello]
+    layers:
+      - name: big
+        contents:
+          - path: files/big.bin
+            dest: /srv/big.bin
+"#,
+    )
+    .unwrap();
+    let out = dir.join("images");
+    ok(aelimg()
+        .args(["build", "-f"])
+        .arg(src.join("images.yaml"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--output")
+        .arg(format!("oci:{}", out.display())));
+    out
+}
+
+/// The digest the layout's index.json names for its only tag.
+fn layout_digest(layout: &Path) -> String {
+    let idx = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    idx["manifests"][0]["digest"].as_str().unwrap().to_string()
+}
+
+/// A docker config directory holding the test user's credentials.
+fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
+    use base64_like::encode;
+    let d = dir.join("docker");
+    std::fs::create_dir_all(&d).unwrap();
+    let cfg =
+        serde_json::json!({"auths": {registry: {"auth": encode(&format!("{USER}:{password}"))}}});
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    d
+}
+
+/// Base64 without a dev-dependency.
+mod base64_like {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// aelimg with an isolated docker config and cache.
+fn aelimg_in(dir: &Path, docker: &Path) -> Command {
+    let mut c = aelimg();
+    c.env("DOCKER_CONFIG", docker)
+        .env("XDG_CACHE_HOME", dir.join("xdg-cache"))
+        .env("HOME", dir.join("home"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR");
+    c
+}
+
+fn skopeo_inspect_raw(tls: &Tls, reference: &str) -> Vec<u8> {
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        tls.cert_dir.to_str().unwrap(),
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("docker://{reference}"),
+    ]));
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Every blob of a layout: name → sha256 of its bytes.
+fn blobs(layout: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, sha256_hex(&std::fs::read(e.path()).unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn push_with_tls_and_basic_auth_round_trips_skips_and_mounts() {
+    let dir = scratch("registry-push");
+    let tls = make_tls(&dir);
+    let reg = Registry::start(&dir.join("reg"), Some(&tls), true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let images = build_fixture(&dir, 3 << 20);
+    let docker = docker_config(&dir, &host, PASSWORD);
+    let push = |target: &str| {
+        let out = run(aelimg_in(&dir, &docker)
+            .args([
+                "push",
+                target,
+                "--json",
+                "--chunk-size",
+                "1MiB",
+                "--tag",
+                "extra",
+            ])
+            .arg("--from")
+            .arg(format!("oci:{}", images.display()))
+            .arg("--ca-file")
+            .arg(&tls.ca)
+            .arg("--digest-file")
+            .arg(dir.join("digests.txt")));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "push {target} failed: {stderr}");
+        assert!(!stderr.contains(PASSWORD), "the password leaked: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!stdout.contains(PASSWORD));
+        json(&stdout)
+    };
+
+    // First push: every blob is uploaded, the large layer in chunks.
+    let first = push(&format!("{host}/acme/{{name}}:1.2"));
+    let lines = reg.log_lines();
+    let up = uploads(&lines);
+    assert!(
+        up.iter().any(|l| l.contains("\"PATCH ")),
+        "the 3 MiB layer should go in chunks: {up:#?}"
+    );
+    let total: u64 = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["uploaded_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(total > 3 << 20, "{first}");
+    let digests = std::fs::read_to_string(dir.join("digests.txt")).unwrap();
+    for name in ["alpha", "beta"] {
+        let layout = images.join(name);
+        let ours = layout_digest(&layout);
+        // skopeo reads back the exact bytes of our index, under both tags.
+        for tag in ["1.2", "extra"] {
+            let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/{name}:{tag}"));
+            assert_eq!(format!("sha256:{}", sha256_hex(&raw)), ours, "{name}:{tag}");
+            let v = json(&String::from_utf8_lossy(&raw));
+            assert_eq!(v["manifests"].as_array().unwrap().len(), 2, "two platforms");
+        }
+        assert!(
+            digests.contains(&format!("{host}/acme/{name}@{ours}")),
+            "{digests}"
+        );
+        // skopeo pulls it back with identical blobs.
+        let back = dir.join(format!("back-{name}"));
+        ok(Command::new("skopeo").args([
+            "copy",
+            "--all",
+            "--src-cert-dir",
+            tls.cert_dir.to_str().unwrap(),
+            "--src-creds",
+            &format!("{USER}:{PASSWORD}"),
+            &format!("docker://{host}/acme/{name}:1.2"),
+            &format!("oci:{}:1.2", back.display()),
+        ]));
+        assert_eq!(
+            blobs(&back),
+            blobs(&layout),
+            "{name}: blobs differ after a round trip"
+        );
+    }
+
+    // Second push of the same images: no blob bytes, no upload at all.
+    let before = reg.log_lines().len();
+    let second = push(&format!("{host}/acme/{{name}}:1.2"));
+    let lines = reg.log_lines();
+    let up = uploads(&lines[before..]);
+    assert!(up.is_empty(), "the second push uploaded: {up:#?}");
+    for r in second.as_array().unwrap() {
+        assert_eq!(r["uploaded_bytes"], 0, "{second}");
+        assert_eq!(r["skipped"], r["blobs"], "{second}");
+    }
+
+    // A second repository of the same registry: blobs are mounted.
+    let before = reg.log_lines().len();
+    let third = push(&format!("{host}/other/{{name}}:1.2"));
+    let lines = reg.log_lines();
+    let new = &lines[before..];
+    let up = uploads(new);
+    assert!(
+        up.is_empty(),
+        "the push to a second repository uploaded: {up:#?}"
+    );
+    let mounts = new
+        .iter()
+        .filter(|l| l.contains("\"POST ") && l.contains("mount=") && l.contains("\" 201 "))
+        .count();
+    let blob_count: u64 = third
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mounted"].as_u64().unwrap())
+        .sum();
+    assert!(mounts >= 3, "expected mounts in the registry log: {new:#?}");
+    assert_eq!(mounts as u64, blob_count, "{third}");
+    for name in ["alpha", "beta"] {
+        let raw = skopeo_inspect_raw(&tls, &format!("{host}/other/{name}:1.2"));
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            layout_digest(&images.join(name))
+        );
+    }
+
+    // aelimg pull gives back the same index.
+    let pulled = dir.join("pulled");
+    ok(aelimg_in(&dir, &docker)
+        .args(["pull", &format!("{host}/acme/alpha:1.2")])
+        .arg("--output")
+        .arg(format!("oci:{}", pulled.display()))
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    assert_eq!(blobs(&pulled.join("alpha")), blobs(&images.join("alpha")));
+    ok(Command::new("skopeo").args([
+        "inspect",
+        &format!("oci:{}:1.2", pulled.join("alpha").display()),
+    ]));
+
+    // build --push pushes what it builds.
+    let out = ok(aelimg_in(&dir, &docker)
+        .args(["build", "-f"])
+        .arg(dir.join("spec/images.yaml"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("images2").display()))
+        .args([
+            "--image",
+            "alpha",
+            "--push",
+            &format!("{host}/built/{{name}}"),
+        ])
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    let ours = layout_digest(&images.join("alpha"));
+    assert!(out.contains(&format!("{host}/built/alpha@{ours}")), "{out}");
+    let raw = skopeo_inspect_raw(&tls, &format!("{host}/built/alpha:1.0"));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), ours);
+}
+
+#[test]
+fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
+    let dir = scratch("registry-login");
+    let tls = make_tls(&dir);
+    let reg = Registry::start(&dir.join("reg"), Some(&tls), true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let docker = dir.join("docker-login");
+    let login = |password: &str| {
+        let mut child = aelimg_in(&dir, &docker)
+            .args(["login", &host, "-u", USER, "--password-stdin", "--ca-file"])
+            .arg(&tls.ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    // A wrong password: exit 1, a clear 401 message, no retry storm, no secret.
+    let before = reg.log_lines().len();
+    let start = Instant::now();
+    let out = login("wrong-password");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("aelimg login"), "says what to do: {stderr}");
+    assert!(!stderr.contains("wrong-password"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let requests = reg.log_lines().len() - before;
+    assert!(requests <= 4, "{requests} requests for one failed login");
+    assert!(!docker.join("config.json").exists());
+
+    // The right one is checked and written atomically, mode 0600.
+    let out = login(PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = json(&std::fs::read_to_string(docker.join("config.json")).unwrap());
+    assert_eq!(
+        cfg["auths"][&host]["auth"],
+        base64_like::encode(&format!("{USER}:{PASSWORD}"))
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(docker.join("config.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A push with what login wrote works; one with a wrong password in the
+    // config fails fast with a 401 message.
+    let images = build_fixture(&dir, 1024);
+    let push = |docker: &Path| {
+        run(aelimg_in(&dir, docker)
+            .args(["push", &format!("{host}/acme/alpha"), "--image", "alpha"])
+            .arg("--from")
+            .arg(format!("oci:{}", images.display()))
+            .arg("--ca-file")
+            .arg(&tls.ca))
+    };
+    let out = push(&docker);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/alpha:1.0"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_digest(&images.join("alpha"))
+    );
+    let bad = docker_config(&dir.join("bad"), &host, "not-the-password");
+    let before = reg.log_lines().len();
+    let start = Instant::now();
+    let out = push(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("401") && stderr.contains(USER), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let requests = reg.log_lines().len() - before;
+    assert!(requests <= 6, "{requests} requests for a refused push");
+
+    // A configured credential helper that is missing is an error, not an
+    // anonymous push.
+    let helper = dir.join("helper");
+    std::fs::create_dir_all(&helper).unwrap();
+    std::fs::write(
+        helper.join("config.json"),
+        serde_json::json!({"credHelpers": {&host: "aelimg-test-missing"}}).to_string(),
+    )
+    .unwrap();
+    let out = push(&helper);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("docker-credential-aelimg-test-missing"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plain_http_only_for_loopback_or_insecure_registries() {
+    let dir = scratch("registry-http");
+    let reg = Registry::start(&dir.join("reg"), None, false);
+    let images = build_fixture(&dir, 1024);
+    let docker = dir.join("docker-none");
+    let push = |target: String, extra: &[&str]| {
+        run(aelimg_in(&dir, &docker)
+            .args(["push", &target, "--image", "alpha", "--retries", "1"])
+            .args(["--resolve", "registry.test=127.0.0.1"])
+            .args(extra)
+            .arg("--from")
+            .arg(format!("oci:{}", images.display())))
+    };
+    let name = format!("registry.test:{}", reg.port);
+    let before = reg.log_lines().len();
+    let out = push(format!("{name}/x/alpha"), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--insecure-registry"), "{stderr}");
+    assert_eq!(reg.log_lines().len(), before, "no HTTP request may be made");
+
+    let out = push(format!("{name}/x/alpha"), &["--insecure-registry", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Loopback by name needs no flag.
+    let out = push(format!("127.0.0.1:{}/y/alpha", reg.port), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for repo in ["x", "y"] {
+        let raw = ok(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://127.0.0.1:{}/{repo}/alpha:1.0", reg.port),
+        ]));
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(raw.as_bytes())),
+            layout_digest(&images.join("alpha"))
+        );
+    }
+}
+
+/// Forwards 127.0.0.1:port to the registry, counting bytes sent upstream;
+/// once `trigger` bytes have passed it calls `on_trigger` (once).
+fn proxy(
+    upstream: u16,
+    trigger: u64,
+    on_trigger: impl Fn() + Send + Sync + 'static,
+) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicU64::new(0));
+    let fired = Arc::new(AtomicBool::new(false));
+    let on_trigger = Arc::new(on_trigger);
+    let f = fired.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_r, mut c_w) = (server, client);
+            let sent = sent.clone();
+            let fired = f.clone();
+            let on_trigger = on_trigger.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                loop {
+                    let n = match c_r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if s_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                    if total >= trigger && !fired.swap(true, Ordering::SeqCst) {
+                        on_trigger();
+                    }
+                }
+                let _ = s_w.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_r, &mut c_w);
+                let _ = c_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (port, fired)
+}
+
+#[test]
+fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
+    let dir = scratch("registry-kill");
+    let tls = make_tls(&dir);
+    let reg = Arc::new(Mutex::new(Registry::start(
+        &dir.join("reg"),
+        Some(&tls),
+        true,
+    )));
+    let upstream = reg.lock().unwrap().port;
+    let images = build_fixture(&dir, 8 << 20);
+    let r2 = reg.clone();
+    let (port, fired) = proxy(upstream, 2 << 20, move || {
+        r2.lock().unwrap().kill();
+        let r3 = r2.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            r3.lock().unwrap().spawn();
+        });
+    });
+    let host = format!("127.0.0.1:{port}");
+    let docker = docker_config(&dir, &host, PASSWORD);
+    let out = run(aelimg_in(&dir, &docker)
+        .args([
+            "push",
+            &format!("{host}/acme/beta"),
+            "--image",
+            "beta",
+            "--json",
+        ])
+        .args(["--chunk-size", "256KiB", "--jobs", "1", "--retries", "6"])
+        .arg("--from")
+        .arg(format!("oci:{}", images.display()))
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        fired.load(Ordering::SeqCst),
+        "the registry was never killed"
+    );
+    assert!(
+        out.status.success(),
+        "the push did not survive a restart: {stderr}"
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(report[0]["retried"].as_u64().unwrap() > 0, "{report}");
+    // Judged by skopeo against the registry directly: the same index, and
+    // every blob pulls back intact.
+    let direct = format!("127.0.0.1:{upstream}");
+    let raw = skopeo_inspect_raw(&tls, &format!("{direct}/acme/beta:1.0"));
+    let layout = images.join("beta");
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_digest(&layout)
+    );
+    let back = dir.join("back");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--src-cert-dir",
+        tls.cert_dir.to_str().unwrap(),
+        "--src-creds",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("docker://{direct}/acme/beta:1.0"),
+        &format!("oci:{}:1.0", back.display()),
+    ]));
+    assert_eq!(blobs(&back), blobs(&layout));
+}
