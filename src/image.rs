@@ -213,19 +213,17 @@ fn config_document(
         source: e,
     })?;
     // Docker's Healthcheck is not part of the OCI config: add it as Docker writes it.
-    if let Some(h) = &c.healthcheck {
-        if let Some(Value::Object(cfg)) = value.get_mut("config") {
-            cfg.insert(
-                "Healthcheck".into(),
-                serde_json::json!({
-                    "Test": h.test,
-                    "Interval": h.interval,
-                    "Timeout": h.timeout,
-                    "StartPeriod": h.start_period,
-                    "Retries": h.retries,
-                }),
-            );
-        }
+    if let (Some(h), Some(Value::Object(cfg))) = (&c.healthcheck, value.get_mut("config")) {
+        cfg.insert(
+            "Healthcheck".into(),
+            serde_json::json!({
+                "Test": h.test,
+                "Interval": h.interval,
+                "Timeout": h.timeout,
+                "StartPeriod": h.start_period,
+                "Retries": h.retries,
+            }),
+        );
     }
     Ok(Document::new(
         "application/vnd.oci.image.config.v1+json",
