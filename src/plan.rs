@@ -292,15 +292,18 @@ fn resolve_image(
     let base = match &image.base {
         None => "scratch".to_string(),
         Some(b) if b.value == "scratch" => b.value.clone(),
-        Some(b) => {
-            return Err(spec.error_at(
-                b,
-                format!(
-                    "unsupported base `{}`: this version of aelimg builds on `scratch` only",
-                    b.value
-                ),
-            ));
-        }
+        Some(b) => match crate::registry::Reference::parse(&b.value) {
+            Ok(r) if r.tag.is_some() || r.digest.is_some() => b.value.clone(),
+            _ => {
+                return Err(spec.error_at(
+                    b,
+                    format!(
+                        "unsupported base `{}`: expected `scratch` or REGISTRY/REPO:TAG[@sha256:…]",
+                        b.value
+                    ),
+                ));
+            }
+        },
     };
 
     let platforms = match &opts.platforms {

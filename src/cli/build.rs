@@ -73,6 +73,15 @@ pub fn run(args: &BuildArgs) -> Result<()> {
             }
         }
     }
+    let needs_bases = plan
+        .images
+        .iter()
+        .any(|i| crate::registry::base::is_registry_base(&i.base));
+    let base_opts = if needs_bases {
+        Some(args.registry.options()?)
+    } else {
+        None
+    };
     let registry_opts = match &args.push {
         Some(r) => {
             for img in &plan.images {
@@ -101,6 +110,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         }),
     };
     let images = build(&plan, &store, payload.as_ref())?;
+    let images = match &base_opts {
+        Some(opts) => crate::registry::base::rebase(images, &plan, &store, opts)?,
+        None => images,
+    };
     let report = size_report(&images);
     if args.json {
         let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Json {

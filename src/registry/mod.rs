@@ -9,6 +9,7 @@
 //! Why a small client of our own rather than a library: see
 //! `docs/decisions/0004-registry-client.md`.
 
+pub mod base;
 pub mod client;
 pub mod credentials;
 pub mod pull;
