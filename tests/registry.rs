@@ -792,3 +792,146 @@ fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
     ]));
     assert_eq!(blobs(&back), blobs(&layout));
 }
+
+/// buildah with the flags this machine needs.
+fn buildah() -> Command {
+    let mut c = Command::new("buildah");
+    c.args(["--storage-driver", "vfs"]);
+    c
+}
+
+#[test]
+fn an_image_on_a_registry_base_runs_with_the_bases_files_and_our_layers() {
+    let dir = scratch("registry-base");
+    let tls = make_tls(&dir);
+    let reg = Registry::start(&dir.join("reg"), Some(&tls), true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let docker = docker_config(&dir, &host, PASSWORD);
+
+    // A small busybox base, made and pushed by buildah.
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("busybox-static (apt install busybox-static)");
+    std::fs::write(dir.join("marker"), "from the base\n").unwrap();
+    let ctr = ok(buildah().args(["from", "scratch"])).trim().to_string();
+    struct Ctr(String);
+    impl Drop for Ctr {
+        fn drop(&mut self) {
+            let _ = run(buildah().args(["rm", &self.0]));
+        }
+    }
+    let _ctr = Ctr(ctr.clone());
+    ok(buildah().args(["copy", &ctr, busybox, "/bin/busybox"]));
+    ok(buildah()
+        .args(["copy", &ctr])
+        .arg(dir.join("marker"))
+        .arg("/etc/base-marker"));
+    ok(buildah().args([
+        "config",
+        "--env",
+        "BASEVAR=from-base",
+        "--env",
+        "GREETING=overridden",
+        "--label",
+        "from=base",
+        &ctr,
+    ]));
+    ok(buildah().args([
+        "commit",
+        "--format",
+        "oci",
+        "--cert-dir",
+        tls.cert_dir.to_str().unwrap(),
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        &ctr,
+        &format!("docker://{host}/base/busybox:1"),
+    ]));
+    let base_raw = skopeo_inspect_raw(&tls, &format!("{host}/base/busybox:1"));
+    let base_digest = format!("sha256:{}", sha256_hex(&base_raw));
+    let base_manifest = json(&String::from_utf8_lossy(&base_raw));
+
+    // Our image on it, pinned by digest.
+    let spec = dir.join("spec");
+    std::fs::create_dir_all(spec.join("files")).unwrap();
+    std::fs::write(spec.join("files/hello.txt"), "from our layer\n").unwrap();
+    let write_spec = |base: &str| {
+        std::fs::write(
+            spec.join("images.yaml"),
+            format!(
+                r#"version: 1
+images:
+  - name: onbase
+    tag: "1.0"
+    base: {base}
+    platforms: [linux/amd64]
+    user: {{name: app, uid: 10001}}
+    env: {{GREETING: hello}}
+    entrypoint: [/bin/busybox, cat, /etc/base-marker, /srv/hello.txt]
+    layers:
+      - name: files
+        contents:
+          - path: files/hello.txt
+            dest: /srv/hello.txt
+"#
+            ),
+        )
+        .unwrap();
+    };
+    let build = || {
+        run(aelimg_in(&dir, &docker)
+            .args(["build", "-f"])
+            .arg(spec.join("images.yaml"))
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .arg("--ca-file")
+            .arg(&tls.ca)
+            .arg("--output")
+            .arg(format!("oci:{}", dir.join("out").display())))
+    };
+    // A digest that does not match is refused.
+    write_spec(&format!("{host}/base/busybox:1@sha256:{}", "0".repeat(64)));
+    let out = build();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write_spec(&format!("{host}/base/busybox:1@{base_digest}"));
+    let out = build();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASSWORD));
+    let layout = dir.join("out/onbase");
+    let oci = format!("oci:{}:1.0", layout.display());
+
+    // The base's layer is there byte for byte, under ours.
+    let ours = json(&ok(Command::new("skopeo").args(["inspect", "--raw", &oci])));
+    let base_layers = base_manifest["layers"].as_array().unwrap();
+    let our_layers = ours["layers"].as_array().unwrap();
+    assert_eq!(our_layers.len(), base_layers.len() + 2, "{ours}");
+    assert_eq!(our_layers[0]["digest"], base_layers[0]["digest"]);
+    assert_eq!(our_layers[0]["size"], base_layers[0]["size"]);
+    // The base's config is merged under ours.
+    let config = json(&ok(
+        Command::new("skopeo").args(["inspect", "--config", &oci])
+    ));
+    let env = config["config"]["Env"].to_string();
+    assert!(env.contains("BASEVAR=from-base"), "{env}");
+    assert!(
+        env.contains("GREETING=hello") && !env.contains("overridden"),
+        "{env}"
+    );
+    assert_eq!(config["config"]["Labels"]["from"], "base");
+    assert_eq!(config["config"]["User"], "10001:10001");
+
+    // It runs under podman with the base's files and ours.
+    let out = ok(common::podman()
+        .args(["run", "--rm"])
+        .args(common::PODMAN_RUN_LIMITS)
+        .arg(&oci));
+    assert!(out.contains("from the base"), "{out}");
+    assert!(out.contains("from our layer"), "{out}");
+}
