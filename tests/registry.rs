@@ -102,6 +102,11 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path, tls: Option<&Tls>, auth: bool) -> Self {
+        Self::start_with(dir, tls, auth, None)
+    }
+
+    /// `token`: an `auth: {token: ...}` mapping to use instead of htpasswd.
+    fn start_with(dir: &Path, tls: Option<&Tls>, auth: bool, token: Option<String>) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let mut http = format!("http: {{addr: 127.0.0.1:{port}, secret: aelimg-test-secret");
@@ -124,6 +129,9 @@ impl Registry {
                 "auth: {{htpasswd: {{realm: aelimg-test, path: {}}}}}\n",
                 dir.join("htpasswd").display()
             ));
+        }
+        if let Some(t) = token {
+            config.push_str(&format!("auth: {{token: {t}}}\n"));
         }
         let path = dir.join("registry.yml");
         std::fs::write(&path, config).unwrap();
@@ -934,4 +942,135 @@ images:
         .arg(&oci));
     assert!(out.contains("from the base"), "{out}");
     assert!(out.contains("from our layer"), "{out}");
+}
+
+/// The token service of fixtures/registry/token_server.py, stopped by PID.
+struct TokenServer(Child);
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
+    let dir = scratch("registry-bearer");
+    let tls = make_tls(&dir);
+    ok(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=aelimg token signer",
+            "-keyout",
+            "signer.key",
+            "-out",
+            "signer.crt",
+        ])
+        .current_dir(&dir));
+    let token_port = free_port();
+    let token_log = dir.join("tokens.log");
+    let server = TokenServer(
+        Command::new("python3")
+            .arg(common::repo().join("fixtures/registry/token_server.py"))
+            .arg(token_port.to_string())
+            .arg(dir.join("signer.key"))
+            .arg(dir.join("signer.crt"))
+            .args([USER, PASSWORD])
+            .arg(&token_log)
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", token_port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "token server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let token = format!(
+        "{{realm: \"http://127.0.0.1:{token_port}/token\", service: aelimg-test-registry, issuer: aelimg-test-issuer, rootcertbundle: {}}}",
+        dir.join("signer.crt").display()
+    );
+    let reg = Registry::start_with(&dir.join("reg"), Some(&tls), false, Some(token));
+    let host = format!("127.0.0.1:{}", reg.port);
+    let images = build_fixture(&dir, 2 << 20);
+    let push = |docker: &Path, target: &str| {
+        run(aelimg_in(&dir, docker)
+            .args([
+                "push",
+                target,
+                "--image",
+                "beta",
+                "--json",
+                "--chunk-size",
+                "1MiB",
+            ])
+            .arg("--from")
+            .arg(format!("oci:{}", images.display()))
+            .arg("--ca-file")
+            .arg(&tls.ca))
+    };
+    let docker = docker_config(&dir, &host, PASSWORD);
+    let out = push(&docker, &format!("{host}/acme/beta:1.0"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/beta:1.0"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_digest(&images.join("beta"))
+    );
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    assert!(log.contains("repository:acme/beta:pull,push"), "{log}");
+
+    // A second repository, in a new process: blobs are mounted, the token
+    // names the source repository's pull scope.
+    let before = reg.log_lines().len();
+    let out = push(&docker, &format!("{host}/mirror/beta:1.0"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report[0]["mounted"], report[0]["blobs"], "{report}");
+    let lines = reg.log_lines();
+    assert!(
+        uploads(&lines[before..]).is_empty(),
+        "{:#?}",
+        &lines[before..]
+    );
+    let log = std::fs::read_to_string(&token_log).unwrap();
+    assert!(log.contains("repository:acme/beta:pull\""), "{log}");
+    let raw = skopeo_inspect_raw(&tls, &format!("{host}/mirror/beta:1.0"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_digest(&images.join("beta"))
+    );
+
+    // A wrong password: the token service says no, once, and aelimg says so.
+    let bad = docker_config(&dir.join("bad"), &host, "nope-nope");
+    let before = std::fs::read_to_string(&token_log).unwrap().lines().count();
+    let out = push(&bad, &format!("{host}/acme/beta:1.0"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("aelimg login"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("nope-nope"));
+    let after = std::fs::read_to_string(&token_log).unwrap().lines().count();
+    assert!(after - before <= 2, "{} token requests", after - before);
+    drop(server);
 }

@@ -261,10 +261,14 @@ impl Registry {
             known: Mutex::new(HashMap::new()),
         };
         let checked = |reg: Self| -> Result<Self> {
-            // Basic credentials are checked once here, so that wrong ones
-            // fail with one clear message instead of one per request.
-            let basic = matches!(*reg.scheme.lock().expect("scheme"), Scheme::Basic);
-            if basic && reg.creds.is_some() {
+            // Credentials are checked once here (as `docker login` does: basic
+            // on /v2/, or a token with no scope), so that wrong ones fail with
+            // one clear message instead of one per request.
+            let auth = !matches!(
+                *reg.scheme.lock().expect("scheme"),
+                Scheme::Anonymous | Scheme::Unknown
+            );
+            if auth && reg.creds.is_some() {
                 reg.check_login()?;
             }
             Ok(reg)
