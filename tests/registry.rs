@@ -1074,3 +1074,202 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
     assert!(after - before <= 2, "{} token requests", after - before);
     drop(server);
 }
+
+/// One HTTP/1.1 request as a tiny fake server sees it.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    line: String,
+    authorization: Option<String>,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1: `answer` maps (request line, seen so
+/// far) to (status line, headers, body). Requests are recorded.
+fn fake_server(
+    answer: impl Fn(&str, &[Seen]) -> (String, Vec<(String, String)>, Vec<u8>) + Send + Sync + 'static,
+) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let answer = Arc::new(answer);
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let seen = s.clone();
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    use std::io::BufRead as _;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || !line.contains("HTTP/1.") {
+                        return;
+                    }
+                    let mut auth = None;
+                    let mut len = 0usize;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap_or((h, ""));
+                        match k.to_ascii_lowercase().as_str() {
+                            "authorization" => auth = Some(v.trim().to_string()),
+                            "content-length" => len = v.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let line = line.trim_end().to_string();
+                    let (status, headers, body) = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(Seen {
+                            at: Instant::now(),
+                            line: line.clone(),
+                            authorization: auth,
+                        });
+                        answer(&line, &seen)
+                    };
+                    let mut head =
+                        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+                    for (k, v) in headers {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    if conn.write_all(head.as_bytes()).is_err()
+                        || (!line.starts_with("HEAD ") && conn.write_all(&body).is_err())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn retry_after_is_honoured_and_credentials_do_not_follow_redirects_to_other_hosts() {
+    let dir = scratch("registry-fake");
+    // The "storage" a registry redirects blob downloads to.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let config_digest = format!("sha256:{}", sha256_hex(&config));
+    let cfg = config.clone();
+    let (storage_port, storage_seen) =
+        fake_server(move |_, _| ("200 OK".into(), vec![], cfg.clone()));
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": []
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = format!("sha256:{}", sha256_hex(&manifest));
+    let expected_auth = format!(
+        "Basic {}",
+        base64_like::encode(&format!("{USER}:{PASSWORD}"))
+    );
+    let cd = config_digest.clone();
+    let (port, seen) = fake_server(move |line, seen| {
+        let authorized =
+            seen.last().unwrap().authorization.as_deref() == Some(expected_auth.as_str());
+        if !authorized {
+            return (
+                "401 Unauthorized".into(),
+                vec![("WWW-Authenticate".into(), "Basic realm=\"fake\"".into())],
+                vec![],
+            );
+        }
+        if line.starts_with("GET /v2/ ") {
+            return ("200 OK".into(), vec![], b"{}".to_vec());
+        }
+        if line.contains("/manifests/") {
+            // The first manifest request is throttled for a second.
+            let asked = seen
+                .iter()
+                .filter(|s| s.line.contains("/manifests/"))
+                .count();
+            if asked == 1 {
+                return (
+                    "429 Too Many Requests".into(),
+                    vec![("Retry-After".into(), "2".into())],
+                    vec![],
+                );
+            }
+            return (
+                "200 OK".into(),
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                manifest.clone(),
+            );
+        }
+        if line.contains(&format!("/blobs/{cd}")) {
+            return (
+                "307 Temporary Redirect".into(),
+                vec![(
+                    "Location".into(),
+                    format!("http://127.0.0.1:{storage_port}/storage/{cd}"),
+                )],
+                vec![],
+            );
+        }
+        ("404 Not Found".into(), vec![], vec![])
+    });
+    let host = format!("127.0.0.1:{port}");
+    let docker = docker_config(&dir, &host, PASSWORD);
+    let out = run(aelimg_in(&dir, &docker)
+        .args(["pull", &format!("{host}/fake/img:1")])
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("pulled").display())));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&manifest_digest),
+        "{stderr}"
+    );
+    // skopeo reads what was pulled.
+    let raw = ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        &format!("oci:{}:1", dir.join("pulled/img").display()),
+    ]));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        manifest_digest
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    let manifests: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.line.contains("/manifests/"))
+        .collect();
+    let gap = manifests[1].at.duration_since(manifests[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: 2 ignored ({gap:?})"
+    );
+    let storage = storage_seen.lock().unwrap().clone();
+    assert_eq!(storage.len(), 1, "{storage:?}");
+    assert!(
+        storage[0].authorization.is_none(),
+        "credentials followed a redirect to another host"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.line.contains("/blobs/") && s.authorization.is_some())
+    );
+}
