@@ -139,16 +139,7 @@ fn oci_image_tool_validates_index_manifests_configs_and_each_platform() {
 fn umoci_unpacks_a_non_root_bundle() {
     let dir = scratch("umoci");
     for image in ["ael", "native-tools"] {
-        let bundle = dir.join(image);
-        let single = dir.join(format!("{image}-amd64"));
-        common::single_platform(&images().join(image), "amd64", &single);
-        ok(Command::new("umoci").args([
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:latest", single.display()),
-            bundle.to_str().unwrap(),
-        ]));
+        let bundle = common::unpack_platform(&images().join(image), "amd64", &dir.join(image));
         let config = json(&std::fs::read_to_string(bundle.join("config.json")).unwrap());
         let p = &config["process"];
         assert_eq!(p["user"]["uid"], 10001, "{image}");
@@ -332,16 +323,7 @@ fn layer_entries_are_safe_normalized_and_owned_as_specified() {
 #[test]
 fn passwd_and_group_name_root_and_the_user() {
     let dir = scratch("passwd");
-    let bundle = dir.join("b");
-    let single = dir.join("ael-amd64");
-    common::single_platform(&images().join("ael"), "amd64", &single);
-    ok(Command::new("umoci").args([
-        "unpack",
-        "--rootless",
-        "--image",
-        &format!("{}:latest", single.display()),
-        bundle.to_str().unwrap(),
-    ]));
+    let bundle = common::unpack_platform(&images().join("ael"), "amd64", &dir);
     let passwd = std::fs::read_to_string(bundle.join("rootfs/etc/passwd")).unwrap();
     assert!(passwd.starts_with("root:x:0:0:"), "{passwd}");
     assert!(passwd.contains("ael:x:10001:10001:"), "{passwd}");

@@ -4,9 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use aelimg::platform::Platform;
 use common::{aelimg, json, ok, run, scratch};
 
 /// The default images: images.yaml lists both platforms.
@@ -97,22 +98,7 @@ fn each_image_is_an_index_of_amd64_and_arm64_v8() {
 #[test]
 fn arm64_rootfs_runs_under_qemu() {
     let work = scratch("multiplatform-arm64");
-    let single = work.join("ael-arm64");
-    ok(Command::new("skopeo").args([
-        "copy",
-        "--override-arch",
-        "arm64",
-        &format!("oci:{}:latest", images().join("ael").display()),
-        &format!("oci:{}:latest", single.display()),
-    ]));
-    let bundle = work.join("bundle");
-    ok(Command::new("umoci").args([
-        "unpack",
-        "--rootless",
-        "--image",
-        &format!("{}:latest", single.display()),
-        bundle.to_str().unwrap(),
-    ]));
+    let bundle = common::unpack_platform(&images().join("ael"), "arm64", &work);
     let rootfs = bundle.join("rootfs");
     for bin in ["ael", "native-tools"] {
         let path = rootfs.join("usr/local/bin").join(bin);
@@ -135,44 +121,29 @@ fn arm64_rootfs_runs_under_qemu() {
         .env("AEL_CONFIG_PATH", rootfs.join("app/config/ael-config.yaml"))
         .env("AEL_WORKFLOWS_DIR", rootfs.join("app/workflows"))
         .env("AEL_DATA_DIR", work.join("data")));
-    let wanted = std::fs::read_dir(rootfs.join("app/workflows"))
-        .unwrap()
-        .count();
-    assert!(wanted >= 2);
-    for e in std::fs::read_dir(common::repo().join("images/workflows")).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        let name = text
-            .lines()
-            .find_map(|l| l.strip_prefix("name:"))
-            .unwrap()
-            .trim()
-            .trim_matches('"');
-        assert!(out.contains(name), "{name} missing from: {out}");
+    let names = common::example_workflow_names();
+    assert!(names.len() >= 2);
+    for name in &names {
+        assert!(out.contains(name.as_str()), "{name} missing from: {out}");
     }
 }
 
-/// A directory of prebuilt "binaries" for `--prebuilt`, all copies of `src`.
-fn prebuilt(name: &str, target: &str, src: &Path) -> PathBuf {
+/// Builds the ael image for `platform` from `--prebuilt` binaries that are
+/// all copies of this test's own executable (an x86-64 ELF file linked
+/// against glibc); asserts exit 1 and that nothing was written; returns stderr.
+fn refused(name: &str, platform: Platform) -> String {
     let dir = scratch(name);
-    let t = dir.join(target);
+    let t = dir.join(platform.rust_target());
     std::fs::create_dir_all(&t).unwrap();
     for bin in ["ael", "native-tools"] {
-        std::fs::copy(src, t.join(bin)).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), t.join(bin)).unwrap();
     }
-    dir
-}
-
-#[test]
-fn an_amd64_binary_in_an_arm64_image_is_refused() {
-    // The test binary itself is an x86-64 ELF file.
-    let amd64 = std::env::current_exe().unwrap();
-    let dir = prebuilt("wrong-arch", "aarch64-unknown-linux-musl", &amd64);
     let out = dir.join("out");
     let o = run(aelimg()
         .args([
             "build",
             "--platform",
-            "linux/arm64",
+            &platform.to_string(),
             "--image",
             "ael",
             "--prebuilt",
@@ -180,41 +151,29 @@ fn an_amd64_binary_in_an_arm64_image_is_refused() {
         .arg(&dir)
         .arg("--output")
         .arg(format!("oci:{}", out.display())));
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("/usr/local/bin/ael"),
         "names the file: {stderr}"
     );
+    assert!(!out.exists(), "nothing written");
+    stderr
+}
+
+#[test]
+fn an_amd64_binary_in_an_arm64_image_is_refused() {
+    let stderr = refused("wrong-arch", Platform::LinuxArm64);
     assert!(
         stderr.contains(
             "is a 64-bit X86_64 binary: expected a 64-bit AARCH64 binary for linux/arm64/v8"
         ),
         "{stderr}"
     );
-    assert!(!out.exists(), "nothing written");
 }
 
 #[test]
 fn a_dynamically_linked_binary_is_refused_for_a_scratch_image() {
-    // The test binary is linked against glibc: it has an ELF interpreter.
-    let dynamic = std::env::current_exe().unwrap();
-    let dir = prebuilt("dynamic", "x86_64-unknown-linux-musl", &dynamic);
-    let out = dir.join("out");
-    let o = run(aelimg()
-        .args([
-            "build",
-            "--platform",
-            "linux/amd64",
-            "--image",
-            "ael",
-            "--prebuilt",
-        ])
-        .arg(&dir)
-        .arg("--output")
-        .arg(format!("oci:{}", out.display())));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let stderr = refused("dynamic", Platform::LinuxAmd64);
     assert!(stderr.contains("is dynamically linked"), "{stderr}");
-    assert!(!out.exists(), "nothing written");
 }

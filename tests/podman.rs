@@ -83,20 +83,7 @@ fn ael_lists_the_example_workflows() {
         .args(["run", "--rm"])
         .args(PODMAN_RUN_LIMITS)
         .args([&oci_ref("ael"), "workflows", "list"]));
-    let names: Vec<String> = std::fs::read_dir(common::repo().join("images/workflows"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix("name:"))
-                .unwrap_or_else(|| panic!("no name: in {}", p.display()))
-                .trim()
-                .trim_matches('"')
-                .to_string()
-        })
-        .collect();
+    let names = common::example_workflow_names();
     assert!(names.len() >= 2);
     for n in &names {
         assert!(

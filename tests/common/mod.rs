@@ -163,3 +163,39 @@ pub fn single_platform(layout: &Path, arch: &str, dest: &Path) {
         &format!("oci:{}:latest", dest.display()),
     ]));
 }
+
+/// Copies one architecture of `layout:latest` out and unpacks it with umoci;
+/// returns the bundle directory (its `rootfs/` and `config.json`).
+pub fn unpack_platform(layout: &Path, arch: &str, work: &Path) -> PathBuf {
+    let single = work.join(format!("layout-{arch}"));
+    single_platform(layout, arch, &single);
+    let bundle = work.join(format!("bundle-{arch}"));
+    ok(Command::new("umoci").args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:latest", single.display()),
+        bundle.to_str().unwrap(),
+    ]));
+    bundle
+}
+
+/// The `name:` of every example workflow in images/workflows.
+pub fn example_workflow_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo().join("images/workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("name:"))
+                .unwrap_or_else(|| panic!("no name: in {}", p.display()))
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
