@@ -1273,3 +1273,25 @@ fn retry_after_is_honoured_and_credentials_do_not_follow_redirects_to_other_host
             .any(|s| s.line.contains("/blobs/") && s.authorization.is_some())
     );
 }
+
+#[test]
+fn pushes_both_default_images_with_name_in_the_reference() {
+    let images = common::default_images("registry");
+    let dir = scratch("registry-default");
+    let tls = make_tls(&dir);
+    let reg = Registry::start(&dir.join("reg"), Some(&tls), true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let docker = docker_config(&dir, &host, PASSWORD);
+    let out = ok(aelimg_in(&dir, &docker)
+        .args(["push", &format!("{host}/acme/{{name}}:1.2")])
+        .arg("--from")
+        .arg(format!("oci:{}", images.display()))
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    for name in ["ael", "native-tools"] {
+        let ours = layout_digest(&images.join(name));
+        assert!(out.contains(&format!("{host}/acme/{name}@{ours}")), "{out}");
+        let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/{name}:1.2"));
+        assert_eq!(format!("sha256:{}", sha256_hex(&raw)), ours, "{name}");
+    }
+}
