@@ -1,0 +1,108 @@
+"""Helpers for the container tests: build the images with aelimg once per
+session and run them under podman with the flags this machine needs
+(see ../shared/ORACLES.md). Every container is removed by its ID."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+PODMAN = ["podman", "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--runtime", "runc"]
+RUN_LIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+
+_LOCK = threading.Lock()
+_IMAGES: dict[str, Any] = {}
+
+
+def _cleanup_images() -> None:
+    d = _IMAGES.get("dir")
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def build_images() -> tuple[Path, dict]:
+    """Build both images for linux/amd64 with aelimg into a fresh temporary
+    directory, once per process; return (output dir, the build's JSON report).
+
+    The oci: references podman takes must have no upper-case letters and no
+    `:`, so the directory is made under /tmp with a fixed lower-case prefix."""
+    with _LOCK:
+        if "dir" not in _IMAGES:
+            base = Path(tempfile.mkdtemp(prefix="aelimg-py-images-", dir="/tmp"))
+            out = base / "out"
+            assert str(out) == str(out).lower() and ":" not in str(out), out
+            cmd = ["cargo", "run", "-q", "--release", "--locked", "--", "build",
+                   "--platform", "linux/amd64", "--output", f"oci:{out}", "--json"]
+            r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=2400)
+            if r.returncode != 0:
+                shutil.rmtree(base, ignore_errors=True)
+                raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-4000:]}")
+            _IMAGES["dir"] = str(base)
+            _IMAGES["out"] = out
+            _IMAGES["report"] = json.loads(r.stdout)
+            import atexit
+            atexit.register(_cleanup_images)
+        return _IMAGES["out"], _IMAGES["report"]
+
+
+def oci_ref(images: Path, name: str) -> str:
+    return f"oci:{images / name}:latest"
+
+
+def podman(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def remove_container(cid: str) -> None:
+    """Stop and remove one container we started, by its ID."""
+    if cid:
+        podman("rm", "-f", "-t", "0", cid, timeout=60, check=False)
+
+
+def container_logs(cid: str) -> str:
+    r = podman("logs", cid, timeout=30, check=False)
+    return r.stdout + r.stderr
+
+
+def read_cidfile(path: Path, timeout: float = 0.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cid = path.read_text().strip()
+            if cid:
+                return cid
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return ""
+        time.sleep(0.1)
+
+
+def podman_env() -> dict[str, str]:
+    """The environment for a podman child (the MCP SDK's stdio client otherwise
+    passes only a few variables)."""
+    return dict(os.environ)
+
+
+def example_workflow_names() -> set[str]:
+    names = set()
+    for p in (REPO / "images" / "workflows").iterdir():
+        if p.suffix in (".yaml", ".yml"):
+            for line in p.read_text().splitlines():
+                if line.startswith("name:"):
+                    names.add(line.split(":", 1)[1].strip().strip("\"'"))
+                    break
+    assert len(names) >= 2, names
+    return names
