@@ -336,20 +336,51 @@ fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Resu
     upload(reg, store, repo, b, session)
 }
 
+/// An upload step's failure, and whether trying again can help.
+type StepError = (bool, Error);
+
+fn fatal(e: Error) -> StepError {
+    (false, e)
+}
+
+/// Transport failures are worth another try; refused credentials are not.
+fn sent(r: Result<reqwest::blocking::Response>) -> Result<reqwest::blocking::Response, StepError> {
+    r.map_err(|e| {
+        let transient = matches!(&e, Error::Registry(m) if m.starts_with("cannot reach"));
+        (transient, e)
+    })
+}
+
+/// An unexpected status: a lost or confused upload session (404, 416,
+/// BLOB_UPLOAD_*), throttling and server errors are worth another try (a new
+/// or resumed session); anything else (a digest the registry computed
+/// differently, a denied push) is final.
+fn status_fail(reg: &Registry, resp: reqwest::blocking::Response, what: &str) -> StepError {
+    let code = resp.status().as_u16();
+    let e = reg.status_error(resp, what);
+    let session = matches!(&e, Error::Registry(m) if m.contains("BLOB_UPLOAD_"));
+    let transient = matches!(code, 404 | 408 | 416 | 429) || code >= 500 || session;
+    (transient, e)
+}
+
 /// Starts an upload session.
-fn start_upload(reg: &Registry, repo: &str) -> Result<Url> {
-    let url = reg.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-    let resp = reg.send(
+fn start_upload(reg: &Registry, repo: &str) -> Result<Url, StepError> {
+    let url = reg
+        .url(&format!("/v2/{repo}/blobs/uploads/"))
+        .map_err(fatal)?;
+    let resp = sent(reg.send(
         Method::POST,
         &url,
         &push_scopes(repo, None),
         &HeaderMap::new(),
         None,
-    )?;
+    ))?;
     if resp.status().as_u16() != 202 {
-        return Err(reg.status_error(resp, &format!("start an upload to {repo}")));
+        let code = resp.status().as_u16();
+        let e = reg.status_error(resp, &format!("start an upload to {repo}"));
+        return Err((code >= 500 || code == 429, e));
     }
-    location(reg, &resp)
+    location(reg, &resp).map_err(fatal)
 }
 
 fn with_digest(mut url: Url, digest: &str) -> Url {
@@ -383,7 +414,9 @@ fn upload_offset(reg: &Registry, repo: &str, url: &Url) -> Option<u64> {
     }
     let range = resp.headers().get("range")?.to_str().ok()?;
     let end: u64 = range.rsplit('-').next()?.parse().ok()?;
-    Some(end + 1)
+    // distribution answers `0-0` both for an empty session and for one
+    // byte: start a new session rather than guess.
+    (end > 0).then_some(end + 1)
 }
 
 /// Uploads a blob: one PUT when small, PATCH chunks then PUT when large.
@@ -406,7 +439,7 @@ fn upload(
     let mut offset = 0u64;
     let mut failures = 0u32;
     loop {
-        let result = (|| -> Result<()> {
+        let result = (|| -> Result<(), StepError> {
             let mut url = match session.take() {
                 Some(u) => u,
                 None => {
@@ -419,17 +452,17 @@ fn upload(
                 let mut buf = Vec::with_capacity(usize::try_from(b.size).unwrap_or(0));
                 file.seek(SeekFrom::Start(0))
                     .and_then(|_| (&mut file).take(b.size).read_to_end(&mut buf))
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-                let resp = reg.send_with(
+                    .map_err(|e| fatal(Error::io(format!("cannot read {}", path.display()), e)))?;
+                let resp = sent(reg.send_with(
                     Method::PUT,
                     &with_digest(url, &b.digest),
                     &scopes,
                     &octet_headers(),
                     Some(&buf),
                     0,
-                )?;
+                ))?;
                 if resp.status().as_u16() != 201 {
-                    return Err(reg.status_error(resp, &format!("upload blob {}", b.digest)));
+                    return Err(status_fail(reg, resp, &format!("upload blob {}", b.digest)));
                 }
                 reg.stats
                     .uploaded_bytes
@@ -441,32 +474,36 @@ fn upload(
                 let mut buf = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
                 file.seek(SeekFrom::Start(offset))
                     .and_then(|_| (&mut file).take(n).read_to_end(&mut buf))
-                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                    .map_err(|e| fatal(Error::io(format!("cannot read {}", path.display()), e)))?;
                 let mut h = octet_headers();
                 h.insert(
                     "content-range",
                     HeaderValue::from_str(&format!("{offset}-{}", offset + n - 1)).expect("ascii"),
                 );
-                let resp = reg.send_with(Method::PATCH, &url, &scopes, &h, Some(&buf), 0)?;
+                let resp = sent(reg.send_with(Method::PATCH, &url, &scopes, &h, Some(&buf), 0))?;
                 if resp.status().as_u16() != 202 {
-                    return Err(reg.status_error(resp, &format!("upload a chunk of {}", b.digest)));
+                    return Err(status_fail(
+                        reg,
+                        resp,
+                        &format!("upload a chunk of {}", b.digest),
+                    ));
                 }
                 reg.stats.uploaded_bytes.fetch_add(n, Ordering::Relaxed);
-                url = location(reg, &resp)?;
+                url = location(reg, &resp).map_err(fatal)?;
                 session = Some(url.clone());
                 offset += n;
                 failures = 0;
             }
-            let resp = reg.send_with(
+            let resp = sent(reg.send_with(
                 Method::PUT,
                 &with_digest(url, &b.digest),
                 &scopes,
                 &octet_headers(),
                 None,
                 0,
-            )?;
+            ))?;
             if resp.status().as_u16() != 201 {
-                return Err(reg.status_error(resp, &format!("finish blob {}", b.digest)));
+                return Err(status_fail(reg, resp, &format!("finish blob {}", b.digest)));
             }
             Ok(())
         })();
@@ -475,9 +512,8 @@ fn upload(
                 reg.stats.uploaded.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            Err(e) => {
-                let fatal = matches!(&e, Error::Registry(m) if m.contains("refused the credentials") || m.contains("requires authentication") || m.contains("403"));
-                if fatal || failures >= reg.opts.retries {
+            Err((transient, e)) => {
+                if !transient || failures >= reg.opts.retries {
                     return Err(e);
                 }
                 failures += 1;
