@@ -736,20 +736,39 @@ fn proxy(
 fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
     let dir = scratch("registry-kill");
     let tls = make_tls(&dir);
+    /// Stops the registry for good when the test ends, whatever happens
+    /// (the proxy thread keeps a reference to it).
+    struct Stop(Arc<Mutex<Registry>>, Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.1.store(true, Ordering::SeqCst);
+            let mut r = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.kill();
+        }
+    }
     let reg = Arc::new(Mutex::new(Registry::start(
         &dir.join("reg"),
         Some(&tls),
         true,
     )));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let _stop = Stop(reg.clone(), stopped.clone());
     let upstream = reg.lock().unwrap().port;
     let images = build_fixture(&dir, 8 << 20);
     let r2 = reg.clone();
     let (port, fired) = proxy(upstream, 2 << 20, move || {
         r2.lock().unwrap().kill();
         let r3 = r2.clone();
+        let stopped = stopped.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(1500));
-            r3.lock().unwrap().spawn();
+            let mut r = r3.lock().unwrap();
+            if !stopped.load(Ordering::SeqCst) {
+                r.spawn();
+            }
         });
     });
     let host = format!("127.0.0.1:{port}");
