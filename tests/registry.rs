@@ -631,6 +631,82 @@ fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
         stderr.contains("docker-credential-aelimg-test-missing"),
         "{stderr}"
     );
+
+    // credsStore: a docker-credential-* program asked with the server name.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let asked = dir.join("helper-asked.txt");
+    let script = bin.join("docker-credential-aelimgtest");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\ncat > {}\nprintf '{{\"ServerURL\":\"x\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(
+        store.join("config.json"),
+        serde_json::json!({"credsStore": "aelimgtest"}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(aelimg_in(&dir, &store)
+        .env("PATH", &path)
+        .args(["push", &format!("{host}/helper/alpha"), "--image", "alpha"])
+        .arg("--from")
+        .arg(format!("oci:{}", images.display()))
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), host);
+
+    // REGISTRY_AUTH_FILE (containers' auth.json), with no docker config.
+    let auth_json = dir.join("auth.json");
+    std::fs::write(
+        &auth_json,
+        serde_json::json!({"auths": {&host: {"auth": base64_like::encode(&format!("{USER}:{PASSWORD}"))}}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = run(aelimg_in(&dir, &dir.join("no-docker-config"))
+        .env("REGISTRY_AUTH_FILE", &auth_json)
+        .args([
+            "push",
+            &format!("{host}/authfile/alpha"),
+            "--image",
+            "alpha",
+        ])
+        .arg("--from")
+        .arg(format!("oci:{}", images.display()))
+        .arg("--ca-file")
+        .arg(&tls.ca));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for repo in ["helper", "authfile"] {
+        let raw = skopeo_inspect_raw(&tls, &format!("{host}/{repo}/alpha:1.0"));
+        assert_eq!(
+            format!("sha256:{}", sha256_hex(&raw)),
+            layout_digest(&images.join("alpha"))
+        );
+    }
 }
 
 #[test]
