@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ael_helpers import Ael, base_env, native_tools_bin, ael_bin, repo_workflows, write_config
+import nt_helpers
+from ael_helpers import Ael, ael_bin, base_env, repo_workflows, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 INSPECTOR = REPO / "tests" / "npm" / "node_modules" / ".bin" / "mcp-inspector"
@@ -59,6 +60,7 @@ def test_inspector_is_the_pinned_version(tmp_path):
 
 @pytest.fixture()
 def dirs(tmp_path):
+    nt_helpers.binary()  # a native-tools that does not build fails here rather than skipping
     wf, data, root = tmp_path / "workflows", tmp_path / "data", tmp_path / "root"
     for d in (wf, data, root):
         d.mkdir()
@@ -119,7 +121,7 @@ def test_inspector_ael_over_stdio(tmp_path, dirs):
 def test_inspector_native_tools_over_stdio(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
-    target = ["-e", "LOG_LEVEL=warn", "--", native_tools_bin(), "--root", str(root)]
+    target = ["-e", "LOG_LEVEL=warn", "--", nt_helpers.binary(), "--root", str(root)]
     tools = inspector_json(tmp_path, ["--method", "tools/list", *target])["tools"]
     by_name = {t["name"]: t for t in tools}
     assert {"fs_read", "fs_write", "fs_list", "fs_stat", "http_fetch", "dns_resolve", "tcp_check"} <= set(by_name)
