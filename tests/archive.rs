@@ -48,7 +48,8 @@ fn config_digest(layout: &Path) -> String {
     manifest["config"]["digest"].as_str().unwrap().to_string()
 }
 
-/// Removes an image from podman's store by ID when dropped.
+/// Removes a loaded tag from podman's store when dropped (by that name: the
+/// same image may carry other tags, which stay).
 struct LoadedImage(String);
 
 impl Drop for LoadedImage {
@@ -119,7 +120,7 @@ fn podman_load_and_docker_load_accept_the_archive_with_its_tag() {
     // podman load
     let out = ok(podman().arg("load").arg("-i").arg(&tar));
     assert!(out.contains(&format!("{name}:1.0")), "{out}");
-    let loaded = LoadedImage(id.clone());
+    let loaded = LoadedImage(format!("localhost/{name}:1.0"));
     let inspect = json(&ok(podman().args([
         "image",
         "inspect",
@@ -139,7 +140,7 @@ fn podman_load_and_docker_load_accept_the_archive_with_its_tag() {
     let service = Service::start(&dir);
     let out = ok(service.docker().arg("load").arg("-i").arg(&tar));
     assert!(out.contains(&format!("{name}:1.0")), "{out}");
-    let _loaded = LoadedImage(id.clone());
+    let _loaded = LoadedImage(format!("localhost/{name}:1.0"));
     let inspect = json(&ok(service.docker().args([
         "image",
         "inspect",
@@ -222,7 +223,7 @@ fn the_loaded_ael_image_answers_health() {
         .arg("-i")
         .arg(dir.join("archives/ael.tar")));
     assert!(out.contains("ael:latest"), "{out}");
-    let _loaded = LoadedImage(id.clone());
+    let _loaded = LoadedImage("localhost/ael:latest".into());
     let port = free_port();
     let cid = ok(podman().args(["run", "-d"]).args(PODMAN_RUN_LIMITS).args([
         "-p",
