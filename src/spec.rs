@@ -44,7 +44,7 @@ pub struct ImageSpec {
     /// Tag written as `org.opencontainers.image.ref.name` (default `latest`).
     #[serde(default)]
     pub tag: Option<Spanned<String>>,
-    /// Base image; only `scratch` is supported by this version.
+    /// Base image: `scratch` (default) or `REGISTRY/REPO:TAG[@sha256:…]`.
     #[serde(default)]
     pub base: Option<Spanned<String>>,
     /// Platforms to build (buildx syntax); default: the host's.
