@@ -6,7 +6,9 @@ check the JSON it prints."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,20 @@ def inspector(tmp: Path, args: list[str], timeout: float = 60.0) -> subprocess.C
     assert INSPECTOR.exists(), f"{INSPECTOR} missing: run scripts/bootstrap (npm ci --prefix tests/npm)"
     # Its catalog would otherwise be written under ~/.mcp-inspector.
     env = base_env(MCP_CATALOG_PATH=str(tmp / "inspector-catalog.json"), HOME=str(tmp))
-    return subprocess.run([str(INSPECTOR), "--cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=tmp)
+    # Output goes to files, not pipes, and the inspector gets its own process
+    # group: a server it spawned that outlives it cannot hang the test, and on
+    # timeout the whole group (the inspector and its server) is killed.
+    out_path, err_path = tmp / "inspector.out", tmp / "inspector.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen([str(INSPECTOR), "--cli", *args], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, env=env, cwd=tmp, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            raise AssertionError(f"inspector {args} timed out after {timeout}s:\n{err_path.read_text()[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out_path.read_text(), err_path.read_text())
 
 
 def inspector_json(tmp: Path, args: list[str], expect_rc: int = 0) -> Any:
@@ -142,3 +156,55 @@ def test_inspector_native_tools_over_stdio(tmp_path):
     assert r.returncode != 0
     out = json.loads(r.stdout)
     assert out["isError"] is True and ".." in out["content"][0]["text"]
+
+
+def test_inspector_against_the_podman_images(tmp_path):
+    """The images aelimg built: native-tools through `podman run -i` (stdio), and
+    ael on a mapped 127.0.0.1 port (streamable HTTP)."""
+    from container_helpers import PODMAN, RUN_LIMITS, build_images, container_logs, oci_ref, podman, \
+        read_cidfile, remove_container
+    from ael_helpers import free_port, http_get
+
+    images, _ = build_images()
+    cidfile = tmp_path / "cid"
+    target = ["--", *PODMAN, "run", "-i", "--rm", "--cidfile", str(cidfile), *RUN_LIMITS,
+              oci_ref(images, "native-tools")]
+    try:
+        w = structured(inspector_json(tmp_path, [*call_args("fs_write", path="x/y.txt", content="in a container",
+                                                            create_dirs=True), *target]))
+        assert w["bytes_written"] == len("in a container") and w["path"] == "x/y.txt"
+    finally:
+        remove_container(read_cidfile(cidfile))
+    cidfile.unlink()
+    try:
+        r = inspector(tmp_path, [*call_args("fs_read", path="/etc/passwd"), *target])
+        assert r.returncode != 0 and json.loads(r.stdout)["isError"] is True, r.stdout
+    finally:
+        remove_container(read_cidfile(cidfile))
+
+    port = free_port()
+    cid = podman("run", "-d", *RUN_LIMITS, "-p", f"127.0.0.1:{port}:8082", oci_ref(images, "ael"),
+                 timeout=600).stdout.strip().splitlines()[-1]
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if status == 200 and body["tool_servers"]["native"]["state"] == "connected":
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"ael container not healthy:\n{container_logs(cid)}")
+        url = f"http://127.0.0.1:{port}/mcp"
+        lst = structured(inspector_json(tmp_path, [*call_args("workflows_list"), "--transport", "http",
+                                                   "--server-url", url]))
+        assert {w["name"] for w in lst["workflows"]} == {"fetch-and-save", "file-summary", "network-check"}
+        r = structured(inspector_json(tmp_path, [*call_args("wf_fetch-and-save", url="http://127.0.0.1:8082/health",
+                                                            dest="h.json"), "--transport", "http",
+                                                 "--server-url", url]))
+        assert r["status"] == "succeeded" and r["output"]["saved"] is True and r["output"]["size"] > 20
+    finally:
+        remove_container(cid)
