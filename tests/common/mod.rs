@@ -167,6 +167,7 @@ pub fn single_platform(layout: &Path, arch: &str, dest: &Path) {
 /// Copies one architecture of `layout:latest` out and unpacks it with umoci;
 /// returns the bundle directory (its `rootfs/` and `config.json`).
 pub fn unpack_platform(layout: &Path, arch: &str, work: &Path) -> PathBuf {
+    std::fs::create_dir_all(work).unwrap();
     let single = work.join(format!("layout-{arch}"));
     single_platform(layout, arch, &single);
     let bundle = work.join(format!("bundle-{arch}"));
