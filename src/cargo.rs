@@ -119,8 +119,17 @@ impl PayloadBuilder for CargoBuilder {
         if all.is_empty() {
             return Ok(Binaries::new());
         }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        // Plain `cargo` run in the workspace root, with no inherited toolchain
+        // override: rustup then honours the workspace's rust-toolchain.toml,
+        // so every caller (a shell, `cargo test`, a script in /tmp) builds the
+        // payload with the same pinned toolchain, and one caller's artifacts
+        // stay fresh for the next.
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&self.workspace.root)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WRAPPER");
         cmd.arg("build")
             .arg("--manifest-path")
             .arg(self.workspace.root.join("Cargo.toml"))

@@ -40,7 +40,9 @@ def build_images() -> tuple[Path, dict]:
             base = Path(tempfile.mkdtemp(prefix="aelimg-py-images-", dir="/tmp"))
             out = base / "out"
             assert str(out) == str(out).lower() and ":" not in str(out), out
-            cmd = ["cargo", "run", "-q", "--release", "--locked", "--", "build",
+            # The dev build of aelimg (the Rust tests built it; its hot crates
+            # are optimized) avoids a second, release host build in CI.
+            cmd = ["cargo", "run", "-q", "--locked", "--", "build",
                    "--platform", "linux/amd64", "--output", f"oci:{out}", "--json"]
             r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=2400)
             if r.returncode != 0:
