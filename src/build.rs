@@ -109,13 +109,7 @@ fn build_image(
         store.put_bytes(&pi.manifest.bytes, &pi.manifest.digest)?;
         platforms.push(pi);
     }
-    let index = if platforms.len() > 1 {
-        let idx = build_index(&platforms, &HashMap::new())?;
-        store.put_bytes(&idx.bytes, &idx.digest)?;
-        Some(idx)
-    } else {
-        None
-    };
+    let index = store_index(&platforms, store)?;
     Ok(BuiltImage {
         name: img.name.clone(),
         tag: img.tag.clone(),
@@ -124,6 +118,16 @@ fn build_image(
         layer_names: img.layers.iter().map(|l| l.name.clone()).collect(),
         size_limit: img.size_limit,
     })
+}
+
+/// The index of a multi-platform image, stored; `None` for one platform.
+pub fn store_index(platforms: &[PlatformImage], store: &BlobStore) -> Result<Option<Document>> {
+    if platforms.len() < 2 {
+        return Ok(None);
+    }
+    let idx = build_index(platforms, &HashMap::new())?;
+    store.put_bytes(&idx.bytes, &idx.digest)?;
+    Ok(Some(idx))
 }
 
 /// True when no entry depends on the platform (no cargo binary, no ELF file).

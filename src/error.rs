@@ -110,3 +110,19 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|e| Error::io(context(), e))
     }
 }
+
+/// An error and its sources as one line, each cause once (reqwest and io
+/// errors hide their causes otherwise).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}

@@ -15,7 +15,7 @@ use super::pull::{fetch_blob, fetch_manifest};
 use super::reference::Reference;
 use crate::build::BuiltImage;
 use crate::error::{Error, Result};
-use crate::image::{Document, PlatformImage, build_index, canonical_json, sha256_digest};
+use crate::image::{Document, PlatformImage, canonical_json, sha256_digest};
 use crate::layer::LayerDigests;
 use crate::plan::Plan;
 use crate::platform::Platform;
@@ -317,13 +317,7 @@ pub fn rebase(
                 layers: digests,
             });
         }
-        let index = if platforms.len() > 1 {
-            let idx = build_index(&platforms, &HashMap::new())?;
-            store.put_bytes(&idx.bytes, &idx.digest)?;
-            Some(idx)
-        } else {
-            None
-        };
+        let index = crate::build::store_index(&platforms, store)?;
         let mut layer_names: Vec<String> = (1..=base_layer_count)
             .map(|i| format!("base {}@{} layer {i}", r.name(), &top.digest[..19]))
             .collect();

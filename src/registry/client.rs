@@ -171,20 +171,7 @@ fn http_client(opts: &Options) -> Result<Client> {
         .map_err(|e| Error::Registry(format!("cannot build the HTTP client: {e}")))
 }
 
-/// The chain of an error, for messages (reqwest hides the cause otherwise).
-pub(crate) fn describe(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
-}
+pub(crate) use crate::error::chain as describe;
 
 /// A pseudo-random number in [0, 1) for jitter (no need for a CSPRNG).
 fn jitter() -> f64 {
