@@ -195,11 +195,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     let roots = configured_roots(&cli)?;
     let ctx = std::sync::Arc::new(server::Context::from_env(roots)?);
     let shutdown = CancellationToken::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     match cli.transport {
         Transport::Stdio => {
             tracing::info!("serving MCP over stdio");
-            let signal = shutdown_signal();
-            tokio::pin!(signal);
             let service = tokio::select! {
                 r = server::NativeTools::new(ctx.clone()).serve(rmcp::transport::stdio()) => match r {
                     Ok(s) => s,
@@ -274,7 +274,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             tokio::pin!(server);
             tokio::select! {
                 r = &mut server => r.map_err(|e| format!("HTTP server failed: {e}")),
-                () = shutdown_signal() => {
+                () = &mut signal => {
                     tracing::info!("signal received, shutting down");
                     shutdown.cancel();
                     // Open streams (SSE) get a short grace period, then we exit anyway.
@@ -291,23 +291,27 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Registers SIGTERM and SIGINT now (so a signal that arrives before the
+/// returned future is first polled is caught, not fatal) and returns a future
+/// that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                std::future::pending::<()>().await
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

@@ -208,30 +208,52 @@ fn load_config(cli: &Cli) -> Result<(Config, config::ConfigSource)> {
     Ok((cfg, src))
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+/// SIGTERM and SIGINT, registered with the kernel when this is built, so a
+/// signal that arrives before any task has run is caught, not fatal.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(Self { term, int }),
+            _ => {
+                tracing::error!("cannot install signal handlers");
+                None
+            }
+        }
+    }
+
+    /// Resolves on the next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = self.int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
 
-fn spawn_signal_watch() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
+/// Installs the stop signals now and returns two tokens: the first is
+/// cancelled by the first SIGTERM/SIGINT, the second by the one after it.
+fn spawn_signal_watch() -> (CancellationToken, CancellationToken) {
+    let (first, second) = (CancellationToken::new(), CancellationToken::new());
+    let Some(mut signals) = StopSignals::install() else {
+        return (first, second);
+    };
+    let (f, s) = (first.clone(), second.clone());
     tokio::spawn(async move {
-        shutdown_signal().await;
-        t.cancel();
+        signals.recv().await;
+        f.cancel();
+        signals.recv().await;
+        s.cancel();
     });
-    token
+    (first, second)
 }
 
 /// Polls the workflows directory and reloads on change.
@@ -260,16 +282,15 @@ fn spawn_reloader(app: Arc<App>, stop: CancellationToken) {
 }
 
 async fn serve(cfg: Config, transport: Transport) -> Result<()> {
-    let shutdown = spawn_signal_watch();
+    let (shutdown, second) = spawn_signal_watch();
     let app = App::new(cfg, None);
     app.store.recover();
     app.store.compact(app.config.history_limit);
     {
         // A second SIGTERM/SIGINT skips the grace period for in-flight runs.
-        let (sd, stop) = (shutdown.clone(), app.stop.clone());
+        let stop = app.stop.clone();
         tokio::spawn(async move {
-            sd.cancelled().await;
-            shutdown_signal().await;
+            second.cancelled().await;
             tracing::warn!("second signal: interrupting runs now");
             stop.cancel();
         });
@@ -519,15 +540,15 @@ async fn workflows_cmd(cfg: Config, command: &WorkflowsCmd) -> Result<ExitCode> 
                 .filter_map(|s| cfg.tool_servers.get(s).map(|c| c.connect_timeout_ms))
                 .max()
                 .unwrap_or(0);
+            let (sig, _) = spawn_signal_watch();
             let app = App::new(cfg, Some(&used));
             app.store.recover();
-            app.tools.wait_settled(Duration::from_millis(connect)).await;
-            let sig = spawn_signal_watch();
             let stop = app.stop.clone();
             tokio::spawn(async move {
                 sig.cancelled().await;
                 stop.cancel();
             });
+            app.tools.wait_settled(Duration::from_millis(connect)).await;
             let rec = app
                 .run_workflow(wf.name(), &provided, "cli", None)
                 .await
