@@ -225,20 +225,7 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
     let size = meta.len();
     let bytes_read = buf.len() as u64;
     let truncated = size > bytes_read;
-    let (content, encoding) = match String::from_utf8(buf) {
-        Ok(s) => (s, "utf-8"),
-        Err(e) => {
-            let bytes = e.into_bytes();
-            // A truncated read may split a multi-byte sequence: keep the valid prefix as text.
-            match std::str::from_utf8(&bytes) {
-                Err(u) if truncated && u.error_len().is_none() => (
-                    String::from_utf8_lossy(&bytes[..u.valid_up_to()]).into_owned(),
-                    "utf-8",
-                ),
-                _ => (base64(&bytes), "base64"),
-            }
-        }
-    };
+    let (content, encoding) = crate::text::text_or_base64(buf, truncated);
     Ok(FsReadResult {
         path: r.relative(),
         content,
@@ -500,32 +487,6 @@ pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, String> 
         path: r.relative(),
         kind: kind.into(),
     })
-}
-
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
 }
 
 #[allow(dead_code)]

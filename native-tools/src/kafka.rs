@@ -134,7 +134,7 @@ pub struct ConsumeResult {
 fn encode(bytes: Vec<u8>) -> (String, Option<String>) {
     match String::from_utf8(bytes) {
         Ok(s) => (s, None),
-        Err(e) => (crate::fs_tools::base64(e.as_bytes()), Some("base64".into())),
+        Err(e) => (crate::text::base64(e.as_bytes()), Some("base64".into())),
     }
 }
 

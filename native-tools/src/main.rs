@@ -7,6 +7,7 @@ mod limits;
 mod net;
 mod paths;
 mod server;
+mod text;
 mod tls;
 mod upstream;
 

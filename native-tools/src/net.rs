@@ -137,23 +137,6 @@ fn same_origin(a: &url::Url, b: &url::Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-pub fn decode_body(bytes: Vec<u8>, truncated: bool) -> (String, &'static str) {
-    match String::from_utf8(bytes) {
-        Ok(s) => (s, "utf-8"),
-        Err(e) => {
-            let bytes = e.into_bytes();
-            match std::str::from_utf8(&bytes) {
-                // Cut in the middle of a multi-byte character: keep the valid prefix.
-                Err(u) if truncated && u.error_len().is_none() => (
-                    String::from_utf8_lossy(&bytes[..u.valid_up_to()]).into_owned(),
-                    "utf-8",
-                ),
-                _ => (crate::fs_tools::base64(&bytes), "base64"),
-            }
-        }
-    }
-}
-
 pub async fn http_fetch(
     client: &reqwest::Client,
     a: HttpFetchArgs,
@@ -286,7 +269,7 @@ async fn fetch_inner(
             buf.extend_from_slice(&chunk);
         }
         let bytes = buf.len() as u64;
-        let (body, enc) = decode_body(buf, truncated);
+        let (body, enc) = crate::text::text_or_base64(buf, truncated);
         return Ok(HttpFetchResult {
             url: url.to_string(),
             status: status.as_u16(),
@@ -367,20 +350,6 @@ mod tests {
                 .contains("scheme")
         );
         assert!(parse_http_url("not a url").is_err());
-    }
-
-    #[test]
-    fn body_decoding() {
-        assert_eq!(
-            decode_body(b"hi".to_vec(), false),
-            ("hi".to_string(), "utf-8")
-        );
-        assert_eq!(decode_body(vec![0xff, 0x00], false).1, "base64");
-        // "é" is 0xc3 0xa9; a cut after 0xc3 keeps the valid prefix.
-        assert_eq!(
-            decode_body(vec![b'a', 0xc3], true),
-            ("a".to_string(), "utf-8")
-        );
     }
 
     #[tokio::test]
