@@ -333,6 +333,21 @@ fn skopeo_inspect_raw(tls: &Tls, reference: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// `skopeo copy --all` of `reference` (with the test CA and credentials)
+/// into a new OCI layout at `dest` under `tag`.
+fn skopeo_pull(tls: &Tls, reference: &str, dest: &Path, tag: &str) {
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--src-cert-dir",
+        tls.cert_dir.to_str().unwrap(),
+        "--src-creds",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("docker://{reference}"),
+        &format!("oci:{}:{tag}", dest.display()),
+    ]));
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     let out = Command::new("sha256sum")
         .stdin(Stdio::piped())
@@ -427,16 +442,7 @@ fn push_with_tls_and_basic_auth_round_trips_skips_and_mounts() {
         );
         // skopeo pulls it back with identical blobs.
         let back = dir.join(format!("back-{name}"));
-        ok(Command::new("skopeo").args([
-            "copy",
-            "--all",
-            "--src-cert-dir",
-            tls.cert_dir.to_str().unwrap(),
-            "--src-creds",
-            &format!("{USER}:{PASSWORD}"),
-            &format!("docker://{host}/acme/{name}:1.2"),
-            &format!("oci:{}:1.2", back.display()),
-        ]));
+        skopeo_pull(&tls, &format!("{host}/acme/{name}:1.2"), &back, "1.2");
         assert_eq!(
             blobs(&back),
             blobs(&layout),
@@ -883,16 +889,7 @@ fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
         layout_digest(&layout)
     );
     let back = dir.join("back");
-    ok(Command::new("skopeo").args([
-        "copy",
-        "--all",
-        "--src-cert-dir",
-        tls.cert_dir.to_str().unwrap(),
-        "--src-creds",
-        &format!("{USER}:{PASSWORD}"),
-        &format!("docker://{direct}/acme/beta:1.0"),
-        &format!("oci:{}:1.0", back.display()),
-    ]));
+    skopeo_pull(&tls, &format!("{direct}/acme/beta:1.0"), &back, "1.0");
     assert_eq!(blobs(&back), blobs(&layout));
 }
 
