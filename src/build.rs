@@ -239,7 +239,8 @@ pub struct PlatformSize {
     pub uncompressed: u64,
     /// Limit, when set.
     pub limit: Option<u64>,
-    /// Whether the compressed size is within the limit.
+    /// Whether the uncompressed size (what `docker images` shows) is within
+    /// the limit.
     pub within_limit: bool,
     /// Per layer.
     pub layers: Vec<LayerSize>,
@@ -264,14 +265,15 @@ pub fn size_report(images: &[BuiltImage]) -> Vec<PlatformSize> {
                 .collect();
             let compressed =
                 layers.iter().map(|l| l.compressed).sum::<u64>() + p.config.bytes.len() as u64;
+            let uncompressed = layers.iter().map(|l| l.uncompressed).sum();
             out.push(PlatformSize {
                 image: format!("{}:{}", img.name, img.tag),
                 platform: p.platform.to_string(),
                 manifest: p.manifest.digest.clone(),
                 compressed,
-                uncompressed: layers.iter().map(|l| l.uncompressed).sum(),
+                uncompressed,
                 limit: img.size_limit,
-                within_limit: img.size_limit.is_none_or(|l| compressed <= l),
+                within_limit: img.size_limit.is_none_or(|l| uncompressed <= l),
                 layers,
             });
         }

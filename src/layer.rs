@@ -182,6 +182,49 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
     Ok(())
 }
 
+/// How an existing layer blob (a base image's) is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip (`…tar+gzip`, Docker's `…diff.tar.gzip`).
+    Gzip,
+    /// None (`…tar`).
+    None,
+}
+
+impl Compression {
+    /// The compression a layer media type names, or `None` for one aelimg
+    /// cannot read (zstd, or not a layer at all).
+    #[must_use]
+    pub fn of_media_type(media_type: &str) -> Option<Self> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Self::Gzip),
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// The diff_id (`sha256:…` of the uncompressed tar) and uncompressed size of
+/// a layer blob, streamed from `blob` with bounded memory.
+///
+/// # Errors
+/// When reading fails or the blob is not valid gzip.
+pub fn measure_blob<R: Read>(blob: R, compression: Compression) -> io::Result<(String, u64)> {
+    let mut sink = HashingWriter::new(io::sink());
+    match compression {
+        // Multi-member: pigz and some registries' tools write several.
+        Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(blob), &mut sink)?,
+        Compression::None => io::copy(&mut io::BufReader::new(blob), &mut sink)?,
+    };
+    let (_, diff_id, size) = sink.finish();
+    Ok((diff_id, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +285,34 @@ mod tests {
             let e = e.unwrap();
             assert_eq!(e.header().mtime().unwrap(), 1_700_000_000);
         }
+    }
+
+    #[test]
+    fn measure_blob_matches_what_write_layer_recorded() {
+        let data = b"payload".repeat(1000);
+        let entries = [TarEntry {
+            path: "a",
+            content: Content::Bytes(&data),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        }];
+        let (gz, d) = write_layer(&entries, 0, Vec::new()).unwrap();
+        let m = measure_blob(&gz[..], Compression::Gzip).unwrap();
+        assert_eq!(m, (d.diff_id.clone(), d.uncompressed_size));
+        // Two gzip members back to back decode as one stream.
+        let mut twice = gz.clone();
+        twice.extend_from_slice(&gz);
+        assert_eq!(
+            measure_blob(&twice[..], Compression::Gzip).unwrap().1,
+            2 * d.uncompressed_size
+        );
+        assert!(measure_blob(&b"not gzip"[..], Compression::Gzip).is_err());
+        assert_eq!(
+            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
+            None
+        );
     }
 }

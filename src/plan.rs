@@ -64,7 +64,7 @@ pub struct ImagePlan {
     pub config: ConfigPlan,
     /// Manifest annotations.
     pub annotations: BTreeMap<String, String>,
-    /// Largest allowed compressed size per platform, in bytes.
+    /// Largest allowed uncompressed size per platform, in bytes.
     pub size_limit: Option<u64>,
     /// Layers, bottom first; the first is the synthesized root layer.
     pub layers: Vec<LayerPlan>,

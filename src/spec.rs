@@ -82,7 +82,8 @@ pub struct ImageSpec {
     /// Docker-style health check.
     #[serde(default)]
     pub healthcheck: Option<HealthcheckSpec>,
-    /// Largest allowed compressed size per platform, e.g. `500MB`.
+    /// Largest allowed size per platform, uncompressed (what `docker images`
+    /// and `podman images` show), e.g. `500MB`.
     #[serde(default)]
     pub size_limit: Option<Spanned<ByteSize>>,
     /// Write a CA bundle to `/etc/ssl/certs/ca-certificates.crt` (default false).

@@ -987,6 +987,7 @@ images:
             .arg(dir.join("cache"))
             .arg("--ca-file")
             .arg(&tls.ca)
+            .arg("--json")
             .arg("--output")
             .arg(format!("oci:{}", dir.join("out").display())))
     };
@@ -1014,6 +1015,25 @@ images:
     assert_eq!(our_layers.len(), base_layers.len() + 2, "{ours}");
     assert_eq!(our_layers[0]["digest"], base_layers[0]["digest"]);
     assert_eq!(our_layers[0]["size"], base_layers[0]["size"]);
+    // The size report counts the base layer's uncompressed bytes, as gzip
+    // counts them.
+    let report = json(&String::from_utf8_lossy(&out.stdout));
+    let base_blob = layout.join("blobs/sha256").join(
+        base_layers[0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let gunzipped = ok(Command::new("sh")
+        .arg("-c")
+        .arg("gzip -dc \"$1\" | wc -c")
+        .arg("sh")
+        .arg(&base_blob));
+    assert_eq!(
+        report[0]["layers"][0]["uncompressed"].as_u64(),
+        gunzipped.trim().parse::<u64>().ok(),
+        "{report}"
+    );
     // The base's config is merged under ours.
     let config = json(&ok(
         Command::new("skopeo").args(["inspect", "--config", &oci])

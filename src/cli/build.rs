@@ -129,9 +129,10 @@ pub fn run(args: &BuildArgs) -> Result<()> {
         .filter(|p| !p.within_limit)
         .map(|p| {
             format!(
-                "{} {} is {} compressed, over its limit of {}",
+                "{} {} is {} uncompressed ({} compressed), over its limit of {}",
                 p.image,
                 p.platform,
+                crate::build::human(p.uncompressed),
                 crate::build::human(p.compressed),
                 crate::build::human(p.limit.unwrap_or(0))
             )

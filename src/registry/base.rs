@@ -15,8 +15,9 @@ use super::pull::{fetch_blob, fetch_manifest};
 use super::reference::Reference;
 use crate::build::BuiltImage;
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::image::{Document, PlatformImage, canonical_json, sha256_digest};
-use crate::layer::LayerDigests;
+use crate::layer::{Compression, LayerDigests, measure_blob};
 use crate::plan::Plan;
 use crate::platform::Platform;
 use crate::store::BlobStore;
@@ -48,6 +49,37 @@ fn parse(bytes: &[u8], what: &str) -> Result<Value> {
 struct PlatformBase {
     layers: Vec<Value>,
     config: Value,
+    /// Uncompressed size of each layer, in order.
+    uncompressed: Vec<u64>,
+}
+
+/// The diff_id and uncompressed size of a base layer blob in `store`,
+/// computed once by decompressing it and remembered in
+/// `<store>/diff_ids/<hex>` for later builds.
+fn layer_diff(store: &BlobStore, digest: &str, media_type: &str) -> Result<(String, u64)> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let memo = store.root().join("diff_ids").join(hex);
+    if let Ok(text) = std::fs::read_to_string(&memo)
+        && let Some((d, n)) = text.trim().split_once(' ')
+        && let Ok(n) = n.parse()
+    {
+        return Ok((d.to_string(), n));
+    }
+    let compression = Compression::of_media_type(media_type).ok_or_else(|| {
+        Error::Registry(format!(
+            "base layer {digest} has media type {media_type:?}: aelimg reads gzip and uncompressed tar layers"
+        ))
+    })?;
+    let path = store.path(digest)?;
+    let measured = std::fs::File::open(&path).and_then(|f| measure_blob(f, compression));
+    let (diff_id, size) = measured.map_err(|e| {
+        Error::Registry(format!(
+            "base layer {digest} ({}) cannot be unpacked: {e}",
+            path.display()
+        ))
+    })?;
+    fsutil::atomic_write(&memo, format!("{diff_id} {size}\n").as_bytes())?;
+    Ok((diff_id, size))
 }
 
 fn pull_platform(
@@ -104,17 +136,37 @@ fn pull_platform(
         store.path(d)?;
         fetch_blob(reg, repo, d, store)?;
     }
-    let diff_ids = config
+    let diff_ids: Vec<&str> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if diff_ids != layers.len() {
+        .map(|a| a.iter().map(|d| d.as_str().unwrap_or("")).collect())
+        .unwrap_or_default();
+    if diff_ids.len() != layers.len() {
         return Err(Error::Registry(format!(
-            "base {r}: {} layers but {diff_ids} diff_ids in its config",
-            layers.len()
+            "base {r}: {} layers but {} diff_ids in its config",
+            layers.len(),
+            diff_ids.len()
         )));
     }
-    Ok(PlatformBase { layers, config })
+    // Each layer must unpack to what the config says it does: that is what a
+    // runtime checks when it unpacks the image, so a mismatch fails here.
+    let mut uncompressed = Vec::with_capacity(layers.len());
+    for (l, want) in layers.iter().zip(&diff_ids) {
+        let digest = l.get("digest").and_then(Value::as_str).unwrap_or("");
+        let media_type = l.get("mediaType").and_then(Value::as_str).unwrap_or("");
+        let (got, size) = layer_diff(store, digest, media_type)?;
+        if got != *want {
+            return Err(Error::Registry(format!(
+                "base {r}: layer {digest} unpacks to {got}, but its config says {want}: refusing it"
+            )));
+        }
+        uncompressed.push(size);
+    }
+    Ok(PlatformBase {
+        layers,
+        config,
+        uncompressed,
+    })
 }
 
 /// Env lists merged by key, ours winning.
@@ -301,12 +353,12 @@ pub fn rebase(
                 .layers
                 .iter()
                 .zip(&base_diff_ids)
-                .map(|(l, d)| LayerDigests {
+                .zip(&b.uncompressed)
+                .map(|((l, d), n)| LayerDigests {
                     digest: l["digest"].as_str().unwrap_or("").to_string(),
                     size: l["size"].as_u64().unwrap_or(0),
                     diff_id: d.as_str().unwrap_or("").to_string(),
-                    // Not known without decompressing the base's layer.
-                    uncompressed_size: 0,
+                    uncompressed_size: *n,
                 })
                 .collect();
             digests.extend(p.layers.iter().cloned());
@@ -335,6 +387,34 @@ pub fn rebase(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_layer_diff_is_measured_once_and_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &[7u8; 5000]).unwrap();
+        let blob = gz.finish().unwrap();
+        let digest = sha256_digest(&blob);
+        store.put_bytes(&blob, &digest).unwrap();
+        let gzip = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        let (diff_id, size) = layer_diff(&store, &digest, gzip).unwrap();
+        assert_eq!(
+            (diff_id.as_str(), size),
+            (sha256_digest(&[7u8; 5000]).as_str(), 5000)
+        );
+        // The second time it comes from the memo, not the blob.
+        store.remove(&digest).unwrap();
+        assert_eq!(layer_diff(&store, &digest, gzip).unwrap(), (diff_id, 5000));
+        let err = layer_diff(
+            &store,
+            "sha256:00",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tar+zstd") && err.contains("gzip"), "{err}");
+    }
 
     #[test]
     fn ours_over_the_base() {
