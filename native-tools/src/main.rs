@@ -229,6 +229,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Transport::Http => {
+            let token =
+                bearer_auth::token_from_env("NATIVE_TOOLS_HTTP").map_err(|e| e.to_string())?;
             use rmcp::transport::streamable_http_server::{
                 StreamableHttpServerConfig, StreamableHttpService,
                 session::local::LocalSessionManager,
@@ -252,6 +254,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     Default::default(),
                     config,
                 );
+            let mut mcp = axum::Router::new().nest_service("/mcp", service);
+            if let Some(token) = &token {
+                mcp = mcp.layer(axum::middleware::from_fn_with_state(
+                    bearer_auth::Bearer::new(token, "native-tools"),
+                    bearer_auth::require,
+                ));
+            }
             let app = axum::Router::new()
                 .route(
                     "/health",
@@ -259,13 +268,18 @@ async fn run(cli: Cli) -> Result<(), String> {
                         axum::Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
                     }),
                 )
-                .nest_service("/mcp", service);
+                .merge(mcp);
             let bind_host = cli.host.trim_start_matches('[').trim_end_matches(']');
             let listener = tokio::net::TcpListener::bind((bind_host, cli.port))
                 .await
                 .map_err(|e| format!("cannot bind {}:{}: {e}", cli.host, cli.port))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(%local, allowed_hosts = ?hosts, "serving MCP over streamable HTTP at /mcp");
+            tracing::info!(
+                %local,
+                allowed_hosts = ?hosts,
+                mcp_auth = if token.is_some() { "bearer token" } else { "none" },
+                "serving MCP over streamable HTTP at /mcp"
+            );
             // Machine-readable line for launchers that pass --port 0.
             eprintln!("native-tools listening on http://{local}/mcp");
             let sd = shutdown.clone();

@@ -68,7 +68,14 @@ async fn track_in_flight(State(inflight): State<InFlight>, req: Request, next: N
     Response::from_parts(parts, Body::from_stream(stream))
 }
 
-pub fn router(app: Arc<App>, mcp_ct: CancellationToken, inflight: InFlight) -> Router {
+/// The HTTP routes: open `/health`, and MCP at `/mcp` (behind `token` when
+/// one is set).
+pub fn router(
+    app: Arc<App>,
+    mcp_ct: CancellationToken,
+    inflight: InFlight,
+    token: Option<String>,
+) -> Router {
     let mut cfg = StreamableHttpServerConfig::default().with_cancellation_token(mcp_ct);
     let hosts = app.config.http.effective_allowed_hosts();
     cfg = if hosts.is_empty() {
@@ -82,12 +89,20 @@ pub fn router(app: Arc<App>, mcp_ct: CancellationToken, inflight: InFlight) -> R
         Arc::new(LocalSessionManager::default()),
         cfg,
     );
-    let mcp = Router::new()
-        .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn_with_state(
-            inflight,
-            track_in_flight,
+    let mut mcp =
+        Router::new()
+            .nest_service("/mcp", mcp)
+            .layer(axum::middleware::from_fn_with_state(
+                inflight,
+                track_in_flight,
+            ));
+    if let Some(token) = token {
+        let bearer = bearer_auth::Bearer::new(&token, "ael");
+        mcp = mcp.layer(axum::middleware::from_fn_with_state(
+            bearer,
+            bearer_auth::require,
         ));
+    }
     Router::new()
         .route("/health", get(health))
         .with_state(app)
@@ -97,7 +112,11 @@ pub fn router(app: Arc<App>, mcp_ct: CancellationToken, inflight: InFlight) -> R
 /// Serves until `shutdown` is cancelled. Then: stop accepting, wait for
 /// workflow runs in flight (up to the grace period), interrupt the rest,
 /// close MCP sessions and return.
-pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
+pub async fn serve(
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    token: Option<String>,
+) -> Result<()> {
     let host = app.config.http.host.trim();
     let addr = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{}", app.config.http.port) // IPv6 literal
@@ -108,11 +127,15 @@ pub async fn serve(app: Arc<App>, shutdown: CancellationToken) -> Result<()> {
         .await
         .with_context(|| format!("cannot bind {addr}"))?;
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(%local, "listening: GET /health, MCP at /mcp");
+    tracing::info!(
+        %local,
+        mcp_auth = if token.is_some() { "bearer token" } else { "none" },
+        "listening: GET /health, MCP at /mcp"
+    );
     let grace = Duration::from_millis(app.config.http.shutdown_grace_ms);
     let mcp_ct = CancellationToken::new();
     let inflight = InFlight::default();
-    let router = router(app.clone(), mcp_ct.clone(), inflight.clone());
+    let router = router(app.clone(), mcp_ct.clone(), inflight.clone(), token);
     let sd = shutdown.clone();
     let server =
         axum::serve(listener, router).with_graceful_shutdown(async move { sd.cancelled().await });

@@ -283,6 +283,11 @@ fn spawn_reloader(app: Arc<App>, stop: CancellationToken) {
 
 async fn serve(cfg: Config, transport: Transport) -> Result<()> {
     let (shutdown, second) = spawn_signal_watch();
+    // Read before anything starts, so a bad token setting fails fast.
+    let token = match transport {
+        Transport::Http => bearer_auth::token_from_env("AEL_HTTP")?,
+        Transport::Stdio => None,
+    };
     let app = App::new(cfg, None);
     app.store.recover();
     app.store.compact(app.config.history_limit);
@@ -327,7 +332,7 @@ async fn serve(cfg: Config, transport: Transport) -> Result<()> {
         });
     }
     match transport {
-        Transport::Http => http::serve(app.clone(), shutdown.clone()).await?,
+        Transport::Http => http::serve(app.clone(), shutdown.clone(), token).await?,
         Transport::Stdio => {
             use rmcp::ServiceExt;
             let ct = CancellationToken::new();

@@ -26,6 +26,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 REPO = Path(__file__).resolve().parents[2]
 _LOCK = threading.Lock()
@@ -227,12 +228,16 @@ class Ael:
 
 
 @contextlib.asynccontextmanager
-async def http_session(base: str, message_handler=None) -> AsyncIterator[ClientSession]:
-    async with streamable_http_client(base + "/mcp") as (read, write):
-        kwargs = {"message_handler": message_handler} if message_handler else {}
-        async with ClientSession(read, write, **kwargs) as session:
-            await session.initialize()
-            yield session
+async def http_session(base: str, message_handler=None, token: str | None = None
+                       ) -> AsyncIterator[ClientSession]:
+    """The official client over streamable HTTP at base/mcp, with `Authorization: Bearer token` when given."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with create_mcp_http_client(headers=headers) as client:
+        async with streamable_http_client(base + "/mcp", http_client=client) as (read, write):
+            kwargs = {"message_handler": message_handler} if message_handler else {}
+            async with ClientSession(read, write, **kwargs) as session:
+                await session.initialize()
+                yield session
 
 
 @contextlib.asynccontextmanager

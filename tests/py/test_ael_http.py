@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
+
 from ael_helpers import (
-    Ael, HttpServer, ael_cli, base_env, failed, http_get, http_session, ok, pid_alive,
+    Ael, HttpServer, ael_bin, ael_cli, base_env, failed, free_port, http_get, http_session, ok, pid_alive,
     repo_workflows, run, write_config,
 )
 
@@ -76,19 +81,9 @@ def test_health_fast_and_mcp_tools_without_tool_servers(tmp_path):
 def test_host_header_allow_list(tmp_path):
     wf, data, _ = setup_dirs(tmp_path, copy_examples=False)
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
-    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
-    import urllib.error
-    import urllib.request
 
     def post(base: str, host: str) -> int:
-        req = urllib.request.Request(base + "/mcp", data=init, method="POST", headers={
-            "Host": host, "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
-        try:
-            with urllib.request.urlopen(req, timeout=5) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
+        return mcp_post(base, host=host)[0]
 
     with Ael(cfg) as ael:
         ael.wait_healthy()
@@ -282,39 +277,96 @@ def test_inflight_run_interrupted_on_shutdown_and_recorded(tmp_path):
 def test_http_tool_server_reconnects_when_it_comes_up(tmp_path):
     """A required tool server reached over streamable HTTP: 503 while it is down,
     200 once ael has (re)connected, and workflows run through it."""
-    import subprocess
-
-    from ael_helpers import free_port, native_tools_bin, stop_pid
+    from ael_helpers import native_tools_bin, stop_pid
     nt = native_tools_bin()
     wf, data, root = setup_dirs(tmp_path)
     (root / "f.txt").write_text("over http")
     port = free_port()
+    # Both MCP endpoints want a bearer token: ael's from a secret file, native-tools' from its
+    # environment; ael sends native-tools' token, named by bearer_token_env.
     servers = (f"tool_servers:\n  native:\n    url: http://127.0.0.1:{port}/mcp\n    required: true\n"
-               "    connect_timeout_ms: 3000\n")
+               "    connect_timeout_ms: 3000\n    bearer_token_env: NT_TOKEN\n")
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
-    with Ael(cfg) as ael:
+    (tmp_path / "ael-token").write_text("ael-secret-1\n")
+    ael_env = {"AEL_HTTP_TOKEN_FILE": str(tmp_path / "ael-token"), "NT_TOKEN": "nt-secret-2"}
+    with Ael(cfg, env=ael_env) as ael:
         _, body = ael.wait_healthy(want=503)
         assert body["tool_servers"]["native"]["transport"] == "http"
         ael.wait_tool_server("native", "failed")
         proc = subprocess.Popen([nt, "--transport", "http", "--host", "127.0.0.1", "--port", str(port),
                                  "--root", str(root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=base_env(LOG_LEVEL="warn"))
+                                stderr=subprocess.DEVNULL,
+                                env=base_env(LOG_LEVEL="warn", NATIVE_TOOLS_HTTP_TOKEN="nt-secret-2"))
         try:
             _, body = ael.wait_healthy(want=200, timeout=30)
             assert body["tool_servers"]["native"]["state"] == "connected"
             assert "fs_read" in body["tool_servers"]["native"]["tools"]
 
             async def go():
-                async with http_session(ael.base) as s:
+                async with http_session(ael.base, token="ael-secret-1") as s:
                     r = ok(await s.call_tool("workflow_run", {"name": "file-summary",
                                                               "inputs": {"path": str(root / "f.txt")}}))
                     assert r["output"]["content"] == "over http"
 
             run(go())
+            # native-tools itself refuses a client without its token; /health stays open.
+            assert mcp_post(f"http://127.0.0.1:{port}")[0] == 401
+            assert mcp_post(f"http://127.0.0.1:{port}", token="nt-secret-2")[0] == 200
+            assert http_get(f"http://127.0.0.1:{port}/health")[0] == 200
         finally:
             stop_pid(proc)
         rc, took = ael.stop()
         assert rc == 0 and took < 2.0
+        assert "secret" not in ael.log()
+
+
+def mcp_post(base: str, host: str | None = None, token: str | None = None) -> tuple[int, dict[str, str]]:
+    """POST an MCP initialize to base/mcp; the status and headers of the answer."""
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if host:
+        headers["Host"] = host
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(base + "/mcp", data=init, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def test_bearer_token_guards_mcp_but_not_health(tmp_path):
+    wf, data, _ = setup_dirs(tmp_path, copy_examples=False)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
+    with Ael(cfg, env={"AEL_HTTP_TOKEN": "t0ken-value"}) as ael:
+        ael.wait_healthy()                                   # the health check needs no token
+        assert ael_cli(["health"], env=ael.env).returncode == 0
+        status, headers = mcp_post(ael.base)
+        assert status == 401 and headers.get("www-authenticate") == 'Bearer realm="ael"', (status, headers)
+        assert mcp_post(ael.base, token="t0ken-valuf")[0] == 401
+        assert mcp_post(ael.base, token="t0ken-value")[0] == 200
+
+        async def with_token():
+            async with http_session(ael.base, token="t0ken-value") as s:
+                assert "workflows_list" in {t.name for t in (await s.list_tools()).tools}
+
+        run(with_token())
+
+        async def without_token():
+            async with http_session(ael.base) as s:
+                await s.list_tools()
+
+        with pytest.raises(Exception):
+            run(without_token(), timeout=20)
+        assert "t0ken-value" not in ael.log()
+    # Both ways of giving the token at once is a configuration error, reported before serving.
+    (tmp_path / "tok").write_text("x")
+    r = subprocess.run([ael_bin(), "serve", "--transport", "http"], capture_output=True, text=True, timeout=30,
+                       env=base_env(AEL_CONFIG_PATH=str(cfg), AEL_HTTP_PORT=str(free_port()),
+                                    AEL_HTTP_TOKEN="a", AEL_HTTP_TOKEN_FILE=str(tmp_path / "tok")))
+    assert r.returncode == 1 and "set AEL_HTTP_TOKEN or AEL_HTTP_TOKEN_FILE, not both" in r.stderr, r.stderr
 
 
 def test_async_workflow_run_and_run_get(tmp_path):
