@@ -107,6 +107,57 @@ impl CargoBuilder {
     }
 }
 
+/// Whether an environment variable is one that cargo or rustup set for the
+/// process that runs aelimg (`cargo run`, `cargo test`, a build script, an
+/// xtask), rather than the user's own configuration.
+///
+/// The payload's cargo must not inherit them: a toolchain override would
+/// build with another compiler than `rust-toolchain.toml` pins, and cargo
+/// records some of them (ring's build script records `CARGO_MANIFEST_DIR`)
+/// in its fingerprints, so a build under `cargo test` and one from a shell
+/// would keep invalidating each other's artifacts: a full rebuild of the
+/// payload, minutes, at every switch. `CARGO_HOME`, `CARGO_TARGET_DIR`,
+/// `CARGO_BUILD_*`, `CARGO_PROFILE_*`, `CARGO_NET_*` and the like are the
+/// user's and are kept.
+fn is_inherited_build_var(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "CARGO_MAKEFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "OUT_DIR",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_LINKER",
+        "RUSTDOC",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTUP_TOOLCHAIN_SOURCE",
+        "RUST_RECURSION_COUNT",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+        "NUM_JOBS",
+    ];
+    const PREFIXES: &[&str] = &[
+        "CARGO_PKG_",
+        "CARGO_BIN_EXE_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+    ];
+    EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -125,11 +176,12 @@ impl PayloadBuilder for CargoBuilder {
         // payload with the same pinned toolchain, and one caller's artifacts
         // stay fresh for the next.
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(&self.workspace.root)
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .env_remove("CARGO")
-            .env_remove("RUSTC")
-            .env_remove("RUSTC_WRAPPER");
+        cmd.current_dir(&self.workspace.root);
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(is_inherited_build_var) {
+                cmd.env_remove(&key);
+            }
+        }
         cmd.arg("build")
             .arg("--manifest-path")
             .arg(self.workspace.root.join("Cargo.toml"))
@@ -150,7 +202,6 @@ impl PayloadBuilder for CargoBuilder {
             cmd.arg("--bin").arg(b);
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags())
-            .env_remove("RUSTFLAGS")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd
@@ -224,5 +275,35 @@ impl PayloadBuilder for PrebuiltBinaries {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_inherited_build_var;
+
+    #[test]
+    fn cargo_set_variables_are_dropped_user_configuration_is_kept() {
+        for k in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_VERSION",
+            "CARGO_BIN_EXE_aelimg",
+            "RUSTUP_TOOLCHAIN",
+            "CARGO",
+            "RUSTFLAGS",
+        ] {
+            assert!(is_inherited_build_var(k), "{k}");
+        }
+        for k in [
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_NET_OFFLINE",
+            "CC_aarch64_unknown_linux_musl",
+            "PATH",
+        ] {
+            assert!(!is_inherited_build_var(k), "{k}");
+        }
     }
 }

@@ -17,6 +17,8 @@ use common::{aelimg, free_port, json, ok, run, scratch};
 
 const USER: &str = "pusher";
 const PASSWORD: &str = "s3cret-Pa55word";
+/// The refresh (identity) token the test token service accepts.
+const IDENTITY_TOKEN: &str = "identity-7f3c9a";
 
 /// A throwaway CA and a server certificate for 127.0.0.1 and localhost.
 struct Tls {
@@ -273,35 +275,18 @@ fn layout_digest(layout: &Path) -> String {
 
 /// A docker config directory holding the test user's credentials.
 fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
-    use base64_like::encode;
     let d = dir.join("docker");
     std::fs::create_dir_all(&d).unwrap();
     let cfg =
-        serde_json::json!({"auths": {registry: {"auth": encode(&format!("{USER}:{password}"))}}});
+        serde_json::json!({"auths": {registry: {"auth": b64(&format!("{USER}:{password}"))}}});
     std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
     d
 }
 
-/// Base64 without a dev-dependency.
-mod base64_like {
-    pub fn encode(s: &str) -> String {
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
+/// Standard base64, as docker config.json's `auth` holds USER:PASSWORD.
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 /// aelimg with an isolated docker config and cache.
@@ -576,7 +561,7 @@ fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
     let cfg = json(&std::fs::read_to_string(docker.join("config.json")).unwrap());
     assert_eq!(
         cfg["auths"][&host]["auth"],
-        base64_like::encode(&format!("{USER}:{PASSWORD}"))
+        b64(&format!("{USER}:{PASSWORD}"))
     );
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -685,7 +670,7 @@ fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
     let auth_json = dir.join("auth.json");
     std::fs::write(
         &auth_json,
-        serde_json::json!({"auths": {&host: {"auth": base64_like::encode(&format!("{USER}:{PASSWORD}"))}}})
+        serde_json::json!({"auths": {&host: {"auth": b64(&format!("{USER}:{PASSWORD}"))}}})
             .to_string(),
     )
     .unwrap();
@@ -1097,6 +1082,7 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
             .arg(dir.join("signer.crt"))
             .args([USER, PASSWORD])
             .arg(&token_log)
+            .arg(IDENTITY_TOKEN)
             .spawn()
             .unwrap(),
     );
@@ -1184,6 +1170,53 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
     assert!(!stderr.contains("nope-nope"));
     let after = std::fs::read_to_string(&token_log).unwrap().lines().count();
     assert!(after - before <= 2, "{} token requests", after - before);
+
+    // An identity token (as `docker login` stores for OAuth registries) is
+    // traded at the token service with a refresh-token grant, never sent as a
+    // password.
+    let identity = |token: &str, name: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let cfg = serde_json::json!({"auths": {&host: {"identitytoken": token}}});
+        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+        d
+    };
+    let out = push(
+        &identity(IDENTITY_TOKEN, "ident"),
+        &format!("{host}/ident/beta:1.0"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(IDENTITY_TOKEN));
+    let grants: Vec<serde_json::Value> = std::fs::read_to_string(&token_log)
+        .unwrap()
+        .lines()
+        .map(json)
+        .filter(|l| l["grant"] == "refresh_token")
+        .collect();
+    assert!(
+        grants.iter().any(|g| g["authorized"] == true
+            && g["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "repository:ident/beta:pull,push")),
+        "{grants:?}"
+    );
+    let raw = skopeo_inspect_raw(&tls, &format!("{host}/ident/beta:1.0"));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_digest(&images.join("beta"))
+    );
+    // A revoked identity token: a clear 401, the token nowhere in the output.
+    let out = push(
+        &identity("revoked-token-xyz", "ident-bad"),
+        &format!("{host}/ident/beta:1.0"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains("revoked-token-xyz"), "{stderr}");
     drop(server);
 }
 
@@ -1289,10 +1322,7 @@ fn retry_after_is_honoured_and_credentials_do_not_follow_redirects_to_other_host
     .to_string()
     .into_bytes();
     let manifest_digest = format!("sha256:{}", sha256_hex(&manifest));
-    let expected_auth = format!(
-        "Basic {}",
-        base64_like::encode(&format!("{USER}:{PASSWORD}"))
-    );
+    let expected_auth = format!("Basic {}", b64(&format!("{USER}:{PASSWORD}")));
     let cd = config_digest.clone();
     let (port, seen) = fake_server(move |line, seen| {
         let authorized =

@@ -16,7 +16,7 @@ use reqwest::Method;
 use reqwest::Url;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{
-    AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 
 use super::credentials::{self, Credential};
@@ -371,16 +371,25 @@ impl Registry {
             .creds
             .as_ref()
             .map_or_else(|| "no credentials".to_string(), |c| c.source.clone());
+        let whose = match self.creds.as_ref() {
+            Some(c) if c.is_identity_token() => "the identity token".to_string(),
+            Some(c) => format!("the credentials for user `{}`", c.username),
+            None => "the credentials".to_string(),
+        };
         Error::Registry(format!(
-            "{} refused the credentials for user `{}` (from {src}) to {what} (401 Unauthorized): check them, or run `aelimg login {} -u USER --password-stdin`",
-            self.name,
-            self.creds.as_ref().map_or("", |c| c.username.as_str()),
-            self.name
+            "{} refused {whose} (from {src}) to {what} (401 Unauthorized): check them, or run `aelimg login {} -u USER --password-stdin`",
+            self.name, self.name
         ))
     }
 
     fn basic_header(&self) -> Result<HeaderValue> {
         let c = self.creds.as_ref().ok_or_else(|| self.no_creds_error())?;
+        if c.is_identity_token() {
+            return Err(Error::Registry(format!(
+                "{}: the credentials from {} are an identity token, which works only with a registry that hands out bearer tokens; this one asks for a user and password (`aelimg login {} -u USER --password-stdin`)",
+                self.name, c.source, self.name
+            )));
+        }
         let v = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", c.username, c.secret));
         let mut h = HeaderValue::from_str(&format!("Basic {v}"))
@@ -407,19 +416,45 @@ impl Registry {
                 self.name
             )));
         }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
+        let req = match self.creds.as_ref().filter(|c| c.is_identity_token()) {
+            // OAuth2 refresh-token grant, as docker does with an identity
+            // token (distribution's token authentication, "oauth" section).
+            Some(c) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", c.secret.clone()),
+                    ("client_id", "aelimg".to_string()),
+                    ("scope", scopes.join(" ")),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_string()));
+                }
+                let body = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                self.http
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
             }
-            for s in scopes {
-                q.append_pair("scope", s);
+            None => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let req = self.http.get(url.clone());
+                if self.creds.is_some() {
+                    req.header(AUTHORIZATION, self.basic_header()?)
+                } else {
+                    req
+                }
             }
-        }
-        let mut req = self.http.get(url.clone());
-        if self.creds.is_some() {
-            req = req.header(AUTHORIZATION, self.basic_header()?);
-        }
+        };
         let mut last = None;
         for attempt in 0..=self.opts.retries {
             match req.try_clone().expect("no body").send() {

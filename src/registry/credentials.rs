@@ -22,6 +22,10 @@ use serde_json::{Value, json};
 use super::reference::DOCKER_HUB;
 use crate::error::{Error, IoContext, Result};
 
+/// The user name docker uses for an identity token (an OAuth2 refresh token
+/// from `auths.*.identitytoken`, or from a helper that answers this name).
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
 /// A user name and its secret (password or token).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -31,6 +35,16 @@ pub struct Credential {
     pub secret: String,
     /// Where it came from, for messages (a path or `docker-credential-X`).
     pub source: String,
+}
+
+impl Credential {
+    /// Whether the secret is an identity (OAuth2 refresh) token, traded at
+    /// the registry's token service for access tokens instead of being sent
+    /// as a password.
+    #[must_use]
+    pub fn is_identity_token(&self) -> bool {
+        self.username == IDENTITY_TOKEN_USER
+    }
 }
 
 impl fmt::Debug for Credential {
@@ -101,6 +115,18 @@ fn from_auths(doc: &Value, registry: &str, path: &Path) -> Result<Option<Credent
             continue;
         };
         let source = path.display().to_string();
+        // As docker does: an identity token wins over a user and password.
+        if let Some(token) = entry
+            .get("identitytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(Credential {
+                username: IDENTITY_TOKEN_USER.to_string(),
+                secret: token.to_string(),
+                source,
+            }));
+        }
         if let Some(auth) = entry
             .get("auth")
             .and_then(Value::as_str)
@@ -136,11 +162,6 @@ fn from_auths(doc: &Value, registry: &str, path: &Path) -> Result<Option<Credent
                 secret: p.to_string(),
                 source,
             }));
-        }
-        if entry.get("identitytoken").is_some() {
-            return Err(Error::Registry(format!(
-                "{source}: auths.\"{key}\" holds an identity token, which aelimg does not support; run `aelimg login {registry} -u USER --password-stdin`"
-            )));
         }
     }
     Ok(None)
@@ -385,5 +406,16 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn an_identity_token_wins_over_a_password() {
+        let doc = json!({"auths": {"acr.test": {"auth": "dTpwQHNz", "identitytoken": "rt-1"}}});
+        let c = from_auths(&doc, "acr.test", Path::new("x"))
+            .unwrap()
+            .unwrap();
+        assert!(c.is_identity_token());
+        assert_eq!(c.secret, "rt-1");
+        assert!(!format!("{c:?}").contains("rt-1"));
     }
 }
