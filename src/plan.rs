@@ -695,13 +695,29 @@ fn check_cargo(
     ws: &dyn Workspace,
 ) -> Result<()> {
     let c = &cargo.value;
+    // Only members with a binary target can fill a layer.
+    let with_binaries = || {
+        ws.members()
+            .into_iter()
+            .filter(|m| ws.binaries(m).is_some_and(|b| !b.is_empty()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match ws.binaries(&c.package) {
         None => Err(spec.error_at(
             cargo,
             format!(
                 "cargo package `{}` is not a member of the workspace: expected one of {}",
                 c.package,
-                ws.members().join(", ")
+                with_binaries()
+            ),
+        )),
+        Some(bins) if bins.is_empty() => Err(spec.error_at(
+            cargo,
+            format!(
+                "cargo package `{}` has no binary target (a library cannot fill a layer): expected one of {}",
+                c.package,
+                with_binaries()
             ),
         )),
         Some(bins) if !bins.contains(&c.bin) => Err(spec.error_at(

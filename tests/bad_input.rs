@@ -151,6 +151,15 @@ fn cargo_package_must_be_a_workspace_member() {
 }
 
 #[test]
+fn a_library_package_cannot_fill_a_layer() {
+    fails(
+        "library-package",
+        "8:20",
+        "cargo package `bearer-auth` has no binary target (a library cannot fill a layer): expected one of ael, aelimg, native-tools",
+    );
+}
+
+#[test]
 fn broken_yaml() {
     fails("not-yaml", "4:11", "unclosed bracket");
 }
