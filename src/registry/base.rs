@@ -49,8 +49,8 @@ fn parse(bytes: &[u8], what: &str) -> Result<Value> {
 struct PlatformBase {
     layers: Vec<Value>,
     config: Value,
-    /// Uncompressed size of each layer, in order.
-    uncompressed: Vec<u64>,
+    /// Digests and sizes of each layer, in order, as our manifest lists them.
+    digests: Vec<LayerDigests>,
 }
 
 /// The diff_id and uncompressed size of a base layer blob in `store`,
@@ -128,14 +128,6 @@ fn pull_platform(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    for l in &layers {
-        let d = l
-            .get("digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Registry(format!("base {r}: a layer has no digest")))?;
-        store.path(d)?;
-        fetch_blob(reg, repo, d, store)?;
-    }
     let diff_ids: Vec<&str> = config
         .pointer("/rootfs/diff_ids")
         .and_then(Value::as_array)
@@ -150,22 +142,32 @@ fn pull_platform(
     }
     // Each layer must unpack to what the config says it does: that is what a
     // runtime checks when it unpacks the image, so a mismatch fails here.
-    let mut uncompressed = Vec::with_capacity(layers.len());
+    let mut digests = Vec::with_capacity(layers.len());
     for (l, want) in layers.iter().zip(&diff_ids) {
-        let digest = l.get("digest").and_then(Value::as_str).unwrap_or("");
+        let digest = l
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Registry(format!("base {r}: a layer has no digest")))?;
+        store.path(digest)?;
+        fetch_blob(reg, repo, digest, store)?;
         let media_type = l.get("mediaType").and_then(Value::as_str).unwrap_or("");
-        let (got, size) = layer_diff(store, digest, media_type)?;
+        let (got, uncompressed_size) = layer_diff(store, digest, media_type)?;
         if got != *want {
             return Err(Error::Registry(format!(
                 "base {r}: layer {digest} unpacks to {got}, but its config says {want}: refusing it"
             )));
         }
-        uncompressed.push(size);
+        digests.push(LayerDigests {
+            digest: digest.to_string(),
+            size: l.get("size").and_then(Value::as_u64).unwrap_or(0),
+            diff_id: got,
+            uncompressed_size,
+        });
     }
     Ok(PlatformBase {
         layers,
         config,
-        uncompressed,
+        digests,
     })
 }
 
@@ -302,7 +304,6 @@ pub fn rebase(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            let base_diff_ids = diff_ids.clone();
             diff_ids.extend(
                 ours_cfg
                     .pointer("/rootfs/diff_ids")
@@ -349,18 +350,7 @@ pub fn rebase(
             man["layers"] = json!(layers);
             let manifest = doc("application/vnd.oci.image.manifest.v1+json", &man);
             store.put_bytes(&manifest.bytes, &manifest.digest)?;
-            let mut digests: Vec<LayerDigests> = b
-                .layers
-                .iter()
-                .zip(&base_diff_ids)
-                .zip(&b.uncompressed)
-                .map(|((l, d), n)| LayerDigests {
-                    digest: l["digest"].as_str().unwrap_or("").to_string(),
-                    size: l["size"].as_u64().unwrap_or(0),
-                    diff_id: d.as_str().unwrap_or("").to_string(),
-                    uncompressed_size: *n,
-                })
-                .collect();
+            let mut digests = b.digests;
             digests.extend(p.layers.iter().cloned());
             platforms.push(PlatformImage {
                 platform: p.platform,
