@@ -275,12 +275,16 @@ fn layout_digest(layout: &Path) -> String {
 
 /// A docker config directory holding the test user's credentials.
 fn docker_config(dir: &Path, registry: &str, password: &str) -> PathBuf {
-    let d = dir.join("docker");
-    std::fs::create_dir_all(&d).unwrap();
-    let cfg =
-        serde_json::json!({"auths": {registry: {"auth": b64(&format!("{USER}:{password}"))}}});
+    let entry = serde_json::json!({"auth": b64(&format!("{USER}:{password}"))});
+    docker_config_with(&dir.join("docker"), registry, entry)
+}
+
+/// A docker config directory `d` whose `auths` holds `entry` for `registry`.
+fn docker_config_with(d: &Path, registry: &str, entry: serde_json::Value) -> PathBuf {
+    std::fs::create_dir_all(d).unwrap();
+    let cfg = serde_json::json!({"auths": {registry: entry}});
     std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
-    d
+    d.to_path_buf()
 }
 
 /// Standard base64, as docker config.json's `auth` holds USER:PASSWORD.
@@ -331,6 +335,11 @@ fn skopeo_pull(tls: &Tls, reference: &str, dest: &Path, tag: &str) {
         &format!("docker://{reference}"),
         &format!("oci:{}:{tag}", dest.display()),
     ]));
+}
+
+/// `sha256:…` of the manifest (or index) bytes skopeo reads for `reference`.
+fn skopeo_digest(tls: &Tls, reference: &str) -> String {
+    format!("sha256:{}", sha256_hex(&skopeo_inspect_raw(tls, reference)))
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -469,9 +478,8 @@ fn push_with_tls_and_basic_auth_round_trips_skips_and_mounts() {
     assert!(mounts >= 3, "expected mounts in the registry log: {new:#?}");
     assert_eq!(mounts as u64, blob_count, "{third}");
     for name in ["alpha", "beta"] {
-        let raw = skopeo_inspect_raw(&tls, &format!("{host}/other/{name}:1.2"));
         assert_eq!(
-            format!("sha256:{}", sha256_hex(&raw)),
+            skopeo_digest(&tls, &format!("{host}/other/{name}:1.2")),
             layout_digest(&images.join(name))
         );
     }
@@ -508,8 +516,10 @@ fn push_with_tls_and_basic_auth_round_trips_skips_and_mounts() {
         .arg(&tls.ca));
     let ours = layout_digest(&images.join("alpha"));
     assert!(out.contains(&format!("{host}/built/alpha@{ours}")), "{out}");
-    let raw = skopeo_inspect_raw(&tls, &format!("{host}/built/alpha:1.0"));
-    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), ours);
+    assert_eq!(
+        skopeo_digest(&tls, &format!("{host}/built/alpha:1.0")),
+        ours
+    );
 }
 
 #[test]
@@ -589,9 +599,8 @@ fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/alpha:1.0"));
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&raw)),
+        skopeo_digest(&tls, &format!("{host}/acme/alpha:1.0")),
         layout_digest(&images.join("alpha"))
     );
     let bad = docker_config(&dir.join("bad"), &host, "not-the-password");
@@ -692,9 +701,8 @@ fn login_writes_the_docker_config_and_a_wrong_password_fails_fast() {
         String::from_utf8_lossy(&out.stderr)
     );
     for repo in ["helper", "authfile"] {
-        let raw = skopeo_inspect_raw(&tls, &format!("{host}/{repo}/alpha:1.0"));
         assert_eq!(
-            format!("sha256:{}", sha256_hex(&raw)),
+            skopeo_digest(&tls, &format!("{host}/{repo}/alpha:1.0")),
             layout_digest(&images.join("alpha"))
         );
     }
@@ -867,10 +875,9 @@ fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
     // Judged by skopeo against the registry directly: the same index, and
     // every blob pulls back intact.
     let direct = format!("127.0.0.1:{upstream}");
-    let raw = skopeo_inspect_raw(&tls, &format!("{direct}/acme/beta:1.0"));
     let layout = images.join("beta");
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&raw)),
+        skopeo_digest(&tls, &format!("{direct}/acme/beta:1.0")),
         layout_digest(&layout)
     );
     let back = dir.join("back");
@@ -1124,9 +1131,8 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/beta:1.0"));
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&raw)),
+        skopeo_digest(&tls, &format!("{host}/acme/beta:1.0")),
         layout_digest(&images.join("beta"))
     );
     let log = std::fs::read_to_string(&token_log).unwrap();
@@ -1151,9 +1157,8 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
     );
     let log = std::fs::read_to_string(&token_log).unwrap();
     assert!(log.contains("repository:acme/beta:pull\""), "{log}");
-    let raw = skopeo_inspect_raw(&tls, &format!("{host}/mirror/beta:1.0"));
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&raw)),
+        skopeo_digest(&tls, &format!("{host}/mirror/beta:1.0")),
         layout_digest(&images.join("beta"))
     );
 
@@ -1175,11 +1180,11 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
     // traded at the token service with a refresh-token grant, never sent as a
     // password.
     let identity = |token: &str, name: &str| {
-        let d = dir.join(name);
-        std::fs::create_dir_all(&d).unwrap();
-        let cfg = serde_json::json!({"auths": {&host: {"identitytoken": token}}});
-        std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
-        d
+        docker_config_with(
+            &dir.join(name),
+            &host,
+            serde_json::json!({"identitytoken": token}),
+        )
     };
     let out = push(
         &identity(IDENTITY_TOKEN, "ident"),
@@ -1203,9 +1208,8 @@ fn bearer_tokens_are_scoped_per_repository_and_mounts_ask_for_the_source() {
                 .any(|s| s == "repository:ident/beta:pull,push")),
         "{grants:?}"
     );
-    let raw = skopeo_inspect_raw(&tls, &format!("{host}/ident/beta:1.0"));
     assert_eq!(
-        format!("sha256:{}", sha256_hex(&raw)),
+        skopeo_digest(&tls, &format!("{host}/ident/beta:1.0")),
         layout_digest(&images.join("beta"))
     );
     // A revoked identity token: a clear 401, the token nowhere in the output.
@@ -1433,7 +1437,10 @@ fn pushes_both_default_images_with_name_in_the_reference() {
     for name in ["ael", "native-tools"] {
         let ours = layout_digest(&images.join(name));
         assert!(out.contains(&format!("{host}/acme/{name}@{ours}")), "{out}");
-        let raw = skopeo_inspect_raw(&tls, &format!("{host}/acme/{name}:1.2"));
-        assert_eq!(format!("sha256:{}", sha256_hex(&raw)), ours, "{name}");
+        assert_eq!(
+            skopeo_digest(&tls, &format!("{host}/acme/{name}:1.2")),
+            ours,
+            "{name}"
+        );
     }
 }
