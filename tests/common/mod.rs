@@ -200,3 +200,92 @@ pub fn example_workflow_names() -> Vec<String> {
     names.sort();
     names
 }
+
+/// Whether `AELIMG_UPDATE_GOLDEN=1` asks the golden and snapshot tests to
+/// rewrite their committed files instead of comparing with them.
+pub fn update_golden() -> bool {
+    std::env::var("AELIMG_UPDATE_GOLDEN").is_ok_and(|v| v.trim() == "1")
+}
+
+/// Compares `actual` with the committed golden file `rel` (relative to the
+/// repository root), or rewrites it under `AELIMG_UPDATE_GOLDEN=1`. A
+/// mismatch fails with a line diff (`-` committed, `+` now) and says how to
+/// accept the change deliberately.
+pub fn check_golden(rel: &str, actual: &str) {
+    let path = repo().join(rel);
+    if update_golden() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let old = std::fs::read_to_string(&path).ok();
+        std::fs::write(&path, actual).unwrap();
+        let what = match old {
+            Some(o) if o == actual => "unchanged",
+            Some(_) => "REWRITTEN (review the diff before committing)",
+            None => "CREATED",
+        };
+        eprintln!("AELIMG_UPDATE_GOLDEN=1: {rel} {what}");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read golden file {rel} ({e}); create it with \
+             AELIMG_UPDATE_GOLDEN=1 cargo test, then commit it"
+        )
+    });
+    assert!(
+        expected == actual,
+        "{rel} differs from what the current code produces \
+         (- committed, + now):\n{}\n\
+         If this change is deliberate, rewrite the golden files with\n    \
+         AELIMG_UPDATE_GOLDEN=1 cargo test --test golden --test plan_snapshot\n\
+         and commit them with a message that says why the output changed.",
+        line_diff(&expected, actual)
+    );
+}
+
+/// A minimal line diff of two texts (longest common subsequence): changed
+/// lines with `-`/`+`, unchanged ones left out except as `@@ line N` markers.
+pub fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    // lcs[i][j]: length of the LCS of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out, mut in_hunk) = (0, 0, String::new(), false);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            (i, j, in_hunk) = (i + 1, j + 1, false);
+            continue;
+        }
+        if !in_hunk {
+            out.push_str(&format!("@@ line {}\n", i + 1));
+            in_hunk = true;
+        }
+        if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        } else {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        }
+    }
+    if old.ends_with('\n') != new.ends_with('\n') {
+        out.push_str("(the final newline differs)\n");
+    }
+    out
+}
+
+/// `text` with every occurrence of the repository root's absolute path
+/// replaced by `<repo>`, so snapshots do not depend on the checkout's path.
+pub fn redact_repo(text: &str) -> String {
+    let root = repo();
+    let root = root.to_str().unwrap().trim_end_matches('/');
+    text.replace(root, "<repo>")
+}
