@@ -13,11 +13,9 @@ use std::process::{Command, Stdio};
 use cargo_metadata::{Message, MetadataCommand, TargetKind};
 
 use crate::error::{Error, Result};
+pub use crate::plan::BinId;
 use crate::plan::Workspace;
 use crate::platform::Platform;
-
-/// `(package, bin)`.
-pub type BinId = (String, String);
 
 /// Built binaries per platform.
 pub type Binaries = BTreeMap<(Platform, BinId), PathBuf>;
@@ -194,12 +192,12 @@ impl PayloadBuilder for CargoBuilder {
         for p in wanted.keys() {
             cmd.arg("--target").arg(p.rust_target());
         }
-        let packages: BTreeSet<&String> = all.iter().map(|(p, _)| p).collect();
+        let packages: BTreeSet<&String> = all.iter().map(|id| &id.package).collect();
         for p in packages {
             cmd.arg("-p").arg(p);
         }
-        for (_, b) in &all {
-            cmd.arg("--bin").arg(b);
+        for id in &all {
+            cmd.arg("--bin").arg(&id.bin);
         }
         cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags())
             .stdout(Stdio::piped())
@@ -222,7 +220,7 @@ impl PayloadBuilder for CargoBuilder {
                         .components()
                         .any(|c| c.as_os_str() == platform.rust_target());
                     for id in bins {
-                        if in_target && a.target.name == id.1 {
+                        if in_target && a.target.name == id.bin {
                             found.insert((*platform, id.clone()), exe.clone());
                         }
                     }
@@ -242,7 +240,7 @@ impl PayloadBuilder for CargoBuilder {
                 if !found.contains_key(&(*platform, id.clone())) {
                     return Err(Error::Cargo(format!(
                         "cargo reported no binary `{}` of package `{}` for {}",
-                        id.1, id.0, platform
+                        id.bin, id.package, platform
                     )));
                 }
             }
@@ -264,7 +262,7 @@ impl PayloadBuilder for PrebuiltBinaries {
         let mut out = Binaries::new();
         for (platform, bins) in wanted {
             for id in bins {
-                let p = self.dir.join(platform.rust_target()).join(&id.1);
+                let p = self.dir.join(platform.rust_target()).join(&id.bin);
                 if !p.is_file() {
                     return Err(Error::Cargo(format!(
                         "prebuilt binary {} not found (expected DIR/<rust-target>/<bin>)",

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
 /// What one tar entry holds.
@@ -50,12 +51,12 @@ pub struct TarEntry<'a> {
 /// Digests and sizes of a written layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerDigests {
-    /// `sha256:…` of the compressed blob.
-    pub digest: String,
+    /// The digest of the compressed blob.
+    pub digest: Digest,
     /// Size of the compressed blob.
     pub size: u64,
-    /// `sha256:…` of the uncompressed tar (the diff_id).
-    pub diff_id: String,
+    /// The digest of the uncompressed tar (the diff_id).
+    pub diff_id: Digest,
     /// Size of the uncompressed tar.
     pub uncompressed_size: u64,
 }
@@ -77,10 +78,9 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    /// Returns the inner writer, `sha256:…` and the byte count.
-    pub fn finish(self) -> (W, String, u64) {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        (self.inner, digest, self.count)
+    /// Returns the inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.count)
     }
 }
 
@@ -214,7 +214,7 @@ impl Compression {
 ///
 /// # Errors
 /// When reading fails or the blob is not valid gzip.
-pub fn measure_blob<R: Read>(blob: R, compression: Compression) -> io::Result<(String, u64)> {
+pub fn measure_blob<R: Read>(blob: R, compression: Compression) -> io::Result<(Digest, u64)> {
     let mut sink = HashingWriter::new(io::sink());
     match compression {
         // Multi-member: pigz and some registries' tools write several.
@@ -258,10 +258,7 @@ mod tests {
         let (b, db) = write_layer(&entries(), 0, Vec::new()).unwrap();
         assert_eq!(a, b);
         assert_eq!(da, db);
-        assert_eq!(
-            da.digest,
-            format!("sha256:{}", hex::encode(Sha256::digest(&a)))
-        );
+        assert_eq!(da.digest, Digest::of(&a));
         // gzip header: no name flag, mtime 0.
         assert_eq!(&a[..3], &[0x1f, 0x8b, 8]);
         assert_eq!(a[3] & 0x08, 0, "FNAME must not be set");
@@ -270,10 +267,7 @@ mod tests {
         flate2::read::GzDecoder::new(&a[..])
             .read_to_end(&mut raw)
             .unwrap();
-        assert_eq!(
-            da.diff_id,
-            format!("sha256:{}", hex::encode(Sha256::digest(&raw)))
-        );
+        assert_eq!(da.diff_id, Digest::of(&raw));
         assert_eq!(da.uncompressed_size, raw.len() as u64);
     }
 

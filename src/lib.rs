@@ -3,40 +3,59 @@
 //!
 //! # Architecture
 //!
-//! A build is a pipeline of pure stages over plain values:
+//! A build is a pipeline of stages over plain values:
 //!
 //! ```text
-//! images.yaml ─► spec ─► plan ─► payload ─► layers ─► image ─► sink
+//! images.yaml ─► spec ─► plan ─► base ─► payload ─► layers ─► image ─► sink
 //! ```
 //!
-//! - [`spec`] is the YAML exactly as written, with line:column for errors.
-//! - [`plan`] resolves it, with the command line, into every file, owner,
-//!   mode and config field; all input checks happen here, so bad input never
-//!   leaves a half-written output.
-//! - [`cargo`] builds the payload binaries (one cargo run for all targets)
-//!   and [`elf`] checks each against its platform.
-//! - [`layer`] streams deterministic tar → gzip → sha256 into a
-//!   content-addressed [`store`].
-//! - [`image`] makes the config, manifest and index as canonical JSON.
-//! - [`sink`] writes images out (an OCI layout per image, a docker archive,
-//!   or a registry through [`registry`]), atomically.
+//! From the bottom up (no module imports one above it; `tests/module_graph.rs`
+//! keeps it so):
 //!
-//! [`build`] runs the stages; [`cli`] is the command line.
+//! - Pure values: [`digest`] (a checked sha256 [`digest::Digest`]),
+//!   [`reference`] (image references), [`platform`], [`units`] (durations
+//!   and byte sizes), [`fsutil`] (atomic writes), [`error`].
+//! - Documents and storage: [`oci`] (manifest, index and config as exact
+//!   bytes and as oci-spec types), [`store`] (content-addressed blobs),
+//!   [`layout`] (the one owner of an OCI layout's `index.json`, and its
+//!   garbage collection), [`layer`] (deterministic tar → gzip → sha256).
+//! - Input: [`spec`] is the YAML exactly as written, with line:column for
+//!   errors; [`plan`] resolves it with the command line into every file,
+//!   owner, mode and config field; all input checks happen there, so bad
+//!   input never leaves a half-written output.
+//! - Network: [`registry`] (transport, credentials, push, pull) and [`base`],
+//!   which resolves and fetches registry base images before anything is
+//!   compiled.
+//! - Building: [`cargo`] builds the payload binaries (one cargo run for all
+//!   targets) and [`elf`] checks each against its platform; [`image`] makes
+//!   configs, manifests and indexes (our layers appended onto the base once);
+//!   [`build`] runs the stages into a blob store; [`report`] sizes the result.
+//! - Output: [`sink`] writes images out — an OCI layout, a docker archive or
+//!   a registry — behind one trait, joined by a tee.
+//! - [`pipeline`] is the library's entry points, one per command; the
+//!   `aelimg` binary (clap) parses arguments and calls one of them.
 
+pub mod base;
 pub mod build;
 pub mod cargo;
-pub mod cli;
+pub mod digest;
 pub mod elf;
 pub mod error;
 pub mod fsutil;
 pub mod image;
 pub mod layer;
+pub mod layout;
+pub mod oci;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
+pub mod reference;
 pub mod registry;
+pub mod report;
 pub mod rootfs;
 pub mod sink;
 pub mod spec;
 pub mod store;
+pub mod units;
 
 pub use error::{Error, Result};

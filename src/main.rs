@@ -1,7 +1,11 @@
-//! The `aelimg` command: a thin shell around the library.
+//! The `aelimg` command: parses the command line (clap lives here, not in
+//! the library), calls one library function per command, prints what
+//! happened, and decides the exit code.
+
+mod cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    aelimg::cli::main()
+    cli::main()
 }

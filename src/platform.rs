@@ -103,6 +103,25 @@ impl Platform {
         }
     }
 
+    /// The OCI platform of an index entry.
+    #[must_use]
+    pub fn to_oci(self) -> oci_spec::image::Platform {
+        let mut p = oci_spec::image::Platform::default();
+        p.set_os(oci_spec::image::Os::Linux);
+        p.set_architecture(self.oci_arch());
+        p.set_variant(self.variant().map(str::to_string));
+        p
+    }
+
+    /// The OCI architecture.
+    #[must_use]
+    pub fn oci_arch(self) -> oci_spec::image::Arch {
+        match self {
+            Self::LinuxAmd64 => oci_spec::image::Arch::Amd64,
+            Self::LinuxArm64 => oci_spec::image::Arch::ARM64,
+        }
+    }
+
     /// A short name usable in file names (`linux-amd64`).
     #[must_use]
     pub fn slug(self) -> String {

@@ -4,8 +4,22 @@
 //! image's user), never copied from the build host.
 
 use base64::Engine as _;
+use serde::Serialize;
 
-use crate::plan::User;
+/// The runtime user of an image.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Group name.
+    pub group: String,
+    /// Home directory.
+    pub home: String,
+}
 
 /// `/etc/nsswitch.conf`: files first, then DNS (Go and some libcs read it).
 pub const NSSWITCH: &str = "hosts: files dns\n";

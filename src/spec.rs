@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer};
 pub use serde_saphyr::Spanned;
 
 use crate::error::{Error, Located};
+pub use crate::units::{ByteSize, Duration};
 
 /// The whole `images.yaml` file.
 #[derive(Debug, Deserialize)]
@@ -266,107 +267,6 @@ impl<'de> Deserialize<'de> for Port {
                 Port::new(u32::try_from(n).unwrap_or(u32::MAX), false).map_err(de::Error::custom)
             }
             Raw::Str(s) => Port::parse(&s).map_err(de::Error::custom),
-        }
-    }
-}
-
-/// A duration written as Docker writes them: `30s`, `1m30s`, `500ms`, `1h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Duration(pub std::time::Duration);
-
-impl Duration {
-    /// Parses a Go-style duration made of number+unit pairs (ns, us, ms, s, m, h).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let expected =
-            || format!("expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"{s}\"");
-        let mut rest = s.trim();
-        if rest.is_empty() {
-            return Err(expected());
-        }
-        let mut total: u128 = 0;
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            if digits == 0 {
-                return Err(expected());
-            }
-            let n: u128 = rest[..digits].parse().map_err(|_| expected())?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let nanos_per: u128 = match &rest[..unit_len] {
-                "ns" => 1,
-                "us" | "µs" => 1_000,
-                "ms" => 1_000_000,
-                "s" => 1_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
-                _ => return Err(expected()),
-            };
-            rest = &rest[unit_len..];
-            total = total
-                .checked_add(n.checked_mul(nanos_per).ok_or_else(expected)?)
-                .ok_or_else(expected)?;
-        }
-        let nanos = u64::try_from(total).map_err(|_| expected())?;
-        Ok(Self(std::time::Duration::from_nanos(nanos)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d).map_err(|_| {
-            de::Error::custom("expected a duration string like \"30s\" or \"1m30s\"")
-        })?;
-        Duration::parse(&s).map_err(de::Error::custom)
-    }
-}
-
-/// A size written as `500MB`, `25MiB`, `1GB` or a plain number of bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    /// Parses a size with an optional SI (kB, MB, GB) or IEC (KiB, MiB, GiB) unit.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let expected = || {
-            format!("expected a size like \"500MB\", \"25MiB\" or a number of bytes, found \"{s}\"")
-        };
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        if split == 0 {
-            return Err(expected());
-        }
-        let n: u64 = t[..split].parse().map_err(|_| expected())?;
-        let mult: u64 = match t[split..].trim() {
-            "" | "B" => 1,
-            "kB" | "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            _ => return Err(expected()),
-        };
-        n.checked_mul(mult).map(Self).ok_or_else(expected)
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(u64),
-            Str(String),
-        }
-        match Raw::deserialize(d)
-            .map_err(|_| de::Error::custom("expected a size like \"500MB\""))?
-        {
-            Raw::Num(n) => Ok(Self(n)),
-            Raw::Str(s) => ByteSize::parse(&s).map_err(de::Error::custom),
         }
     }
 }

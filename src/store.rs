@@ -8,6 +8,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 
@@ -52,19 +53,22 @@ impl BlobStore {
         self.root.join("blobs").join("sha256")
     }
 
+    /// The directory holding the blobs (`<root>/blobs/sha256`).
+    #[must_use]
+    pub fn blob_dir(&self) -> PathBuf {
+        self.dir()
+    }
+
     /// Where the blob with this digest lives (whether or not it exists).
-    pub fn path(&self, digest: &str) -> Result<PathBuf> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| Error::Layout(format!("invalid sha256 digest `{digest}`")))?;
-        Ok(self.dir().join(hex))
+    #[must_use]
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir().join(digest.hex())
     }
 
     /// Whether the blob exists.
     #[must_use]
-    pub fn has(&self, digest: &str) -> bool {
-        self.path(digest).map(|p| p.is_file()).unwrap_or(false)
+    pub fn has(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
     }
 
     /// Starts writing a blob whose digest is not known yet.
@@ -80,8 +84,8 @@ impl BlobStore {
     }
 
     /// Makes a pending blob visible under `digest` (computed by the writer).
-    pub fn commit(&self, pending: PendingBlob, digest: &str) -> Result<()> {
-        let dest = self.path(digest)?;
+    pub fn commit(&self, pending: PendingBlob, digest: &Digest) -> Result<()> {
+        let dest = self.path(digest);
         let f = pending
             .file
             .into_inner()
@@ -93,25 +97,25 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Stores bytes and returns their digest.
-    pub fn put_bytes(&self, bytes: &[u8], digest: &str) -> Result<()> {
+    /// Stores bytes under their digest (computed by the caller).
+    pub fn put_bytes(&self, bytes: &[u8], digest: &Digest) -> Result<()> {
         if self.has(digest) {
             return Ok(());
         }
-        fsutil::atomic_write(&self.path(digest)?, bytes)
+        fsutil::atomic_write(&self.path(digest), bytes)
     }
 
     /// Makes `digest` present in `other`, by hard link when possible.
-    pub fn copy_to(&self, other: &BlobStore, digest: &str) -> Result<()> {
+    pub fn copy_to(&self, other: &BlobStore, digest: &Digest) -> Result<()> {
         if other.has(digest) {
             return Ok(());
         }
-        let src = self.path(digest)?;
-        let dest = other.path(digest)?;
+        let src = self.path(digest);
+        let dest = other.path(digest);
         let tmp = dest.with_file_name(format!(
             ".aelimg-link-{}-{}",
             std::process::id(),
-            &digest[7..19]
+            &digest.hex()[..12]
         ));
         let _ = fs::remove_file(&tmp);
         if fs::hard_link(&src, &tmp).is_err() {
@@ -125,14 +129,14 @@ impl BlobStore {
     }
 
     /// Every digest in the store.
-    pub fn list(&self) -> Result<Vec<String>> {
+    pub fn list(&self) -> Result<Vec<Digest>> {
         let dir = self.dir();
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).ctx(|| format!("cannot list {}", dir.display()))? {
             let e = e.ctx(|| format!("cannot list {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(format!("sha256:{name}"));
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                out.push(d);
             }
         }
         out.sort();
@@ -140,8 +144,8 @@ impl BlobStore {
     }
 
     /// Removes a blob (no error if absent).
-    pub fn remove(&self, digest: &str) -> Result<()> {
-        let p = self.path(digest)?;
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let p = self.path(digest);
         match fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::io(format!("cannot remove {}", p.display()), e))
@@ -151,8 +155,49 @@ impl BlobStore {
     }
 
     /// Reads a whole blob (for small JSON documents).
-    pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
-        let p = self.path(digest)?;
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let p = self.path(digest);
         fs::read(&p).ctx(|| format!("cannot read {}", p.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_content_addressed_and_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = BlobStore::open(&dir.path().join("a")).unwrap();
+        let b = BlobStore::open(&dir.path().join("b")).unwrap();
+        let d = Digest::of(b"hello");
+        assert!(!a.has(&d));
+        a.put_bytes(b"hello", &d).unwrap();
+        a.put_bytes(b"hello", &d).unwrap();
+        assert_eq!(a.read(&d).unwrap(), b"hello");
+        let mut p = a.begin().unwrap();
+        p.write_all(b"streamed").unwrap();
+        let s = Digest::of(b"streamed");
+        a.commit(p, &s).unwrap();
+        assert_eq!(a.list().unwrap().len(), 2);
+        a.copy_to(&b, &s).unwrap();
+        assert_eq!(b.read(&s).unwrap(), b"streamed");
+        // No temporary file is left behind, and junk names are not blobs.
+        std::fs::write(a.blob_dir().join("not-a-digest"), b"x").unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(a.blob_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(a.list().unwrap(), {
+            let mut v = vec![d.clone(), s.clone()];
+            v.sort();
+            v
+        });
+        a.remove(&d).unwrap();
+        a.remove(&d).unwrap();
+        assert!(!a.has(&d));
+        assert!(a.read(&d).is_err());
     }
 }

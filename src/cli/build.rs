@@ -2,15 +2,19 @@
 
 use std::path::PathBuf;
 
+use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
+use aelimg::pipeline::{BuildSettings, Observer};
+use aelimg::registry::PushReport;
+use aelimg::report::{PlatformSize, render_report};
+use aelimg::sink::archive::ArchiveSink;
+use aelimg::sink::layout::LayoutSink;
+use aelimg::sink::registry::RegistrySink;
+use aelimg::sink::{Record, Sink, Tee};
 use clap::Args;
 
-use super::SpecArgs;
-use crate::build::{build, render_report, size_report};
-use crate::cargo::{CargoBuilder, PayloadBuilder, PrebuiltBinaries};
-use crate::error::{Error, Result};
-use crate::sink::registry::RegistrySink;
-use crate::sink::{Output, Sink as _};
-use crate::store::BlobStore;
+use super::args::{RegistryArgs, SpecArgs};
+use super::push::print_pushes;
+use super::{CmdResult, Failure, usage};
 
 /// Arguments of `aelimg build`.
 #[derive(Debug, Args)]
@@ -45,119 +49,87 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
     #[command(flatten)]
-    registry: super::push::RegistryArgs,
+    registry: RegistryArgs,
+}
+
+/// One `--output` as a sink.
+fn output_sink(s: &str) -> Result<Box<dyn Sink>, Failure> {
+    match s.split_once(':') {
+        Some(("oci", dir)) if !dir.is_empty() => Ok(Box::new(LayoutSink::new(PathBuf::from(dir)))),
+        Some(("docker-archive", dir)) if !dir.is_empty() => {
+            Ok(Box::new(ArchiveSink::new(PathBuf::from(dir))))
+        }
+        _ => Err(usage(format!(
+            "--output {s}: expected oci:DIR or docker-archive:DIR (for example oci:target/images)"
+        ))),
+    }
+}
+
+/// Prints the report (table on stdout, or JSON with --json) and each write.
+struct Printer {
+    json: bool,
+    pushes: Vec<PushReport>,
+}
+
+impl Observer for Printer {
+    fn built(&mut self, report: &[PlatformSize]) {
+        if self.json {
+            match serde_json::to_string_pretty(report) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("error: cannot print the size report: {e}"),
+            }
+        } else {
+            print!("{}", render_report(report));
+        }
+    }
+
+    fn written(&mut self, r: &Record) {
+        match &r.push {
+            Some(p) => self.pushes.push(p.clone()),
+            None => eprintln!("wrote {} ({})", r.reference, r.digest),
+        }
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
 }
 
 /// Builds the images and writes them to every output.
-pub fn run(args: &BuildArgs) -> Result<()> {
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| Output::parse(o))
-        .collect::<Result<Vec<_>>>()?;
-    let (plan, ws) = super::load_plan(&args.spec)?;
-    if outputs
-        .iter()
-        .any(|o| matches!(o, Output::DockerArchive(_)))
-    {
-        for img in &plan.images {
-            if img.platforms.len() > 1 {
-                let names: Vec<String> = img.platforms.iter().map(ToString::to_string).collect();
-                return Err(Error::Usage(format!(
-                    "image {} has {} platforms ({}), and a docker archive holds one: pick it with --platform {}",
-                    img.name,
-                    names.len(),
-                    names.join(", "),
-                    names[0]
-                )));
-            }
-        }
+pub fn run(args: &BuildArgs) -> CmdResult {
+    let mut tee = Tee::default();
+    for o in &args.outputs {
+        tee.push(output_sink(o)?);
     }
-    let needs_bases = plan
-        .images
-        .iter()
-        .any(|i| crate::registry::base::is_registry_base(&i.base));
-    let base_opts = if needs_bases {
-        Some(args.registry.options()?)
-    } else {
-        None
-    };
-    let registry_opts = match &args.push {
-        Some(r) => {
-            for img in &plan.images {
-                crate::sink::registry::target(r, &img.name, Some(&img.tag), &args.tags)?;
-            }
-            Some(args.registry.options()?)
-        }
-        None => None,
-    };
-    let cache = args.cache_dir.clone().unwrap_or_else(|| {
-        ws.as_ref().map_or_else(
-            || PathBuf::from("target/aelimg"),
-            |w| w.target_dir.join("aelimg"),
-        )
-    });
-    let store = BlobStore::open(&cache)?;
-    let payload: Box<dyn PayloadBuilder> = match (&args.prebuilt, ws) {
-        (Some(dir), _) => Box::new(PrebuiltBinaries { dir: dir.clone() }),
-        (None, Some(workspace)) => Box::new(CargoBuilder {
-            workspace,
-            profile: args.profile.clone(),
-            locked: args.locked,
-        }),
-        (None, None) => Box::new(PrebuiltBinaries {
-            dir: PathBuf::from("/nonexistent-no-cargo-workspace"),
-        }),
-    };
-    let images = build(&plan, &store, payload.as_ref())?;
-    let images = match &base_opts {
-        Some(opts) => crate::registry::base::rebase(images, &plan, &store, opts)?,
-        None => images,
-    };
-    let report = size_report(&images);
-    if args.json {
-        let s = serde_json::to_string_pretty(&report).map_err(|e| Error::Json {
-            context: "size report".into(),
-            source: e,
-        })?;
-        println!("{s}");
-    } else {
-        print!("{}", render_report(&report));
+    let registry = args.registry.options()?;
+    if let Some(r) = &args.push {
+        tee.push(Box::new(RegistrySink::new(
+            r.clone(),
+            args.tags.clone(),
+            registry.clone(),
+        )?));
     }
-    let over: Vec<String> = report
-        .iter()
-        .filter(|p| !p.within_limit)
-        .map(|p| {
-            format!(
-                "{} {} is {} uncompressed ({} compressed), over its limit of {}",
-                p.image,
-                p.platform,
-                crate::build::human(p.uncompressed),
-                crate::build::human(p.compressed),
-                crate::build::human(p.limit.unwrap_or(0))
-            )
-        })
-        .collect();
-    if !over.is_empty() {
-        return Err(Error::SizeLimit(format!(
-            "{}; nothing was written",
-            over.join("; ")
-        )));
-    }
-    for out in &outputs {
-        let mut sink = out.sink();
-        for img in &images {
-            let r = sink.write(&store, img)?;
-            eprintln!("wrote {r} ({})", img.top().digest);
-        }
-    }
-    if let (Some(r), Some(opts)) = (&args.push, registry_opts) {
-        let mut sink = RegistrySink::new(r.clone(), args.tags.clone(), opts);
-        for img in &images {
-            sink.write(&store, img)?;
-        }
+    let planned = aelimg::pipeline::plan(&args.spec.file, &args.spec.plan_options()?)?;
+    let prebuilt = args.prebuilt.clone().map(|dir| PrebuiltBinaries { dir });
+    let settings = BuildSettings {
+        store_dir: args.cache_dir.clone(),
+        payload: prebuilt.as_ref().map(|p| p as &dyn PayloadBuilder),
+        profile: args.profile.clone(),
+        locked: args.locked,
+        registry,
+    };
+    let mut printer = Printer {
+        json: args.json,
+        pushes: Vec::new(),
+    };
+    aelimg::pipeline::build(&planned, &settings, &mut tee, &mut printer)?;
+    if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
-        super::push::report(&sink.reports, None, !args.json, args.digest_file.as_deref())?;
+        print_pushes(
+            &printer.pushes,
+            None,
+            !args.json,
+            args.digest_file.as_deref(),
+        )?;
     }
     Ok(())
 }

@@ -2,12 +2,14 @@
 
 use std::io::Read as _;
 
+use aelimg::reference::Reference;
+use aelimg::registry::Registry;
+use aelimg::registry::credentials::{Credential, store};
+use anyhow::Context as _;
 use clap::Args;
 
-use super::push::RegistryArgs;
-use crate::error::{Error, IoContext, Result};
-use crate::registry::credentials::{Credential, store};
-use crate::registry::{Reference, Registry};
+use super::args::RegistryArgs;
+use super::{CmdResult, usage};
 
 /// Arguments of `aelimg login`.
 #[derive(Debug, Args)]
@@ -27,19 +29,17 @@ pub struct LoginArgs {
 }
 
 /// Checks the credentials against the registry and stores them.
-pub fn run(args: &LoginArgs) -> Result<()> {
+pub fn run(args: &LoginArgs) -> CmdResult {
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
-        .ctx(|| "cannot read the password from standard input".into())?;
+        .context("cannot read the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
-        return Err(Error::Usage(
-            "--password-stdin: standard input was empty".into(),
-        ));
+        return Err(usage("--password-stdin: standard input was empty"));
     }
     let r = Reference::parse(&format!("{}/x", args.registry.trim_end_matches('/')))
-        .map_err(|_| Error::Usage(format!("`{}` is not a registry host", args.registry)))?;
+        .map_err(|_| usage(format!("`{}` is not a registry host", args.registry)))?;
     let creds = Credential {
         username: args.username.clone(),
         secret: password.clone(),

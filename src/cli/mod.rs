@@ -1,27 +1,22 @@
-//! The command line: clap definitions and one module per subcommand, each a
-//! thin call into the library.
+//! The command line: one file per subcommand, each parsing its arguments
+//! into library values and calling one library function.
 
+mod args;
 mod build;
 mod login;
 mod plan;
 mod pull;
 mod push;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::cargo::CargoWorkspace;
-use crate::error::{Error, Result};
-use crate::plan::{PlanOptions, Workspace};
-use crate::platform::Platform;
+use clap::{Parser, Subcommand};
 
 /// Builds reproducible OCI images of the AEL runtime and native-tools, with
 /// no Dockerfile and no Docker engine.
 #[derive(Debug, Parser)]
 #[command(name = "aelimg", version, about, long_about = None)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -40,24 +35,37 @@ enum Command {
     Login(login::LoginArgs),
 }
 
-/// Options shared by the commands that read images.yaml.
-#[derive(Debug, Args)]
-pub struct SpecArgs {
-    /// The spec file.
-    #[arg(short = 'f', long = "file", default_value = "images/images.yaml")]
-    pub file: PathBuf,
-    /// Platforms to build, buildx syntax (linux/amd64,linux/arm64); default:
-    /// the platforms in images.yaml, else the host's.
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Build only this image (repeatable).
-    #[arg(long = "image")]
-    pub images: Vec<String>,
+/// An error of a command: a usage error (exit 2) or a failure (exit 1).
+#[derive(Debug)]
+enum Failure {
+    /// The command line asks for something that cannot be done as asked.
+    Usage(String),
+    /// The library failed.
+    Lib(aelimg::Error),
+    /// Anything else at the edge (printing, reading stdin).
+    Other(anyhow::Error),
 }
 
-/// Runs the command line and turns errors into exit codes (1 input or build
-/// error, 2 usage).
-#[must_use]
+impl From<aelimg::Error> for Failure {
+    fn from(e: aelimg::Error) -> Self {
+        Self::Lib(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Other(e)
+    }
+}
+
+type CmdResult = Result<(), Failure>;
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::Usage(msg.into())
+}
+
+/// Runs the command line; 0 on success, 1 on an input or build error, 2 on a
+/// usage error.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -75,59 +83,17 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", crate::error::chain(&e));
-            ExitCode::from(e.exit_code())
+        Err(Failure::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Lib(e)) => {
+            eprintln!("error: {}", aelimg::error::chain(&e));
+            ExitCode::from(if e.is_request() { 2 } else { 1 })
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
         }
     }
-}
-
-/// SOURCE_DATE_EPOCH, or 0.
-fn source_date_epoch() -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| {
-            Error::Usage(format!(
-                "SOURCE_DATE_EPOCH={v}: expected a number of seconds since 1970"
-            ))
-        }),
-        _ => Ok(0),
-    }
-}
-
-/// A workspace that could not be read; every cargo source is then an error.
-struct NoWorkspace(String);
-
-impl Workspace for NoWorkspace {
-    fn binaries(&self, _package: &str) -> Option<Vec<String>> {
-        None
-    }
-    fn members(&self) -> Vec<String> {
-        vec![format!("(none: {})", self.0)]
-    }
-}
-
-/// Loads the spec and resolves the plan; reads nothing but metadata.
-fn load_plan(args: &SpecArgs) -> Result<(crate::plan::Plan, Option<CargoWorkspace>)> {
-    let spec = crate::spec::load(&args.file)?;
-    let platforms = match &args.platform {
-        Some(p) => Some(
-            Platform::parse_list(p).map_err(|m| Error::Usage(format!("--platform {p}: {m}")))?,
-        ),
-        None => None,
-    };
-    let opts = PlanOptions {
-        platforms,
-        only: args.images.clone(),
-        source_date_epoch: source_date_epoch()?,
-    };
-    let ws = CargoWorkspace::discover(spec_dir(&spec.dir));
-    let plan = match &ws {
-        Ok(ws) => crate::plan::resolve(&spec, &opts, ws)?,
-        Err(e) => crate::plan::resolve(&spec, &opts, &NoWorkspace(e.to_string()))?,
-    };
-    Ok((plan, ws.ok()))
-}
-
-fn spec_dir(dir: &Path) -> &Path {
-    dir
 }

@@ -1,9 +1,10 @@
 //! `aelimg plan`.
 
+use aelimg::error::Error;
 use clap::Args;
 
-use super::SpecArgs;
-use crate::error::{Error, Result};
+use super::CmdResult;
+use super::args::SpecArgs;
 
 /// Arguments of `aelimg plan`.
 #[derive(Debug, Args)]
@@ -16,13 +17,11 @@ pub struct PlanArgs {
 }
 
 /// Prints the resolved plan.
-pub fn run(args: &PlanArgs) -> Result<()> {
-    let (plan, _) = super::load_plan(&args.spec)?;
+pub fn run(args: &PlanArgs) -> CmdResult {
+    let planned = aelimg::pipeline::plan(&args.spec.file, &args.spec.plan_options()?)?;
+    let plan = &planned.plan;
     if args.json {
-        let s = serde_json::to_string_pretty(&plan).map_err(|e| Error::Json {
-            context: "plan".into(),
-            source: e,
-        })?;
+        let s = serde_json::to_string_pretty(plan).map_err(|e| Error::json("plan", e))?;
         println!("{s}");
         return Ok(());
     }

@@ -1,13 +1,10 @@
 //! `aelimg pull`.
 
-use std::path::PathBuf;
-
+use aelimg::reference::Reference;
 use clap::Args;
 
-use super::push::RegistryArgs;
-use crate::error::{Error, Result};
-use crate::registry::{Reference, Registry, pull::pull_image, tag_layout};
-use crate::store::BlobStore;
+use super::args::RegistryArgs;
+use super::{CmdResult, usage};
 
 /// Arguments of `aelimg pull`.
 #[derive(Debug, Args)]
@@ -26,35 +23,25 @@ pub struct PullArgs {
 }
 
 /// Pulls an image into an OCI layout.
-pub fn run(args: &PullArgs) -> Result<()> {
+pub fn run(args: &PullArgs) -> CmdResult {
     let opts = args.registry.options()?;
-    let src = Reference::parse(&args.reference)?;
+    let src = Reference::parse(&args.reference).map_err(aelimg::Error::from)?;
     let dir = args
         .output
         .strip_prefix("oci:")
         .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::Usage(format!("--output {}: expected oci:DIR", args.output)))?;
+        .ok_or_else(|| usage(format!("--output {}: expected oci:DIR", args.output)))?;
     let platform = match &args.platform {
         Some(p) => Some(
             p.split_once('/')
                 .filter(|(o, a)| !o.is_empty() && !a.is_empty() && !a.contains('/'))
-                .ok_or_else(|| Error::Usage(format!("--platform {p}: expected os/arch")))?,
+                .ok_or_else(|| usage(format!("--platform {p}: expected os/arch")))?,
         ),
         None => None,
     };
-    let name = src
-        .repository
-        .rsplit('/')
-        .next()
-        .unwrap_or("image")
-        .to_string();
-    let root = dir.join(&name);
-    let store = BlobStore::open(&root)?;
-    let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
-    let top = pull_image(&reg, &src, &store, platform)?;
-    let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
-    tag_layout(&root, &top, &tag)?;
+    let name = src.repository.rsplit('/').next().unwrap_or("image");
+    let root = std::path::Path::new(dir).join(name);
+    let (top, tag) = aelimg::pipeline::pull(&src, &root, platform, opts)?;
     eprintln!("pulled {src} into oci:{}:{tag}", root.display());
     println!("{}@{}", src.name(), top.digest);
     Ok(())

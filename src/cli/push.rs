@@ -1,102 +1,16 @@
-//! `aelimg push`, and the registry options every registry command shares.
+//! `aelimg push`: read layouts, run the registry sink.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use aelimg::pipeline::Observer;
+use aelimg::registry::PushReport;
+use aelimg::sink::Record;
+use aelimg::sink::registry::RegistrySink;
+use anyhow::Context as _;
 use clap::Args;
 
-use crate::error::{Error, Result};
-use crate::registry::{Options, PushReport, read_layout};
-use crate::sink::registry::{push_one, target};
-use crate::store::BlobStore;
-
-/// How to reach registries.
-#[derive(Debug, Args, Clone)]
-pub struct RegistryArgs {
-    /// A PEM file of CA certificates to trust besides the system roots (repeatable).
-    #[arg(long = "ca-file", value_name = "FILE")]
-    pub ca_files: Vec<PathBuf>,
-    /// Reach this registry (HOST[:PORT]) over plain HTTP (repeatable). Loopback
-    /// registries fall back to HTTP by themselves.
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure: Vec<String>,
-    /// Resolve NAME to IP instead of asking DNS, like curl's --resolve (repeatable).
-    #[arg(long, value_name = "NAME=IP")]
-    pub resolve: Vec<String>,
-    /// Retries of a failed request (connection errors, 408, 429, 5xx).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub retries: u32,
-    /// Blobs up to this size are uploaded in one request, larger ones in
-    /// chunks of it (bytes; k/KiB/M/MiB suffixes).
-    #[arg(long, default_value = "5MiB", value_name = "SIZE")]
-    pub chunk_size: String,
-    /// Blobs transferred at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub jobs: usize,
-    /// Try mounting blobs from this repository of the same registry (repeatable).
-    #[arg(long = "mount-from", value_name = "REPO")]
-    pub mount_from: Vec<String>,
-}
-
-fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| Error::Usage(format!("--chunk-size {s}: expected a number of bytes")))?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "k" | "kB" | "K" => 1000,
-        "KiB" => 1024,
-        "M" | "MB" => 1_000_000,
-        "MiB" => 1 << 20,
-        _ => {
-            return Err(Error::Usage(format!(
-                "--chunk-size {s}: unknown unit `{unit}` (B, kB, KiB, MB, MiB)"
-            )));
-        }
-    };
-    let v = n * mult;
-    if v < 1024 {
-        return Err(Error::Usage(format!("--chunk-size {s}: at least 1KiB")));
-    }
-    Ok(v)
-}
-
-impl RegistryArgs {
-    /// The client options these flags describe.
-    pub fn options(&self) -> Result<Options> {
-        let mut resolve = Vec::new();
-        for r in &self.resolve {
-            let (name, ip) = r
-                .split_once('=')
-                .and_then(|(n, ip)| Some((n.to_string(), ip.parse::<IpAddr>().ok()?)))
-                .ok_or_else(|| Error::Usage(format!("--resolve {r}: expected NAME=IP")))?;
-            resolve.push((name, ip));
-        }
-        for f in &self.ca_files {
-            if !f.is_file() {
-                return Err(Error::Usage(format!(
-                    "--ca-file {}: no such file",
-                    f.display()
-                )));
-            }
-        }
-        Ok(Options {
-            ca_files: self.ca_files.clone(),
-            insecure: self.insecure.clone(),
-            resolve,
-            retries: self.retries.min(20),
-            backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(15),
-            chunk_size: parse_size(&self.chunk_size)?,
-            jobs: self.jobs.clamp(1, 16),
-            mount_from: self.mount_from.clone(),
-        })
-    }
-}
+use super::CmdResult;
+use super::args::{RegistryArgs, oci_dir_and_tag};
 
 /// Arguments of `aelimg push`.
 #[derive(Debug, Args)]
@@ -129,72 +43,26 @@ pub struct PushArgs {
     registry: RegistryArgs,
 }
 
-/// The layouts an `oci:` source names: (image name, layout root, tag).
-fn sources(from: &str, only: &[String]) -> Result<Vec<(String, PathBuf, Option<String>)>> {
-    let rest = from
-        .strip_prefix("oci:")
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| Error::Usage(format!("--from {from}: expected oci:DIR or oci:DIR:TAG")))?;
-    let (dir, tag) = match rest.rsplit_once(':') {
-        Some((d, t)) if !t.contains('/') && !d.is_empty() => {
-            (PathBuf::from(d), Some(t.to_string()))
+/// Collects push reports.
+#[derive(Default)]
+struct Collect(Vec<PushReport>);
+
+impl Observer for Collect {
+    fn written(&mut self, r: &Record) {
+        if let Some(p) = &r.push {
+            self.0.push(p.clone());
         }
-        _ => (PathBuf::from(rest), None),
-    };
-    let name_of = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let mut out = Vec::new();
-    if dir.join("index.json").is_file() {
-        out.push((name_of(&dir), dir.clone(), tag));
-    } else {
-        let entries = std::fs::read_dir(&dir).map_err(|e| {
-            Error::Usage(format!(
-                "--from {from}: cannot read {} ({e}): run `aelimg build` first",
-                dir.display()
-            ))
-        })?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.join("index.json").is_file() {
-                out.push((name_of(&p), p, tag.clone()));
-            }
-        }
-        out.sort();
     }
-    if !only.is_empty() {
-        for n in only {
-            if !out.iter().any(|(name, _, _)| name == n) {
-                return Err(Error::Usage(format!(
-                    "--image {n}: no such image in {} (it holds: {})",
-                    dir.display(),
-                    out.iter()
-                        .map(|o| o.0.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        out.retain(|(name, _, _)| only.contains(name));
-    }
-    if out.is_empty() {
-        return Err(Error::Usage(format!(
-            "--from {from}: no OCI layout in {}: run `aelimg build` first",
-            dir.display()
-        )));
-    }
-    Ok(out)
 }
 
-/// Prints and records the pushes.
-pub fn report(
+/// Prints what each push did (stderr), the references (stdout when
+/// `refs_to_stdout`, else stderr) or JSON, and writes the digest file.
+pub fn print_pushes(
     reports: &[PushReport],
     json: Option<bool>,
     refs_to_stdout: bool,
     digest_file: Option<&Path>,
-) -> Result<()> {
+) -> anyhow::Result<()> {
     for r in reports {
         eprintln!(
             "pushed {} (tags {}): {} blobs, {} uploaded ({} bytes), {} already there, {} mounted, {} retries",
@@ -209,11 +77,7 @@ pub fn report(
         );
     }
     if json == Some(true) {
-        let s = serde_json::to_string_pretty(reports).map_err(|e| Error::Json {
-            context: "push report".into(),
-            source: e,
-        })?;
-        println!("{s}");
+        println!("{}", serde_json::to_string_pretty(reports)?);
     } else {
         for r in reports {
             if refs_to_stdout {
@@ -228,65 +92,23 @@ pub fn report(
             .iter()
             .map(|r| format!("{}\n", r.reference))
             .collect();
-        crate::fsutil::atomic_write(f, text.as_bytes())?;
+        aelimg::fsutil::atomic_write(f, text.as_bytes())
+            .with_context(|| format!("--digest-file {}", f.display()))?;
     }
     Ok(())
 }
 
 /// Pushes the layouts.
-pub fn run(args: &PushArgs) -> Result<()> {
-    let opts = args.registry.options()?;
-    let srcs = sources(&args.from, &args.images)?;
-    if srcs.len() > 1 && !args.reference.contains("{name}") {
-        return Err(Error::Usage(format!(
-            "{} names one repository, but there are {} images ({}): put {{name}} in it or pick one with --image",
-            args.reference,
-            srcs.len(),
-            srcs.iter()
-                .map(|s| s.0.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let mut plans = Vec::new();
-    for (name, root, tag) in &srcs {
-        let (t0, _) = target(&args.reference, name, None, &[])?;
-        let (top, ref_name) = match read_layout(root, tag.as_deref()) {
-            Ok(x) => x,
-            Err(e) if tag.is_none() => match &t0.tag {
-                Some(t) => read_layout(root, Some(t)).map_err(|_| e)?,
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        let (target, tags) = target(&args.reference, name, ref_name.as_deref(), &args.tags)?;
-        plans.push((root.clone(), top, target, tags));
-    }
-    let mut connections = Vec::new();
-    let mut reports = Vec::new();
-    for (root, top, target, tags) in &plans {
-        let store = BlobStore::open(root)?;
-        reports.push(push_one(
-            &mut connections,
-            &opts,
-            &store,
-            top,
-            target,
-            tags,
-        )?);
-    }
-    report(&reports, Some(args.json), true, args.digest_file.as_deref())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("5MiB").unwrap(), 5 << 20);
-        assert_eq!(parse_size("65536").unwrap(), 65536);
-        assert!(parse_size("12").is_err());
-        assert!(parse_size("3XB").is_err());
-    }
+pub fn run(args: &PushArgs) -> CmdResult {
+    let (dir, tag) = oci_dir_and_tag(&args.from, "--from")?;
+    let mut sink = RegistrySink::new(
+        args.reference.clone(),
+        args.tags.clone(),
+        args.registry.options()?,
+    )?;
+    let images = aelimg::pipeline::find_layouts(&dir, tag.as_deref(), &args.images)?;
+    let mut seen = Collect::default();
+    aelimg::pipeline::push(&images, &mut sink, &mut seen)?;
+    print_pushes(&seen.0, Some(args.json), true, args.digest_file.as_deref())?;
+    Ok(())
 }

@@ -20,8 +20,9 @@ use reqwest::header::{
 };
 
 use super::credentials::{self, Credential};
-use super::reference::{host_of, is_loopback};
+use super::error::RegistryError;
 use crate::error::{Error, Result};
+use crate::reference::{host_of, is_loopback};
 
 /// Options of every registry connection.
 #[derive(Debug, Clone)]
@@ -130,19 +131,19 @@ fn root_store(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore> {
     }
     for f in ca_files {
         let certs = CertificateDer::pem_file_iter(f)
-            .map_err(|e| Error::Usage(format!("--ca-file {}: {e}", f.display())))?
+            .map_err(|e| Error::Request(format!("CA file {}: {e}", f.display())))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Usage(format!("--ca-file {}: {e}", f.display())))?;
+            .map_err(|e| Error::Request(format!("CA file {}: {e}", f.display())))?;
         if certs.is_empty() {
-            return Err(Error::Usage(format!(
-                "--ca-file {}: no PEM certificate in it",
+            return Err(Error::Request(format!(
+                "CA file {}: no PEM certificate in it",
                 f.display()
             )));
         }
         for c in certs {
             store.add(c).map_err(|e| {
-                Error::Usage(format!(
-                    "--ca-file {}: unusable certificate: {e}",
+                Error::Request(format!(
+                    "CA file {}: unusable certificate: {e}",
                     f.display()
                 ))
             })?;
@@ -155,7 +156,11 @@ fn http_client(opts: &Options) -> Result<Client> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Registry(format!("TLS configuration failed: {e}")))?
+        .map_err(|e| {
+            Error::from(RegistryError::Failed(format!(
+                "TLS configuration failed: {e}"
+            )))
+        })?
         .with_root_certificates(root_store(&opts.ca_files)?)
         .with_no_client_auth();
     let mut b = Client::builder()
@@ -167,8 +172,11 @@ fn http_client(opts: &Options) -> Result<Client> {
     for (name, ip) in &opts.resolve {
         b = b.resolve(name, SocketAddr::new(*ip, 0));
     }
-    b.build()
-        .map_err(|e| Error::Registry(format!("cannot build the HTTP client: {e}")))
+    b.build().map_err(|e| {
+        Error::from(RegistryError::Failed(format!(
+            "cannot build the HTTP client: {e}"
+        )))
+    })
 }
 
 pub(crate) use crate::error::chain as describe;
@@ -234,7 +242,7 @@ impl Registry {
             .any(|i| i == name || i == host_of(name));
         let url = |scheme: &str| {
             Url::parse(&format!("{scheme}://{api_host}/"))
-                .map_err(|e| Error::Usage(format!("`{name}` is not a registry host: {e}")))
+                .map_err(|e| Error::Request(format!("`{name}` is not a registry host: {e}")))
         };
         let mut reg = Self {
             name: name.to_string(),
@@ -269,10 +277,19 @@ impl Registry {
                     Err(_) => Err(first),
                 }
             }
-            Err(Error::Registry(m)) if !insecure && m.starts_with("cannot reach") => {
-                Err(Error::Registry(format!(
-                    "{m} (aelimg speaks plain HTTP only to loopback registries and to ones named with --insecure-registry {name})"
-                )))
+            Err(Error::Registry(r))
+                if !insecure && matches!(*r, RegistryError::Unreachable { .. }) =>
+            {
+                let RegistryError::Unreachable { target, detail } = *r else {
+                    unreachable!("matched above")
+                };
+                Err(RegistryError::Unreachable {
+                    target,
+                    detail: format!(
+                        "{detail} (aelimg speaks plain HTTP only to loopback registries and to ones named with --insecure-registry {name})"
+                    ),
+                }
+                .into())
             }
             Err(e) => Err(e),
         }
@@ -290,7 +307,10 @@ impl Registry {
             .http
             .get(url.clone())
             .send()
-            .map_err(|e| Error::Registry(format!("cannot reach {url}: {}", describe(&e))))?;
+            .map_err(|e| RegistryError::Unreachable {
+                target: url.to_string(),
+                detail: describe(&e),
+            })?;
         let status = resp.status().as_u16();
         match status {
             200..=299 => {
@@ -301,10 +321,10 @@ impl Registry {
                 self.learn(resp.headers())?;
                 Ok(())
             }
-            _ => Err(Error::Registry(format!(
+            _ => Err(Error::from(RegistryError::Failed(format!(
                 "{url} answered {} to the API check: is this a registry?",
                 resp.status()
-            ))),
+            )))),
         }
     }
 
@@ -321,25 +341,28 @@ impl Registry {
 
     fn learn(&self, headers: &HeaderMap) -> Result<()> {
         let Some(h) = headers.get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()) else {
-            return Err(Error::Registry(format!(
+            return Err(Error::from(RegistryError::Failed(format!(
                 "{} answered 401 with no WWW-Authenticate challenge",
                 self.name
-            )));
+            ))));
         };
         let (scheme, params) = parse_challenge(h);
         let s = match scheme.as_str() {
             "basic" => Scheme::Basic,
             "bearer" => Scheme::Bearer {
                 realm: params.get("realm").cloned().ok_or_else(|| {
-                    Error::Registry(format!("{}: bearer challenge without a realm", self.name))
+                    Error::from(RegistryError::Failed(format!(
+                        "{}: bearer challenge without a realm",
+                        self.name
+                    )))
                 })?,
                 service: params.get("service").cloned(),
             },
             other => {
-                return Err(Error::Registry(format!(
+                return Err(Error::from(RegistryError::Failed(format!(
                     "{} asks for `{other}` authentication, which aelimg does not speak (basic and bearer only)",
                     self.name
-                )));
+                ))));
             }
         };
         *self.scheme.lock().expect("scheme") = s;
@@ -348,9 +371,12 @@ impl Registry {
 
     /// An absolute URL on this registry (path, or an absolute Location).
     pub fn url(&self, path_or_url: &str) -> Result<Url> {
-        self.base
-            .join(path_or_url)
-            .map_err(|e| Error::Registry(format!("{}: bad URL `{path_or_url}`: {e}", self.name)))
+        self.base.join(path_or_url).map_err(|e| {
+            Error::from(RegistryError::Failed(format!(
+                "{}: bad URL `{path_or_url}`: {e}",
+                self.name
+            )))
+        })
     }
 
     fn same_host(&self, url: &Url) -> bool {
@@ -360,10 +386,10 @@ impl Registry {
     }
 
     fn no_creds_error(&self) -> Error {
-        Error::Registry(format!(
+        Error::from(RegistryError::Failed(format!(
             "{} requires authentication and no credentials were found for it (looked in $REGISTRY_AUTH_FILE, the docker config and containers' auth.json): run `aelimg login {} -u USER --password-stdin`",
             self.name, self.name
-        ))
+        )))
     }
 
     fn bad_creds_error(&self, what: &str) -> Error {
@@ -376,24 +402,27 @@ impl Registry {
             Some(c) => format!("the credentials for user `{}`", c.username),
             None => "the credentials".to_string(),
         };
-        Error::Registry(format!(
+        Error::from(RegistryError::Failed(format!(
             "{} refused {whose} (from {src}) to {what} (401 Unauthorized): check them, or run `aelimg login {} -u USER --password-stdin`",
             self.name, self.name
-        ))
+        )))
     }
 
     fn basic_header(&self) -> Result<HeaderValue> {
         let c = self.creds.as_ref().ok_or_else(|| self.no_creds_error())?;
         if c.is_identity_token() {
-            return Err(Error::Registry(format!(
+            return Err(Error::from(RegistryError::Failed(format!(
                 "{}: the credentials from {} are an identity token, which works only with a registry that hands out bearer tokens; this one asks for a user and password (`aelimg login {} -u USER --password-stdin`)",
                 self.name, c.source, self.name
-            )));
+            ))));
         }
         let v = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", c.username, c.secret));
-        let mut h = HeaderValue::from_str(&format!("Basic {v}"))
-            .map_err(|_| Error::Registry("credentials hold characters a header cannot".into()))?;
+        let mut h = HeaderValue::from_str(&format!("Basic {v}")).map_err(|_| {
+            Error::from(RegistryError::Failed(
+                "credentials hold characters a header cannot".into(),
+            ))
+        })?;
         h.set_sensitive(true);
         Ok(h)
     }
@@ -401,7 +430,10 @@ impl Registry {
     /// Fetches a bearer token for these scopes.
     fn token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
         let mut url = Url::parse(realm).map_err(|e| {
-            Error::Registry(format!("{}: bad token realm `{realm}`: {e}", self.name))
+            Error::from(RegistryError::Failed(format!(
+                "{}: bad token realm `{realm}`: {e}",
+                self.name
+            )))
         })?;
         if url.scheme() != "https"
             && !is_loopback(url.host_str().unwrap_or(""))
@@ -411,10 +443,10 @@ impl Registry {
                 .iter()
                 .any(|i| host_of(i) == url.host_str().unwrap_or(""))
         {
-            return Err(Error::Registry(format!(
+            return Err(Error::from(RegistryError::Failed(format!(
                 "{}: refusing to send credentials to the plain-HTTP token realm {realm}",
                 self.name
-            )));
+            ))));
         }
         let req = match self.creds.as_ref().filter(|c| c.is_identity_token()) {
             // OAuth2 refresh-token grant, as docker does with an identity
@@ -460,10 +492,16 @@ impl Registry {
             match req.try_clone().expect("no body").send() {
                 Ok(resp) if resp.status().is_success() => {
                     let body = resp.bytes().map_err(|e| {
-                        Error::Registry(format!("{}: cannot read the token: {e}", self.name))
+                        Error::from(RegistryError::Failed(format!(
+                            "{}: cannot read the token: {e}",
+                            self.name
+                        )))
                     })?;
                     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                        Error::Registry(format!("{}: token answer is not JSON: {e}", self.name))
+                        Error::from(RegistryError::Failed(format!(
+                            "{}: token answer is not JSON: {e}",
+                            self.name
+                        )))
                     })?;
                     return v
                         .get("token")
@@ -471,7 +509,10 @@ impl Registry {
                         .and_then(serde_json::Value::as_str)
                         .map(str::to_string)
                         .ok_or_else(|| {
-                            Error::Registry(format!("{}: token answer holds no token", self.name))
+                            Error::from(RegistryError::Failed(format!(
+                                "{}: token answer holds no token",
+                                self.name
+                            )))
                         });
                 }
                 Ok(resp) if resp.status().as_u16() == 401 || resp.status().as_u16() == 403 => {
@@ -485,11 +526,11 @@ impl Registry {
                     self.pause(attempt, resp.headers());
                 }
                 Ok(resp) => {
-                    return Err(Error::Registry(format!(
+                    return Err(Error::from(RegistryError::Failed(format!(
                         "{}: the token service at {realm} answered {}",
                         self.name,
                         resp.status()
-                    )));
+                    ))));
                 }
                 Err(e) => {
                     last = Some(describe(&e));
@@ -499,10 +540,11 @@ impl Registry {
                 }
             }
         }
-        Err(Error::Registry(format!(
-            "cannot reach the token service {realm}: {}",
-            last.unwrap_or_default()
-        )))
+        Err(RegistryError::Unreachable {
+            target: format!("the token service {realm}"),
+            detail: last.unwrap_or_default(),
+        }
+        .into())
     }
 
     /// The Authorization header for a request in these scopes, if any.
@@ -589,13 +631,11 @@ impl Registry {
             match req.send() {
                 Err(e) => {
                     if attempt >= retries {
-                        return Err(Error::Registry(format!(
-                            "cannot reach {} ({method} {}): {} (after {} attempts)",
-                            self.name,
-                            url.path(),
-                            describe(&e),
-                            attempt + 1
-                        )));
+                        return Err(RegistryError::Unreachable {
+                            target: format!("{} ({method} {})", self.name, url.path()),
+                            detail: format!("{} (after {} attempts)", describe(&e), attempt + 1),
+                        }
+                        .into());
                     }
                     self.pause(attempt, &HeaderMap::new());
                     attempt += 1;
@@ -627,21 +667,27 @@ impl Registry {
                     {
                         redirects += 1;
                         if redirects > 5 {
-                            return Err(Error::Registry(format!(
+                            return Err(Error::from(RegistryError::Failed(format!(
                                 "{}: too many redirects for {}",
                                 self.name,
                                 url.path()
-                            )));
+                            ))));
                         }
                         let loc = resp
                             .headers()
                             .get(LOCATION)
                             .and_then(|l| l.to_str().ok())
                             .ok_or_else(|| {
-                                Error::Registry(format!("{}: redirect without Location", self.name))
+                                Error::from(RegistryError::Failed(format!(
+                                    "{}: redirect without Location",
+                                    self.name
+                                )))
                             })?;
                         url = url.join(loc).map_err(|e| {
-                            Error::Registry(format!("{}: bad redirect: {e}", self.name))
+                            Error::from(RegistryError::Failed(format!(
+                                "{}: bad redirect: {e}",
+                                self.name
+                            )))
                         })?;
                         continue;
                     }
@@ -654,48 +700,55 @@ impl Registry {
     /// An error for an unexpected status, with the registry's own message
     /// and what to do about it.
     pub fn status_error(&self, resp: Response, what: &str) -> Error {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            errors: Vec<ErrorItem>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ErrorItem {
+            #[serde(default)]
+            code: String,
+            #[serde(default)]
+            message: String,
+        }
         let status = resp.status();
         let body = resp.text().unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.get("errors")?.as_array().map(|errs| {
-                    errs.iter()
-                        .map(|e| {
-                            format!(
-                                "{}: {}",
-                                e.get("code").and_then(|c| c.as_str()).unwrap_or("?"),
-                                e.get("message").and_then(|c| c.as_str()).unwrap_or("")
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            })
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        let hint = match status.as_u16() {
-            403 => {
-                " (the credentials are valid but may not push or pull this repository: check the token's scopes or the repository's permissions)"
-            }
-            404 => " (check the registry name and the repository path)",
-            400 => " (the registry rejected the request as malformed)",
-            _ => "",
+        let (detail, codes) = match serde_json::from_str::<Body>(&body) {
+            Ok(b) => (
+                b.errors
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            if e.code.is_empty() { "?" } else { &e.code },
+                            e.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                b.errors.into_iter().map(|e| e.code).collect(),
+            ),
+            Err(_) => (body.chars().take(200).collect(), Vec::new()),
         };
-        Error::Registry(format!(
-            "{}: cannot {what}: {status}{}{hint}",
-            self.name,
-            if detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({detail})")
-            }
-        ))
+        RegistryError::Status {
+            registry: self.name.clone(),
+            what: what.to_string(),
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("").to_string(),
+            detail,
+            codes,
+            hint: RegistryError::hint_for(status.as_u16()),
+        }
+        .into()
     }
 }
 
 fn bearer(t: &str) -> Result<HeaderValue> {
-    let mut h = HeaderValue::from_str(&format!("Bearer {t}"))
-        .map_err(|_| Error::Registry("the registry's token is not a valid header".into()))?;
+    let mut h = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+        Error::from(RegistryError::Failed(
+            "the registry's token is not a valid header".into(),
+        ))
+    })?;
     h.set_sensitive(true);
     Ok(h)
 }

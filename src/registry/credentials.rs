@@ -19,8 +19,9 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::reference::DOCKER_HUB;
+use super::error::RegistryError;
 use crate::error::{Error, IoContext, Result};
+use crate::reference::DOCKER_HUB;
 
 /// The user name docker uses for an identity token (an OAuth2 refresh token
 /// from `auths.*.identitytoken`, or from a helper that answers this name).
@@ -97,9 +98,12 @@ pub fn docker_config_dir() -> Option<PathBuf> {
 
 fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| Error::Registry(format!("{} is not valid JSON: {e}", path.display()))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            Error::from(RegistryError::Failed(format!(
+                "{} is not valid JSON: {e}",
+                path.display()
+            )))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }
@@ -135,17 +139,19 @@ fn from_auths(doc: &Value, registry: &str, path: &Path) -> Result<Option<Credent
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .map_err(|_| {
-                    Error::Registry(format!(
+                    Error::from(RegistryError::Failed(format!(
                         "{source}: auths.\"{key}\".auth is not base64 of USER:PASSWORD"
-                    ))
+                    )))
                 })?;
             let raw = String::from_utf8(raw).map_err(|_| {
-                Error::Registry(format!("{source}: auths.\"{key}\".auth is not UTF-8"))
+                Error::from(RegistryError::Failed(format!(
+                    "{source}: auths.\"{key}\".auth is not UTF-8"
+                )))
             })?;
             let (u, p) = raw.split_once(':').ok_or_else(|| {
-                Error::Registry(format!(
+                Error::from(RegistryError::Failed(format!(
                     "{source}: auths.\"{key}\".auth is not base64 of USER:PASSWORD"
-                ))
+                )))
             })?;
             return Ok(Some(Credential {
                 username: u.to_string(),
@@ -182,10 +188,10 @@ fn from_helper(helper: &str, registry: &str, config: &Path) -> Result<Option<Cre
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Error::Registry(format!(
+            Error::from(RegistryError::Failed(format!(
                 "{} names the credential helper `{helper}` for {registry}, but `{prog}` cannot be run ({e}): install it or remove it from the config",
                 config.display()
-            ))
+            )))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(server.as_bytes());
@@ -199,13 +205,16 @@ fn from_helper(helper: &str, registry: &str, config: &Path) -> Result<Option<Cre
             return Ok(None);
         }
         // The helper's own output may echo secrets: report only its status.
-        return Err(Error::Registry(format!(
+        return Err(Error::from(RegistryError::Failed(format!(
             "`{prog} get` failed for {registry} ({})",
             out.status
-        )));
+        ))));
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|_| Error::Registry(format!("`{prog} get` printed something that is not JSON")))?;
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| {
+        Error::from(RegistryError::Failed(format!(
+            "`{prog} get` printed something that is not JSON"
+        )))
+    })?;
     let u = v.get("Username").and_then(Value::as_str).unwrap_or("");
     let s = v.get("Secret").and_then(Value::as_str).unwrap_or("");
     if s.is_empty() {
@@ -283,17 +292,17 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>> {
 /// 0600. Returns where they went.
 pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
     let dir = docker_config_dir().ok_or_else(|| {
-        Error::Registry(
+        Error::from(RegistryError::Failed(
             "neither DOCKER_CONFIG nor HOME is set: nowhere to write credentials".into(),
-        )
+        ))
     })?;
     let path = dir.join("config.json");
     let mut doc = read_json(&path)?.unwrap_or_else(|| json!({}));
     if !doc.is_object() {
-        return Err(Error::Registry(format!(
+        return Err(Error::from(RegistryError::Failed(format!(
             "{} is not a JSON object",
             path.display()
-        )));
+        ))));
     }
     let helper = keys_for(registry)
         .iter()
@@ -317,10 +326,10 @@ pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                Error::Registry(format!(
+                Error::from(RegistryError::Failed(format!(
                     "{} names the credential helper `{h}`, but `{prog}` cannot be run ({e})",
                     path.display()
-                ))
+                )))
             })?;
         let payload = json!({"ServerURL": key, "Username": username, "Secret": secret});
         if let Some(mut stdin) = child.stdin.take() {
@@ -328,7 +337,9 @@ pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
         }
         let status = child.wait().ctx(|| format!("cannot run {prog}"))?;
         if !status.success() {
-            return Err(Error::Registry(format!("`{prog} store` failed ({status})")));
+            return Err(Error::from(RegistryError::Failed(format!(
+                "`{prog} store` failed ({status})"
+            ))));
         }
         return Ok(prog);
     }

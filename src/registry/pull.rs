@@ -5,19 +5,21 @@ use std::io::{Read as _, Write as _};
 
 use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
-use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
+use oci_spec::image::{Descriptor, ImageIndex};
+
 use super::client::{Registry, describe, pull_scopes};
-use super::push::{MANIFEST_ACCEPT, RawManifest};
-use super::reference::Reference;
+use super::error::RegistryError;
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::sha256_digest;
+use crate::oci::{Document, Kind, MANIFEST_ACCEPT};
+use crate::reference::Reference;
 use crate::store::BlobStore;
 
 /// Fetches a manifest or index by tag or digest; checks it against the
 /// digest when one was asked for.
-pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<RawManifest> {
+pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<Document> {
     let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
@@ -33,31 +35,32 @@ pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<Raw
     let bytes = resp
         .bytes()
         .map_err(|e| {
-            Error::Registry(format!(
+            Error::from(RegistryError::Failed(format!(
                 "{}: cannot read manifest: {}",
                 reg.name,
                 describe(&e)
-            ))
+            )))
         })?
         .to_vec();
-    let digest = sha256_digest(&bytes);
-    if reference.starts_with("sha256:") && digest != reference {
-        return Err(Error::Registry(format!(
+    let digest = Digest::of(&bytes);
+    if reference.starts_with("sha256:") && digest.as_str() != reference {
+        return Err(Error::from(RegistryError::Failed(format!(
             "{}: manifest {reference} arrived as {digest}: refusing it",
             reg.name
-        )));
+        ))));
     }
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-        context: format!("manifest {repo}:{reference}"),
-        source: e,
-    })?;
-    let media_type = v
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    let probe: Probe =
+        crate::oci::parse(&bytes, &format!("manifest {repo}:{reference}"), "manifest")?;
+    let media_type = probe
+        .media_type
         .or(header_type)
-        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-    Ok(RawManifest {
+        .unwrap_or_else(|| crate::oci::MANIFEST.into());
+    Ok(Document {
         media_type,
         digest,
         bytes,
@@ -65,7 +68,7 @@ pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<Raw
 }
 
 /// Fetches a blob into the store unless it is there, verifying its digest.
-pub fn fetch_blob(reg: &Registry, repo: &str, digest: &str, store: &BlobStore) -> Result<()> {
+pub fn fetch_blob(reg: &Registry, repo: &str, digest: &Digest, store: &BlobStore) -> Result<()> {
     if store.has(digest) {
         return Ok(());
     }
@@ -96,12 +99,12 @@ pub fn fetch_blob(reg: &Registry, repo: &str, digest: &str, store: &BlobStore) -
         })();
         match copied {
             Ok(()) => {
-                let got = format!("sha256:{}", hex::encode(hasher.finalize()));
-                if got != digest {
-                    return Err(Error::Registry(format!(
+                let got = Digest::from_hasher(hasher);
+                if got != *digest {
+                    return Err(Error::from(RegistryError::Failed(format!(
                         "{}: blob {digest} arrived as {got}: refusing it",
                         reg.name
-                    )));
+                    ))));
                 }
                 return store.commit(pending, digest);
             }
@@ -113,11 +116,11 @@ pub fn fetch_blob(reg: &Registry, repo: &str, digest: &str, store: &BlobStore) -
             }
         }
     }
-    Err(Error::Registry(format!(
+    Err(Error::from(RegistryError::Failed(format!(
         "{}: cannot download blob {digest}: {}",
         reg.name,
         last.unwrap_or_default()
-    )))
+    ))))
 }
 
 /// Pulls an image and everything it references into `store`; returns the
@@ -128,66 +131,70 @@ pub fn pull_image(
     src: &Reference,
     store: &BlobStore,
     platform: Option<(&str, &str)>,
-) -> Result<RawManifest> {
+) -> Result<Document> {
     let repo = &src.repository;
     let top = fetch_manifest(reg, repo, src.object())?;
-    let v: Value = serde_json::from_slice(&top.bytes).map_err(|e| Error::Json {
-        context: "manifest".into(),
-        source: e,
-    })?;
     let mut manifests = Vec::new();
-    let result = if let Some(list) = v.get("manifests").and_then(Value::as_array) {
-        let mut chosen = None;
-        for d in list {
-            let digest = d.get("digest").and_then(Value::as_str).unwrap_or("");
-            if let Some((os, arch)) = platform {
-                let p = d.get("platform");
-                let m = p.and_then(|p| p.get("os")).and_then(Value::as_str) == Some(os)
-                    && p.and_then(|p| p.get("architecture"))
-                        .and_then(Value::as_str)
-                        == Some(arch);
-                if !m {
-                    continue;
+    let result = match top.kind() {
+        Kind::Index => {
+            let index = top.index()?;
+            let wanted: Vec<&Descriptor> = match platform {
+                Some((os, arch)) => {
+                    let d = select_platform(&index, os, arch, None).ok_or_else(|| {
+                        RegistryError::Failed(format!("{src} has no {os}/{arch} image"))
+                    })?;
+                    vec![d]
                 }
+                None => index.manifests().iter().collect(),
+            };
+            for d in wanted {
+                manifests.push(fetch_manifest(reg, repo, d.digest().as_ref())?);
             }
-            let m = fetch_manifest(reg, repo, digest)?;
-            if chosen.is_none() {
-                chosen = Some(m.clone());
+            match platform {
+                Some(_) => manifests[0].clone(),
+                None => top.clone(),
             }
-            manifests.push(m);
         }
-        match platform {
-            Some((os, arch)) => {
-                chosen.ok_or_else(|| Error::Registry(format!("{src} has no {os}/{arch} image")))?
-            }
-            None => top.clone(),
+        Kind::Manifest => {
+            manifests.push(top.clone());
+            top.clone()
         }
-    } else {
-        manifests.push(top.clone());
-        top.clone()
+        Kind::Unknown => {
+            return Err(RegistryError::Failed(format!(
+                "{src} has media type {}: aelimg pulls image manifests and indexes",
+                top.media_type
+            ))
+            .into());
+        }
     };
     for m in &manifests {
-        let v: Value = serde_json::from_slice(&m.bytes).map_err(|e| Error::Json {
-            context: "manifest".into(),
-            source: e,
-        })?;
-        let mut digests = Vec::new();
-        if let Some(c) = v.pointer("/config/digest").and_then(Value::as_str) {
-            digests.push(c.to_string());
-        }
-        if let Some(ls) = v.get("layers").and_then(Value::as_array) {
-            for l in ls {
-                if let Some(d) = l.get("digest").and_then(Value::as_str) {
-                    digests.push(d.to_string());
-                }
-            }
-        }
-        for d in digests {
-            store.path(&d)?;
-            fetch_blob(reg, repo, &d, store)?;
+        let man = m.manifest()?;
+        for d in std::iter::once(man.config()).chain(man.layers()) {
+            fetch_blob(reg, repo, &Digest::from_oci(d.digest())?, store)?;
         }
         store.put_bytes(&m.bytes, &m.digest)?;
     }
     store.put_bytes(&result.bytes, &result.digest)?;
     Ok(result)
+}
+
+/// The entry of an index for `os/arch` (and `variant`, when given and the
+/// index says; an entry without a variant matches any).
+#[must_use]
+pub fn select_platform<'a>(
+    index: &'a ImageIndex,
+    os: &str,
+    arch: &str,
+    variant: Option<&str>,
+) -> Option<&'a Descriptor> {
+    index.manifests().iter().find(|d| {
+        d.platform().as_ref().is_some_and(|p| {
+            p.os().to_string() == os
+                && p.architecture().to_string() == arch
+                && match (variant, p.variant()) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => true,
+                }
+        })
+    })
 }

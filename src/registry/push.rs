@@ -14,30 +14,30 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{Registry, push_scopes};
-use super::reference::Reference;
-use crate::error::{Error, Result};
-use crate::store::BlobStore;
+use oci_spec::image::Descriptor;
 
-/// The media types a manifest HEAD/GET accepts.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+use super::client::{Registry, push_scopes};
+use super::error::RegistryError;
+use crate::digest::Digest;
+use crate::error::{Error, LayoutError, Result};
+use crate::oci::{Document, Kind, MANIFEST_ACCEPT};
+use crate::reference::Reference;
+use crate::store::BlobStore;
 
 /// A blob to push.
 #[derive(Debug, Clone)]
 struct BlobRef {
-    digest: String,
+    digest: Digest,
     size: u64,
 }
 
-/// A manifest or index to push, exactly as stored.
-#[derive(Debug, Clone)]
-pub struct RawManifest {
-    /// Media type.
-    pub media_type: String,
-    /// The digest of `bytes`.
-    pub digest: String,
-    /// The bytes.
-    pub bytes: Vec<u8>,
+impl BlobRef {
+    fn of(d: &Descriptor) -> Result<Self> {
+        Ok(Self {
+            digest: Digest::from_oci(d.digest())?,
+            size: d.size(),
+        })
+    }
 }
 
 /// What one push did.
@@ -46,7 +46,7 @@ pub struct PushReport {
     /// `REGISTRY/REPO@sha256:…`.
     pub reference: String,
     /// The digest of the top manifest or index.
-    pub digest: String,
+    pub digest: Digest,
     /// The tags pushed.
     pub tags: Vec<String>,
     /// Blobs the image needs.
@@ -61,42 +61,6 @@ pub struct PushReport {
     pub mounted: u64,
     /// Requests retried.
     pub retried: u64,
-}
-
-fn media_of(v: &Value) -> &str {
-    v.get("mediaType").and_then(Value::as_str).unwrap_or("")
-}
-
-fn is_index(media: &str) -> bool {
-    media.contains("index") || media.contains("manifest.list")
-}
-
-fn parse(bytes: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Json {
-        context: format!("{what} is not valid JSON"),
-        source: e,
-    })
-}
-
-fn descriptors<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter())
-        .into_iter()
-        .flatten()
-}
-
-fn blob_ref(d: &Value) -> Result<BlobRef> {
-    let digest = d
-        .get("digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::Layout("a descriptor has no digest".into()))?
-        .to_string();
-    let size = d
-        .get("size")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| Error::Layout(format!("the descriptor of {digest} has no size")))?;
-    Ok(BlobRef { digest, size })
 }
 
 /// Where blobs that were pushed before are remembered, for automatic mounts
@@ -151,54 +115,58 @@ fn save_memory(reg: &Registry) {
 pub fn push_image(
     reg: &Registry,
     store: &BlobStore,
-    top: &RawManifest,
+    top: &Document,
     target: &Reference,
     tags: &[String],
 ) -> Result<PushReport> {
     load_memory(reg);
     let before = snapshot(reg);
     let repo = &target.repository;
-    let top_v = parse(&top.bytes, "the top manifest")?;
     let mut children = Vec::new();
-    let mut blobs: Vec<BlobRef> = Vec::new();
-    let mut manifests = vec![(top.clone(), top_v)];
-    if is_index(&top.media_type) || is_index(media_of(&manifests[0].1)) {
-        let top_v = manifests[0].1.clone();
-        for d in descriptors(&top_v, "manifests") {
-            let b = blob_ref(d)?;
-            let bytes = store.read(&b.digest)?;
-            let v = parse(&bytes, &b.digest)?;
-            let m = RawManifest {
-                media_type: media_of(d).to_string(),
-                digest: b.digest.clone(),
-                bytes,
-            };
-            children.push(m.clone());
-            manifests.push((m, v));
+    let mut manifests = Vec::new();
+    match top.kind() {
+        Kind::Index => {
+            for d in top.index()?.manifests() {
+                let digest = Digest::from_oci(d.digest())?;
+                let m = Document {
+                    media_type: d.media_type().to_string(),
+                    bytes: store.read(&digest)?,
+                    digest,
+                };
+                manifests.push(m.manifest()?);
+                children.push(m);
+            }
+        }
+        Kind::Manifest => manifests.push(top.manifest()?),
+        Kind::Unknown => {
+            return Err(Error::Request(format!(
+                "{} has media type {}: aelimg pushes image manifests and indexes",
+                top.digest, top.media_type
+            )));
         }
     }
-    for (_, v) in &manifests {
-        if let Some(c) = v.get("config") {
-            blobs.push(blob_ref(c)?);
-        }
-        for l in descriptors(v, "layers") {
-            blobs.push(blob_ref(l)?);
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    for m in &manifests {
+        blobs.push(BlobRef::of(m.config())?);
+        for l in m.layers() {
+            blobs.push(BlobRef::of(l)?);
         }
     }
     blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
     blobs.dedup_by(|a, b| a.digest == b.digest);
     for b in &blobs {
         if !store.has(&b.digest) {
-            return Err(Error::Layout(format!(
+            return Err(LayoutError::Invalid(format!(
                 "blob {} is missing from {}: build again",
                 b.digest,
                 store.root().display()
-            )));
+            ))
+            .into());
         }
     }
     upload_all(reg, store, repo, &blobs)?;
     for m in &children {
-        put_manifest(reg, repo, m, &m.digest)?;
+        put_manifest(reg, repo, m, m.digest.as_str())?;
     }
     for t in tags {
         put_manifest(reg, repo, top, t)?;
@@ -207,7 +175,7 @@ pub fn push_image(
     {
         let mut known = reg.known.lock().expect("known");
         for b in &blobs {
-            known.insert(b.digest.clone(), repo.clone());
+            known.insert(b.digest.to_string(), repo.clone());
         }
     }
     save_memory(reg);
@@ -273,7 +241,7 @@ fn blob_url(reg: &Registry, repo: &str, digest: &str) -> Result<Url> {
 fn has_blob(reg: &Registry, repo: &str, b: &BlobRef) -> Result<bool> {
     let resp = reg.send(
         Method::HEAD,
-        &blob_url(reg, repo, &b.digest)?,
+        &blob_url(reg, repo, b.digest.as_str())?,
         &push_scopes(repo, None),
         &HeaderMap::new(),
         None,
@@ -290,7 +258,12 @@ fn location(reg: &Registry, resp: &reqwest::blocking::Response) -> Result<Url> {
         .headers()
         .get(LOCATION)
         .and_then(|l| l.to_str().ok())
-        .ok_or_else(|| Error::Registry(format!("{}: upload answer without Location", reg.name)))?;
+        .ok_or_else(|| {
+            Error::from(RegistryError::Failed(format!(
+                "{}: upload answer without Location",
+                reg.name
+            )))
+        })?;
     reg.url(loc)
 }
 
@@ -301,7 +274,7 @@ fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Resu
         return Ok(());
     }
     let mut sources: Vec<String> = reg.opts.mount_from.clone();
-    if let Some(r) = reg.known.lock().expect("known").get(&b.digest) {
+    if let Some(r) = reg.known.lock().expect("known").get(b.digest.as_str()) {
         sources.push(r.clone());
     }
     sources.retain(|s| s != repo);
@@ -346,7 +319,7 @@ fn fatal(e: Error) -> StepError {
 /// Transport failures are worth another try; refused credentials are not.
 fn sent(r: Result<reqwest::blocking::Response>) -> Result<reqwest::blocking::Response, StepError> {
     r.map_err(|e| {
-        let transient = matches!(&e, Error::Registry(m) if m.starts_with("cannot reach"));
+        let transient = matches!(e.registry(), Some(RegistryError::Unreachable { .. }));
         (transient, e)
     })
 }
@@ -358,7 +331,8 @@ fn sent(r: Result<reqwest::blocking::Response>) -> Result<reqwest::blocking::Res
 fn status_fail(reg: &Registry, resp: reqwest::blocking::Response, what: &str) -> StepError {
     let code = resp.status().as_u16();
     let e = reg.status_error(resp, what);
-    let session = matches!(&e, Error::Registry(m) if m.contains("BLOB_UPLOAD_"));
+    let session = matches!(e.registry(), Some(RegistryError::Status { codes, .. })
+        if codes.iter().any(|c| c.starts_with("BLOB_UPLOAD_")));
     let transient = matches!(code, 404 | 408 | 416 | 429) || code >= 500 || session;
     (transient, e)
 }
@@ -430,7 +404,7 @@ fn upload(
     b: &BlobRef,
     session: Option<Url>,
 ) -> Result<()> {
-    let path = store.path(&b.digest)?;
+    let path = store.path(&b.digest);
     let mut file =
         File::open(&path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let chunk = reg.opts.chunk_size.max(1);
@@ -455,7 +429,7 @@ fn upload(
                     .map_err(|e| fatal(Error::io(format!("cannot read {}", path.display()), e)))?;
                 let resp = sent(reg.send_with(
                     Method::PUT,
-                    &with_digest(url, &b.digest),
+                    &with_digest(url, b.digest.as_str()),
                     &scopes,
                     &octet_headers(),
                     Some(&buf),
@@ -496,7 +470,7 @@ fn upload(
             }
             let resp = sent(reg.send_with(
                 Method::PUT,
-                &with_digest(url, &b.digest),
+                &with_digest(url, b.digest.as_str()),
                 &scopes,
                 &octet_headers(),
                 None,
@@ -519,7 +493,7 @@ fn upload(
                 failures += 1;
                 eprintln!(
                     "aelimg: upload of {} interrupted ({e}); retrying",
-                    &b.digest[..19]
+                    b.digest.short()
                 );
                 std::thread::sleep(
                     reg.opts
@@ -542,13 +516,13 @@ fn upload(
 
 /// PUTs a manifest under a tag or digest, checking the digest the registry
 /// reports.
-fn put_manifest(reg: &Registry, repo: &str, m: &RawManifest, reference: &str) -> Result<()> {
+fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Result<()> {
     let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
     let mut h = HeaderMap::new();
     h.insert(
         CONTENT_TYPE,
         HeaderValue::from_str(&m.media_type)
-            .map_err(|_| Error::Layout(format!("bad media type `{}`", m.media_type)))?,
+            .map_err(|_| LayoutError::Invalid(format!("bad media type `{}`", m.media_type)))?,
     );
     let resp = reg.send(
         Method::PUT,
@@ -564,18 +538,18 @@ fn put_manifest(reg: &Registry, repo: &str, m: &RawManifest, reference: &str) ->
         .headers()
         .get("docker-content-digest")
         .and_then(|d| d.to_str().ok())
-        && d != m.digest
+        && d != m.digest.as_str()
     {
-        return Err(Error::Registry(format!(
+        return Err(Error::from(RegistryError::Failed(format!(
             "{}: the registry stored manifest {reference} as {d}, not {}: it rewrote the bytes",
             reg.name, m.digest
-        )));
+        ))));
     }
     Ok(())
 }
 
 /// Checks that the tag now resolves to our digest.
-fn verify(reg: &Registry, repo: &str, tag: &str, digest: &str) -> Result<()> {
+fn verify(reg: &Registry, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
     let url = reg.url(&format!("/v2/{repo}/manifests/{tag}"))?;
     let mut h = HeaderMap::new();
     h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
@@ -590,14 +564,17 @@ fn verify(reg: &Registry, repo: &str, tag: &str, digest: &str) -> Result<()> {
         return Err(reg.status_error(resp, &format!("read back {repo}:{tag}")));
     }
     let bytes = resp.bytes().map_err(|e| {
-        Error::Registry(format!("{}: cannot read back {repo}:{tag}: {e}", reg.name))
+        Error::from(RegistryError::Failed(format!(
+            "{}: cannot read back {repo}:{tag}: {e}",
+            reg.name
+        )))
     })?;
-    let got = crate::image::sha256_digest(&bytes);
-    if got != digest {
-        return Err(Error::Registry(format!(
+    let got = Digest::of(&bytes);
+    if got != *digest {
+        return Err(Error::from(RegistryError::Failed(format!(
             "{}: {repo}:{tag} is {got} after the push, not {digest}",
             reg.name
-        )));
+        ))));
     }
     Ok(())
 }

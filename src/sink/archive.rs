@@ -5,15 +5,15 @@
 //! decompress them); an archive holds one platform.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::Sink;
-use crate::build::BuiltImage;
+use super::{Artifact, Record, Sink};
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::image::canonical_json;
-use crate::store::BlobStore;
+use crate::oci::{Kind, canonical_json};
+use crate::plan::Plan;
 
 /// Writes each image to `DIR/<name>.tar`.
 pub struct ArchiveSink {
@@ -28,8 +28,8 @@ impl ArchiveSink {
     }
 }
 
-fn blob_path(digest: &str) -> String {
-    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
 }
 
 fn header(path: &str, size: u64) -> tar::Header {
@@ -56,72 +56,120 @@ fn dir_header(path: &str) -> tar::Header {
     h
 }
 
+/// The message when an image has several platforms and an archive holds one.
+fn one_platform_only(name: &str, platforms: &[String]) -> Error {
+    Error::Request(format!(
+        "image {name} has {} platforms ({}), and a docker archive holds one: pick it with --platform {}",
+        platforms.len(),
+        platforms.join(", "),
+        platforms.first().map_or("linux/amd64", String::as_str)
+    ))
+}
+
 impl Sink for ArchiveSink {
-    fn write(&mut self, store: &BlobStore, image: &BuiltImage) -> Result<String> {
-        let [p] = image.platforms.as_slice() else {
-            let names: Vec<String> = image
-                .platforms
-                .iter()
-                .map(|p| p.platform.to_string())
-                .collect();
-            return Err(Error::Usage(format!(
-                "image {} has {} platforms ({}), and a docker archive holds one: pick it with --platform {}",
-                image.name,
-                names.len(),
-                names.join(", "),
-                names.first().map_or("linux/amd64", String::as_str)
-            )));
-        };
-        std::fs::create_dir_all(&self.dir)
-            .ctx(|| format!("cannot create {}", self.dir.display()))?;
-        let dest = self.dir.join(format!("{}.tar", image.name));
-        let tmp = tempfile::Builder::new()
-            .prefix(".aelimg-archive-")
-            .tempfile_in(&self.dir)
-            .ctx(|| format!("cannot create a temporary file in {}", self.dir.display()))?;
-        let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
-        let manifest = json!([{
-            "Config": blob_path(&p.config.digest),
-            "RepoTags": [format!("{}:{}", image.name, image.tag)],
-            "Layers": p.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
-        }]);
-        let ctx = || format!("cannot write {}", dest.display());
-        for d in ["blobs/", "blobs/sha256/"] {
-            tar.append(&dir_header(d), std::io::empty()).ctx(ctx)?;
+    fn check(&self, plan: &Plan) -> Result<()> {
+        for img in &plan.images {
+            if img.platforms.len() > 1 {
+                let names: Vec<String> = img.platforms.iter().map(ToString::to_string).collect();
+                return Err(one_platform_only(&img.name, &names));
+            }
         }
-        let mut digests: Vec<&str> = p.layers.iter().map(|l| l.digest.as_str()).collect();
-        digests.push(&p.config.digest);
-        digests.sort_unstable();
-        digests.dedup();
-        for d in digests {
-            let path = store.path(d)?;
-            let f = std::fs::File::open(&path).ctx(|| format!("cannot open {}", path.display()))?;
-            let len = f
-                .metadata()
-                .ctx(|| format!("cannot stat {}", path.display()))?
-                .len();
-            tar.append(&header(&blob_path(d), len), f).ctx(ctx)?;
-        }
-        let mbytes = canonical_json(&manifest);
-        tar.append(
-            &header("manifest.json", mbytes.len() as u64),
-            mbytes.as_slice(),
-        )
-        .ctx(ctx)?;
-        let mut w = tar.into_inner().ctx(ctx)?;
-        w.flush().ctx(ctx)?;
-        let tmp = w
-            .into_inner()
-            .map_err(|e| Error::io(ctx(), e.into_error()))?;
-        tmp.as_file().sync_all().ctx(ctx)?;
-        tmp.persist(&dest)
-            .map_err(|e| e.error)
-            .ctx(|| format!("cannot rename into {}", dest.display()))?;
-        Ok(format!(
-            "docker-archive:{}:{}:{}",
-            dest.display(),
-            image.name,
-            image.tag
-        ))
+        Ok(())
     }
+
+    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+        let manifest = match image.top.kind() {
+            Kind::Manifest => image.top.manifest()?,
+            Kind::Index => {
+                let index = image.top.index()?;
+                let names: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .map(|d| {
+                        d.platform().as_ref().map_or_else(
+                            || "?".into(),
+                            |p| format!("{}/{}", p.os(), p.architecture()),
+                        )
+                    })
+                    .collect();
+                return Err(one_platform_only(image.name, &names));
+            }
+            Kind::Unknown => {
+                return Err(Error::Request(format!(
+                    "{} has media type {}: a docker archive holds an image manifest",
+                    image.top.digest, image.top.media_type
+                )));
+            }
+        };
+        let config = Digest::from_oci(manifest.config().digest())?;
+        let layers = manifest
+            .layers()
+            .iter()
+            .map(|l| Digest::from_oci(l.digest()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let dest = self.dir.join(format!("{}.tar", image.name));
+        write_archive(&self.dir, &dest, image, &config, &layers)?;
+        Ok(vec![Record::at(
+            format!(
+                "docker-archive:{}:{}:{}",
+                dest.display(),
+                image.name,
+                image.tag
+            ),
+            image.top.digest.clone(),
+        )])
+    }
+}
+
+fn write_archive(
+    dir: &Path,
+    dest: &Path,
+    image: &Artifact<'_>,
+    config: &Digest,
+    layers: &[Digest],
+) -> Result<()> {
+    std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".aelimg-archive-")
+        .tempfile_in(dir)
+        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
+    let manifest = json!([{
+        "Config": blob_path(config),
+        "RepoTags": [format!("{}:{}", image.name, image.tag)],
+        "Layers": layers.iter().map(blob_path).collect::<Vec<_>>(),
+    }]);
+    let ctx = || format!("cannot write {}", dest.display());
+    for d in ["blobs/", "blobs/sha256/"] {
+        tar.append(&dir_header(d), std::io::empty()).ctx(ctx)?;
+    }
+    let mut digests: Vec<&Digest> = layers.iter().collect();
+    digests.push(config);
+    digests.sort_unstable();
+    digests.dedup();
+    for d in digests {
+        let path = image.store.path(d);
+        let f = std::fs::File::open(&path).ctx(|| format!("cannot open {}", path.display()))?;
+        let len = f
+            .metadata()
+            .ctx(|| format!("cannot stat {}", path.display()))?
+            .len();
+        tar.append(&header(&blob_path(d), len), f).ctx(ctx)?;
+    }
+    let mbytes = canonical_json(&manifest);
+    tar.append(
+        &header("manifest.json", mbytes.len() as u64),
+        mbytes.as_slice(),
+    )
+    .ctx(ctx)?;
+    let mut w = tar.into_inner().ctx(ctx)?;
+    w.flush().ctx(ctx)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| Error::io(ctx(), e.into_error()))?;
+    tmp.as_file().sync_all().ctx(ctx)?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .ctx(|| format!("cannot rename into {}", dest.display()))?;
+    Ok(())
 }

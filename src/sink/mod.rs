@@ -1,51 +1,136 @@
-//! Where built images go. Every destination implements [`Sink`]; the command
-//! layer chooses them, as ko assembles its publishers.
+//! Where built images go. Every destination implements [`Sink`]; the
+//! command layer chooses them and joins them with a [`Tee`], as ko assembles
+//! its publishers (`publish.MultiPublisher`).
+//!
+//! A sink takes an [`Artifact`]: an image's top document and the blob store
+//! that holds everything it reaches. A fresh build and an image read back
+//! from a layout (`aelimg push`) are the same thing to a sink.
 
 pub mod archive;
 pub mod layout;
 pub mod registry;
 
-use std::path::PathBuf;
-
-use crate::build::BuiltImage;
-use crate::error::{Error, Result};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::image::BuiltImage;
+use crate::oci::Document;
+use crate::plan::Plan;
+use crate::platform::Platform;
+use crate::registry::PushReport;
 use crate::store::BlobStore;
 
-/// A destination for built images.
-pub trait Sink {
-    /// Writes one image whose blobs are all in `store`; returns a reference to it.
-    fn write(&mut self, store: &BlobStore, image: &BuiltImage) -> Result<String>;
+/// An image ready to be written somewhere.
+#[derive(Debug, Clone, Copy)]
+pub struct Artifact<'a> {
+    /// The image's name (a layout directory, a `{name}` in a push target).
+    pub name: &'a str,
+    /// Its tag.
+    pub tag: &'a str,
+    /// The manifest or index the tag names.
+    pub top: &'a Document,
+    /// The platform of a single-manifest image, when known.
+    pub platform: Option<Platform>,
+    /// The store holding every blob `top` reaches.
+    pub store: &'a BlobStore,
 }
 
-/// An `--output` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// `oci:DIR`: one OCI image layout per image under DIR.
-    Oci(PathBuf),
-    /// `docker-archive:DIR`: `DIR/<name>.tar` per image, for `docker load`.
-    DockerArchive(PathBuf),
-}
-
-impl Output {
-    /// Parses `oci:DIR`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.split_once(':') {
-            Some(("oci", dir)) if !dir.is_empty() => Ok(Self::Oci(PathBuf::from(dir))),
-            Some(("docker-archive", dir)) if !dir.is_empty() => {
-                Ok(Self::DockerArchive(PathBuf::from(dir)))
-            }
-            _ => Err(Error::Usage(format!(
-                "--output {s}: expected oci:DIR or docker-archive:DIR (for example oci:target/images)"
-            ))),
+impl BuiltImage {
+    /// This image as an artifact whose blobs are in `store`.
+    #[must_use]
+    pub fn artifact<'a>(&'a self, store: &'a BlobStore) -> Artifact<'a> {
+        Artifact {
+            name: &self.name,
+            tag: &self.tag,
+            top: self.top(),
+            platform: match self.platforms.as_slice() {
+                [p] => Some(p.platform),
+                _ => None,
+            },
+            store,
         }
     }
+}
 
-    /// Opens the sink for this output.
+/// What a sink did with one image.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where the image is now (`oci:DIR:TAG`, `REGISTRY/REPO@sha256:…`).
+    pub reference: String,
+    /// The digest of what was written (its manifest or index).
+    pub digest: Digest,
+    /// What a registry push did.
+    pub push: Option<PushReport>,
+    /// Things the user should know that did not stop the write.
+    pub warnings: Vec<String>,
+}
+
+impl Record {
+    /// A record of writing `digest` to `reference`.
     #[must_use]
-    pub fn sink(&self) -> Box<dyn Sink> {
-        match self {
-            Self::Oci(dir) => Box::new(layout::LayoutSink::new(dir.clone())),
-            Self::DockerArchive(dir) => Box::new(archive::ArchiveSink::new(dir.clone())),
+    pub fn at(reference: String, digest: Digest) -> Self {
+        Self {
+            reference,
+            digest,
+            push: None,
+            warnings: Vec::new(),
         }
+    }
+}
+
+/// A destination for images.
+pub trait Sink {
+    /// Checks, before anything is built, that this sink can take the plan's
+    /// images (a docker archive holds one platform; a push target must be a
+    /// valid reference for every image name).
+    ///
+    /// # Errors
+    /// When it cannot.
+    fn check(&self, _plan: &Plan) -> Result<()> {
+        Ok(())
+    }
+
+    /// Writes one image; returns what was done.
+    ///
+    /// # Errors
+    /// When the image cannot be written.
+    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>>;
+}
+
+/// Several sinks as one: each checks, then each writes, in order.
+#[derive(Default)]
+pub struct Tee {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl Tee {
+    /// A tee of these sinks.
+    #[must_use]
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self { sinks }
+    }
+
+    /// Adds a sink.
+    pub fn push(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Whether there is no sink at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+}
+
+impl Sink for Tee {
+    fn check(&self, plan: &Plan) -> Result<()> {
+        self.sinks.iter().try_for_each(|s| s.check(plan))
+    }
+
+    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for s in &mut self.sinks {
+            out.extend(s.write(image)?);
+        }
+        Ok(out)
     }
 }

@@ -1,11 +1,12 @@
-//! The registry sink: `aelimg build --push REF` pushes each image as it is
-//! written (REF may hold `{name}`).
+//! The registry sink: `aelimg build --push REF` and `aelimg push REF` push
+//! each image to REF (which may hold `{name}`), reusing one connection per
+//! registry.
 
-use super::Sink;
-use crate::build::BuiltImage;
-use crate::error::Result;
-use crate::registry::{Options, PushReport, RawManifest, Reference, Registry};
-use crate::store::BlobStore;
+use super::{Artifact, Record, Sink};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::reference::{Reference, is_valid_tag};
+use crate::registry::{Options, Registry};
 
 /// Pushes every image to a reference pattern.
 pub struct RegistrySink {
@@ -13,100 +14,120 @@ pub struct RegistrySink {
     extra_tags: Vec<String>,
     opts: Options,
     connections: Vec<Registry>,
-    /// What each push did.
-    pub reports: Vec<PushReport>,
 }
 
 impl RegistrySink {
-    /// A sink pushing to `pattern` (`{name}` is replaced by the image name).
-    #[must_use]
-    pub fn new(pattern: String, extra_tags: Vec<String>, opts: Options) -> Self {
-        Self {
+    /// A sink pushing to `pattern` (`{name}` is replaced by the image name),
+    /// also tagging every image with `extra_tags`.
+    ///
+    /// # Errors
+    /// When an extra tag is not a valid tag.
+    pub fn new(pattern: String, extra_tags: Vec<String>, opts: Options) -> Result<Self> {
+        for t in &extra_tags {
+            if !is_valid_tag(t) {
+                return Err(Error::Request(format!(
+                    "`{t}` is not a valid tag: expected up to 128 of [A-Za-z0-9_.-], not starting with `.` or `-`"
+                )));
+            }
+        }
+        Ok(Self {
             pattern,
             extra_tags,
             opts,
             connections: Vec::new(),
-            reports: Vec::new(),
-        }
+        })
     }
-}
 
-/// The reference an image goes to, and its tags (REF's tag, else the
-/// image's own, then the extra ones).
-pub fn target(
-    pattern: &str,
-    name: &str,
-    own_tag: Option<&str>,
-    extra: &[String],
-) -> Result<(Reference, Vec<String>)> {
-    let r = Reference::parse(&pattern.replace("{name}", name))?;
-    if r.digest.is_some() {
-        return Err(crate::error::Error::Usage(format!(
-            "{pattern}: a push target names a tag, not a digest"
-        )));
-    }
-    let mut tags = vec![
-        r.tag
-            .clone()
-            .or_else(|| own_tag.map(str::to_string))
-            .unwrap_or_else(|| "latest".into()),
-    ];
-    for t in extra {
-        Reference::parse(&format!("x.test/x:{t}"))?;
-        if !tags.contains(t) {
-            tags.push(t.clone());
+    /// The pattern's reference for an image name (no tag chosen yet).
+    ///
+    /// # Errors
+    /// When the pattern does not make a reference, or names a digest.
+    pub fn target_of(&self, name: &str) -> Result<Reference> {
+        let r = Reference::parse(&self.pattern.replace("{name}", name))?;
+        if r.digest.is_some() {
+            return Err(Error::Request(format!(
+                "{}: a push target names a tag, not a digest",
+                self.pattern
+            )));
         }
+        Ok(r)
     }
-    Ok((r, tags))
-}
 
-/// Pushes one image from a store, reusing a connection per registry.
-pub fn push_one(
-    connections: &mut Vec<Registry>,
-    opts: &Options,
-    store: &BlobStore,
-    top: &RawManifest,
-    target: &Reference,
-    tags: &[String],
-) -> Result<PushReport> {
-    let i = match connections.iter().position(|c| c.name == target.registry) {
-        Some(i) => i,
-        None => {
-            connections.push(Registry::connect(
-                &target.registry,
-                target.api_host(),
-                opts.clone(),
-            )?);
-            connections.len() - 1
+    /// Whether the pattern pushes each image to its own repository.
+    #[must_use]
+    pub fn per_image(&self) -> bool {
+        self.pattern.contains("{name}")
+    }
+
+    /// The pattern as given.
+    #[must_use]
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The reference an image goes to and its tags: REF's tag, else the
+    /// image's own, then the extra ones.
+    fn target(&self, name: &str, own_tag: &str) -> Result<(Reference, Vec<String>)> {
+        let r = self.target_of(name)?;
+        let mut tags = vec![r.tag.clone().unwrap_or_else(|| own_tag.to_string())];
+        for t in &self.extra_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
         }
-    };
-    crate::registry::push::push_image(&connections[i], store, top, target, tags)
+        Ok((r, tags))
+    }
+
+    fn connection(&mut self, target: &Reference) -> Result<&Registry> {
+        let i = match self
+            .connections
+            .iter()
+            .position(|c| c.name == target.registry)
+        {
+            Some(i) => i,
+            None => {
+                self.connections.push(Registry::connect(
+                    &target.registry,
+                    target.api_host(),
+                    self.opts.clone(),
+                )?);
+                self.connections.len() - 1
+            }
+        };
+        Ok(&self.connections[i])
+    }
 }
 
 impl Sink for RegistrySink {
-    fn write(&mut self, store: &BlobStore, image: &BuiltImage) -> Result<String> {
-        let (target, tags) = target(
-            &self.pattern,
-            &image.name,
-            Some(&image.tag),
-            &self.extra_tags,
-        )?;
-        let top = image.top();
-        let raw = RawManifest {
-            media_type: top.media_type.clone(),
-            digest: top.digest.clone(),
-            bytes: top.bytes.clone(),
-        };
-        let report = push_one(
-            &mut self.connections,
-            &self.opts,
-            store,
-            &raw,
-            &target,
-            &tags,
-        )?;
-        let r = report.reference.clone();
-        self.reports.push(report);
-        Ok(r)
+    fn check(&self, plan: &Plan) -> Result<()> {
+        for img in &plan.images {
+            self.target_of(&img.name)?;
+        }
+        if plan.images.len() > 1 && !self.per_image() {
+            return Err(Error::Request(format!(
+                "{} names one repository, but there are {} images ({}): put {{name}} in it or build one image",
+                self.pattern,
+                plan.images.len(),
+                plan.images
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+        let (target, tags) = self.target(image.name, image.tag)?;
+        let reg = self.connection(&target)?;
+        let report =
+            crate::registry::push::push_image(reg, image.store, image.top, &target, &tags)?;
+        Ok(vec![Record {
+            reference: report.reference.clone(),
+            digest: report.digest.clone(),
+            push: Some(report),
+            warnings: Vec::new(),
+        }])
     }
 }

@@ -2,7 +2,30 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::digest::Digest;
+
+/// A string that is not an image reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not an image reference ({why}); expected REGISTRY/REPO[:TAG][@sha256:…], for example 127.0.0.1:5000/acme/ael:1.2"
+)]
+pub struct ReferenceError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+/// Whether `t` is a valid tag: up to 128 of `[A-Za-z0-9_.-]`, not starting
+/// with `.` or `-` (the distribution spec's rule).
+#[must_use]
+pub fn is_valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !t.starts_with(['.', '-'])
+}
 
 /// Docker Hub's name in references and in credential stores.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -19,29 +42,30 @@ pub struct Reference {
     /// The tag, when given.
     pub tag: Option<String>,
     /// The digest, when given.
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl Reference {
     /// Parses a reference.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            Error::Usage(format!(
-                "`{s}` is not an image reference ({why}); expected REGISTRY/REPO[:TAG][@sha256:…], for example 127.0.0.1:5000/acme/ael:1.2"
-            ))
+    ///
+    /// # Errors
+    /// When `s` is not `[REGISTRY/]REPO[:TAG][@sha256:…]`.
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        let bad = |why: &'static str| ReferenceError {
+            input: s.to_string(),
+            why,
         };
         if s.is_empty() || s.contains("://") {
             return Err(bad("no scheme allowed"));
         }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                let hex = d
-                    .strip_prefix("sha256:")
-                    .ok_or_else(|| bad("only sha256 digests"))?;
-                if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                    return Err(bad("a digest is sha256: and 64 lower-case hex digits"));
+                if !d.starts_with("sha256:") {
+                    return Err(bad("only sha256 digests"));
                 }
-                (r, Some(d.to_string()))
+                let d = Digest::parse(d)
+                    .map_err(|_| bad("a digest is sha256: and 64 lower-case hex digits"))?;
+                (r, Some(d))
             }
             None => (s, None),
         };
@@ -51,15 +75,10 @@ impl Reference {
             }
             _ => (rest, None),
         };
-        if let Some(t) = &tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-                && !t.starts_with(['.', '-']);
-            if !ok {
-                return Err(bad("a tag is up to 128 of [A-Za-z0-9_.-]"));
-            }
+        if let Some(t) = &tag
+            && !is_valid_tag(t)
+        {
+            return Err(bad("a tag is up to 128 of [A-Za-z0-9_.-]"));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, repo))
@@ -109,7 +128,8 @@ impl Reference {
     #[must_use]
     pub fn object(&self) -> &str {
         self.digest
-            .as_deref()
+            .as_ref()
+            .map(Digest::as_str)
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
@@ -182,6 +202,8 @@ mod tests {
         let r = Reference::parse(&format!("localhost:5000/x@{d}")).unwrap();
         assert_eq!(r.tag, None);
         assert_eq!(r.object(), d);
+        assert!(is_valid_tag("1.2.3-rc1") && is_valid_tag("_x"));
+        assert!(!is_valid_tag("-x") && !is_valid_tag(".x") && !is_valid_tag(""));
         assert!(Reference::parse("http://x/y").is_err());
         assert!(Reference::parse("x.io/Upper").is_err());
         assert!(Reference::parse("x.io/a:bad tag").is_err());

@@ -1,0 +1,330 @@
+//! The library's entry points: one function per thing a user asks for, each
+//! taking resolved values (no command-line strings) and returning what
+//! happened. The command line parses its arguments and calls exactly one of
+//! these.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::base;
+use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
+use crate::error::{Error, Result};
+use crate::image::BuiltImage;
+use crate::layout::Layout;
+use crate::oci::Document;
+use crate::plan::{Plan, PlanOptions, Workspace};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{Options, Registry, pull::pull_image};
+use crate::report::{PlatformSize, over_limit, size_report};
+use crate::sink::{Artifact, Record, Sink};
+use crate::store::BlobStore;
+
+/// What a build or push tells its caller as it goes.
+pub trait Observer {
+    /// The size report, once every image is built (printed even when an
+    /// image is over its limit).
+    fn built(&mut self, _report: &[PlatformSize]) {}
+    /// A sink wrote an image.
+    fn written(&mut self, _record: &Record) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {}
+
+/// A plan and the cargo workspace its binaries come from.
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// The workspace, when one was found.
+    pub workspace: Option<CargoWorkspace>,
+}
+
+/// A workspace that could not be read; every cargo source is then an error.
+struct NoWorkspace(String);
+
+impl Workspace for NoWorkspace {
+    fn binaries(&self, _package: &str) -> Option<Vec<String>> {
+        None
+    }
+    fn members(&self) -> Vec<String> {
+        vec![format!("(none: {})", self.0)]
+    }
+}
+
+/// Loads images.yaml and resolves the plan; reads nothing but metadata.
+///
+/// # Errors
+/// When the spec is wrong or names what does not exist.
+pub fn plan(file: &Path, opts: &PlanOptions) -> Result<Planned> {
+    let spec = crate::spec::load(file)?;
+    let ws = CargoWorkspace::discover(&spec.dir);
+    let plan = match &ws {
+        Ok(ws) => crate::plan::resolve(&spec, opts, ws)?,
+        Err(e) => crate::plan::resolve(&spec, opts, &NoWorkspace(e.to_string()))?,
+    };
+    Ok(Planned {
+        plan,
+        workspace: ws.ok(),
+    })
+}
+
+/// A payload builder for a build with no cargo workspace: it can only build
+/// nothing (the plan refuses cargo sources without a workspace).
+struct NoPayload;
+
+impl PayloadBuilder for NoPayload {
+    fn build(
+        &self,
+        wanted: &BTreeMap<Platform, std::collections::BTreeSet<BinId>>,
+    ) -> Result<Binaries> {
+        if wanted.is_empty() {
+            Ok(Binaries::new())
+        } else {
+            Err(Error::Cargo(
+                "no cargo workspace to build the payload in: give prebuilt binaries".into(),
+            ))
+        }
+    }
+}
+
+/// How a build runs.
+pub struct BuildSettings<'a> {
+    /// The working blob store (default: `<cargo target dir>/aelimg`).
+    pub store_dir: Option<PathBuf>,
+    /// Where the payload binaries come from; `None`: cargo in the plan's
+    /// workspace, with `profile` and `locked`.
+    pub payload: Option<&'a dyn PayloadBuilder>,
+    /// Cargo profile of the payload binaries.
+    pub profile: String,
+    /// Pass `--locked` to cargo.
+    pub locked: bool,
+    /// How to reach registries (for registry bases).
+    pub registry: Options,
+}
+
+/// What a build did.
+pub struct BuildOutcome {
+    /// The images, their blobs in the working store.
+    pub images: Vec<BuiltImage>,
+    /// Sizes per image, platform and layer.
+    pub report: Vec<PlatformSize>,
+    /// What the sinks did.
+    pub records: Vec<Record>,
+}
+
+/// Builds the planned images and writes them to `sink`, in this order:
+/// the sink checks the plan, registry bases are resolved and fetched, the
+/// payload is built, layers and documents are made, sizes are checked
+/// against the limits, then the images are written. Anything that can fail
+/// on bad input fails before the payload build; nothing is written for a
+/// build that fails.
+///
+/// # Errors
+/// At the first step that fails.
+pub fn build(
+    planned: &Planned,
+    settings: &BuildSettings<'_>,
+    sink: &mut dyn Sink,
+    observer: &mut dyn Observer,
+) -> Result<BuildOutcome> {
+    let plan = &planned.plan;
+    sink.check(plan)?;
+    let store_dir = settings.store_dir.clone().unwrap_or_else(|| {
+        planned.workspace.as_ref().map_or_else(
+            || PathBuf::from("target/aelimg"),
+            |w| w.target_dir.join("aelimg"),
+        )
+    });
+    let store = BlobStore::open(&store_dir)?;
+    let bases = if base::needs_registry(plan) {
+        base::resolve(plan, &store, &settings.registry)?
+    } else {
+        BTreeMap::new()
+    };
+    let cargo;
+    let payload: &dyn PayloadBuilder = match (settings.payload, &planned.workspace) {
+        (Some(p), _) => p,
+        (None, Some(ws)) => {
+            cargo = crate::cargo::CargoBuilder {
+                workspace: ws.clone(),
+                profile: settings.profile.clone(),
+                locked: settings.locked,
+            };
+            &cargo
+        }
+        (None, None) => &NoPayload,
+    };
+    let images = crate::build::build(plan, &bases, &store, payload)?;
+    let report = size_report(&images);
+    observer.built(&report);
+    let over = over_limit(&report);
+    if !over.is_empty() {
+        return Err(Error::SizeLimit(format!(
+            "{}; nothing was written",
+            over.join("; ")
+        )));
+    }
+    let mut records = Vec::new();
+    for img in &images {
+        for r in sink.write(&img.artifact(&store))? {
+            observer.written(&r);
+            records.push(r);
+        }
+    }
+    Ok(BuildOutcome {
+        images,
+        report,
+        records,
+    })
+}
+
+/// An image in an OCI layout, to push.
+#[derive(Debug, Clone)]
+pub struct LayoutImage {
+    /// The image's name (the layout directory's name).
+    pub name: String,
+    /// The layout.
+    pub root: PathBuf,
+    /// The tag to push; `None`: the layout's only one.
+    pub tag: Option<String>,
+}
+
+/// The layouts below `dir`: `dir` itself when it is a layout, else each
+/// layout directly inside it (as `aelimg build` writes them), keeping only
+/// `only` when it is not empty.
+///
+/// # Errors
+/// When `dir` cannot be read, holds no layout, or lacks a name of `only`.
+pub fn find_layouts(dir: &Path, tag: Option<&str>, only: &[String]) -> Result<Vec<LayoutImage>> {
+    let name_of = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    if dir.join("index.json").is_file() {
+        out.push(LayoutImage {
+            name: name_of(dir),
+            root: dir.to_path_buf(),
+            tag: tag.map(str::to_string),
+        });
+    } else {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::Request(format!(
+                "cannot read {} ({e}): run `aelimg build` first",
+                dir.display()
+            ))
+        })?;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.join("index.json").is_file() {
+                out.push(LayoutImage {
+                    name: name_of(&p),
+                    root: p,
+                    tag: tag.map(str::to_string),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    for n in only {
+        if !out.iter().any(|o| &o.name == n) {
+            return Err(Error::Request(format!(
+                "no image named `{n}` in {} (it holds: {})",
+                dir.display(),
+                out.iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    if !only.is_empty() {
+        out.retain(|o| only.contains(&o.name));
+    }
+    if out.is_empty() {
+        return Err(Error::Request(format!(
+            "no OCI layout in {}: run `aelimg build` first",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// Pushes images from their layouts through `sink`.
+///
+/// A layout holding several tags needs one: the source's, else the push
+/// target's own tag.
+///
+/// # Errors
+/// When a layout cannot be read or a push fails.
+pub fn push(
+    images: &[LayoutImage],
+    sink: &mut crate::sink::registry::RegistrySink,
+    observer: &mut dyn Observer,
+) -> Result<Vec<Record>> {
+    if images.len() > 1 && !sink.per_image() {
+        return Err(Error::Request(format!(
+            "{} names one repository, but there are {} images ({}): put {{name}} in it or pick one image",
+            sink.pattern(),
+            images.len(),
+            images
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut picked: Vec<(Layout, Document, String, &LayoutImage)> = Vec::new();
+    for img in images {
+        let layout = Layout::open(&img.root)?;
+        let (top, ref_name) = match layout.find(img.tag.as_deref()) {
+            Ok(x) => x,
+            Err(e) if img.tag.is_none() => match &sink.target_of(&img.name)?.tag {
+                Some(t) => layout.find(Some(t)).map_err(|_| e)?,
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let tag = ref_name.unwrap_or_else(|| "latest".into());
+        picked.push((layout, top, tag, img));
+    }
+    let mut records = Vec::new();
+    for (layout, top, tag, img) in &picked {
+        let artifact = Artifact {
+            name: &img.name,
+            tag,
+            top,
+            platform: None,
+            store: layout.store(),
+        };
+        for r in sink.write(&artifact)? {
+            observer.written(&r);
+            records.push(r);
+        }
+    }
+    Ok(records)
+}
+
+/// Pulls `src` into the layout `root`, tagged with the reference's tag (or
+/// `latest`); `platform` (`os/arch`) keeps one platform of an index.
+/// Returns the pulled top document.
+///
+/// # Errors
+/// When the registry cannot be reached or the image fails verification.
+pub fn pull(
+    src: &Reference,
+    root: &Path,
+    platform: Option<(&str, &str)>,
+    opts: Options,
+) -> Result<(Document, String)> {
+    let layout = Layout::create(root)?;
+    let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
+    let top = pull_image(&reg, src, layout.store(), platform)?;
+    let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
+    layout.tag(top.descriptor(), &tag)?;
+    Ok((top, tag))
+}

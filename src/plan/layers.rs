@@ -1,0 +1,176 @@
+//! The entries of each layer: the synthesized root layer and the layers of
+//! images.yaml, with parent directories added and clashes refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::entries::{DirAttrs, LayerEntries, ROOT_DIR, dir_entry};
+use super::host::{HostError, add_host_path};
+use super::model::{Entry, EntryKind, LayerPlan, User, Workspace};
+use super::paths::{absolute, rel};
+use crate::error::Result;
+use crate::rootfs;
+use crate::spec::{ImageSpec, LoadedSpec, Owner, Spanned};
+
+pub(super) fn root_layer(
+    image: &ImageSpec,
+    user: &User,
+    workdir: Option<&str>,
+    volumes: &BTreeSet<String>,
+    dirs: &BTreeMap<String, DirAttrs>,
+) -> LayerPlan {
+    let mut l = LayerEntries::new(dirs);
+    let generated = |path: &str, what: &str, bytes: Vec<u8>| Entry {
+        path: path.to_string(),
+        kind: EntryKind::Generated {
+            what: what.to_string(),
+            size: bytes.len() as u64,
+            bytes,
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    };
+    let mut add = |e: Entry| {
+        // Paths here are fixed or already unique (volumes are a set).
+        let _ = l.add(e);
+    };
+    add(generated("etc/passwd", "passwd", rootfs::passwd(user)));
+    add(generated("etc/group", "group", rootfs::group(user)));
+    add(generated(
+        "etc/nsswitch.conf",
+        "nsswitch.conf",
+        rootfs::NSSWITCH.as_bytes().to_vec(),
+    ));
+    if image.ca_certificates {
+        add(generated(
+            "etc/ssl/certs/ca-certificates.crt",
+            "ca-certificates",
+            rootfs::ca_bundle(),
+        ));
+    }
+    add(dir_entry("tmp", dirs, ROOT_DIR));
+    for v in volumes {
+        add(dir_entry(&rel(v), dirs, ROOT_DIR));
+    }
+    if let Some(w) = workdir.filter(|w| *w != "/") {
+        add(dir_entry(&rel(w), dirs, ROOT_DIR));
+    }
+    if user.home != "/" {
+        add(dir_entry(&rel(&user.home), dirs, ROOT_DIR));
+    }
+    l.finish("root filesystem (passwd, group, directories)".into())
+}
+
+pub(super) fn resolve_layer(
+    spec: &LoadedSpec,
+    layer: &crate::spec::LayerSpec,
+    user: &User,
+    dirs: &BTreeMap<String, DirAttrs>,
+    ws: &dyn Workspace,
+) -> Result<LayerPlan> {
+    let mut l = LayerEntries::new(dirs);
+    if layer.contents.is_empty() {
+        return Err(spec.error_at(
+            &layer.name,
+            format!(
+                "layer `{}` has no contents: expected at least one entry",
+                layer.name.value
+            ),
+        ));
+    }
+    for c in &layer.contents {
+        let dest = absolute(spec, &c.dest, "dest")?;
+        if dest == "/" {
+            return Err(spec.error_at(&c.dest, "dest `/`: expected a path below the root"));
+        }
+        let (uid, gid) = match c.owner.as_ref().map(|o| o.value) {
+            None | Some(Owner::Root) => (0, 0),
+            Some(Owner::User) => (user.uid, user.gid),
+            Some(Owner::Ids(u, g)) => (u, g),
+        };
+        let clash = |path: String| {
+            spec.error_at(
+                &c.dest,
+                format!(
+                    "`/{path}` is added twice to layer `{}`: expected each path once per layer",
+                    layer.name.value
+                ),
+            )
+        };
+        match (&c.cargo, &c.path) {
+            (Some(cargo), None) => {
+                check_cargo(spec, cargo, ws)?;
+                l.add(Entry {
+                    path: rel(&dest),
+                    kind: EntryKind::Cargo {
+                        package: cargo.value.package.clone(),
+                        bin: cargo.value.bin.clone(),
+                    },
+                    mode: c.mode.map_or(0o755, |m| m.0),
+                    uid,
+                    gid,
+                })
+                .map_err(clash)?;
+            }
+            (None, Some(path)) => {
+                add_host_path(spec, c, path, &rel(&dest), uid, gid, &mut l).map_err(
+                    |e| match e {
+                        HostError::Clash(p) => clash(p),
+                        HostError::Other(e) => e,
+                    },
+                )?;
+            }
+            _ => {
+                return Err(spec.error_at(
+                    &c.dest,
+                    "expected exactly one of `cargo` or `path` in this content entry",
+                ));
+            }
+        }
+    }
+    Ok(l.finish(layer.name.value.clone()))
+}
+
+fn check_cargo(
+    spec: &LoadedSpec,
+    cargo: &Spanned<crate::spec::CargoSource>,
+    ws: &dyn Workspace,
+) -> Result<()> {
+    let c = &cargo.value;
+    // Only members with a binary target can fill a layer.
+    let with_binaries = || {
+        ws.members()
+            .into_iter()
+            .filter(|m| ws.binaries(m).is_some_and(|b| !b.is_empty()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match ws.binaries(&c.package) {
+        None => Err(spec.error_at(
+            cargo,
+            format!(
+                "cargo package `{}` is not a member of the workspace: expected one of {}",
+                c.package,
+                with_binaries()
+            ),
+        )),
+        Some(bins) if bins.is_empty() => Err(spec.error_at(
+            cargo,
+            format!(
+                "cargo package `{}` has no binary target (a library cannot fill a layer): expected one of {}",
+                c.package,
+                with_binaries()
+            ),
+        )),
+        Some(bins) if !bins.contains(&c.bin) => Err(spec.error_at(
+            cargo,
+            format!(
+                "cargo package `{}` has no binary `{}`: expected one of {}",
+                c.package,
+                c.bin,
+                bins.join(", ")
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
