@@ -152,8 +152,7 @@ pub fn needs_registry(plan: &Plan) -> bool {
 }
 
 /// Resolves and fetches the registry base of every image that has one, for
-/// the platforms it is built for; keyed by image name. Prints each tag's
-/// resolved digest on stderr.
+/// the platforms it is built for; keyed by image name.
 ///
 /// # Errors
 /// When a registry cannot be reached, a reference does not resolve, or a
@@ -179,7 +178,6 @@ pub fn resolve(
         let key = r.to_string();
         if !tops.contains_key(&key) {
             let top = fetch_manifest(reg, &r.repository, r.object())?;
-            eprintln!("base {r} is {}@{}", r.name(), top.digest);
             tops.insert(key.clone(), top);
         }
         let top = &tops[&key];

@@ -22,6 +22,8 @@ use crate::store::BlobStore;
 
 /// What a build or push tells its caller as it goes.
 pub trait Observer {
+    /// A registry base resolved to a digest (once per distinct base).
+    fn base_resolved(&mut self, _reference: &Reference, _digest: &crate::digest::Digest) {}
     /// The size report, once every image is built (printed even when an
     /// image is over its limit).
     fn built(&mut self, _report: &[PlatformSize]) {}
@@ -144,6 +146,12 @@ pub fn build(
     } else {
         BTreeMap::new()
     };
+    let mut told = std::collections::BTreeSet::new();
+    for b in bases.values() {
+        if told.insert(b.reference.to_string()) {
+            observer.base_resolved(&b.reference, &b.digest);
+        }
+    }
     let cargo;
     let payload: &dyn PayloadBuilder = match (settings.payload, &planned.workspace) {
         (Some(p), _) => p,

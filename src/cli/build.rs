@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
+use aelimg::digest::Digest;
 use aelimg::pipeline::{BuildSettings, Observer};
+use aelimg::reference::Reference;
 use aelimg::registry::PushReport;
 use aelimg::report::{PlatformSize, render_report};
 use aelimg::sink::archive::ArchiveSink;
@@ -72,6 +74,10 @@ struct Printer {
 }
 
 impl Observer for Printer {
+    fn base_resolved(&mut self, reference: &Reference, digest: &Digest) {
+        eprintln!("base {reference} is {}@{digest}", reference.name());
+    }
+
     fn built(&mut self, report: &[PlatformSize]) {
         if self.json {
             match serde_json::to_string_pretty(report) {
