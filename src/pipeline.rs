@@ -117,6 +117,21 @@ pub struct BuildOutcome {
     pub records: Vec<Record>,
 }
 
+/// Plans the images of `spec` with `opts` and builds them: [`plan`], then
+/// [`build_planned`].
+///
+/// # Errors
+/// At the first step that fails.
+pub fn build(
+    spec: &Path,
+    opts: &PlanOptions,
+    settings: &BuildSettings<'_>,
+    sink: &mut dyn Sink,
+    observer: &mut dyn Observer,
+) -> Result<BuildOutcome> {
+    build_planned(&plan(spec, opts)?, settings, sink, observer)
+}
+
 /// Builds the planned images and writes them to `sink`, in this order:
 /// the sink checks the plan, registry bases are resolved and fetched, the
 /// payload is built, layers and documents are made, sizes are checked
@@ -126,7 +141,7 @@ pub struct BuildOutcome {
 ///
 /// # Errors
 /// At the first step that fails.
-pub fn build(
+pub fn build_planned(
     planned: &Planned,
     settings: &BuildSettings<'_>,
     sink: &mut dyn Sink,

@@ -79,7 +79,7 @@ fn the_payload_builder_is_asked_once_for_exactly_the_binaries_of_the_plan() {
     let dir = scratch("pipeline-asked");
     let payload = Recording::new();
     let mut tee = Tee::new(vec![Box::new(LayoutSink::new(dir.join("out")))]);
-    let outcome = pipeline::build(
+    let outcome = pipeline::build_planned(
         &default_plan(),
         &settings(&dir.join("store"), &payload),
         &mut tee,
@@ -117,7 +117,7 @@ fn a_base_that_cannot_be_resolved_fails_before_the_payload_is_built() {
     let payload = Recording::new();
     let out = dir.join("out");
     let mut tee = Tee::new(vec![Box::new(LayoutSink::new(out.clone()))]);
-    let err = pipeline::build(
+    let err = pipeline::build_planned(
         &planned,
         &settings(&dir.join("store"), &payload),
         &mut tee,
@@ -222,7 +222,7 @@ fn a_tee_writes_every_sink_and_an_image_over_its_limit_writes_none() {
     ];
     let mut tee = Tee::new(sinks);
     let mut seen = Reports(Vec::new());
-    let outcome = pipeline::build(
+    let outcome = pipeline::build_planned(
         &planned,
         &settings(&dir.join("store"), &payload),
         &mut tee,
@@ -258,7 +258,7 @@ fn a_tee_writes_every_sink_and_an_image_over_its_limit_writes_none() {
     let planned = pipeline::plan(&small.join("images.yaml"), &PlanOptions::default()).unwrap();
     let mut tee = Tee::new(vec![Box::new(LayoutSink::new(small.join("oci")))]);
     let mut seen = Reports(Vec::new());
-    let err = pipeline::build(
+    let err = pipeline::build_planned(
         &planned,
         &settings(&dir.join("store"), &payload),
         &mut tee,

@@ -114,7 +114,6 @@ pub fn run(args: &BuildArgs) -> CmdResult {
             registry.clone(),
         )?));
     }
-    let planned = aelimg::pipeline::plan(&args.spec.file, &args.spec.plan_options()?)?;
     let prebuilt = args.prebuilt.clone().map(|dir| PrebuiltBinaries { dir });
     let settings = BuildSettings {
         store_dir: args.cache_dir.clone(),
@@ -127,7 +126,13 @@ pub fn run(args: &BuildArgs) -> CmdResult {
         json: args.json,
         pushes: Vec::new(),
     };
-    aelimg::pipeline::build(&planned, &settings, &mut tee, &mut printer)?;
+    aelimg::pipeline::build(
+        &args.spec.file,
+        &args.spec.plan_options()?,
+        &settings,
+        &mut tee,
+        &mut printer,
+    )?;
     if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
         print_pushes(
