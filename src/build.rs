@@ -4,16 +4,22 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use crate::cache::LayerCache;
 use crate::cargo::{BinId, Binaries, PayloadBuilder};
 use crate::error::{Error, Result};
-use crate::image::{BaseImage, BuiltImage, PlatformImage, build_index, build_platform_image};
+use crate::image::{
+    BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
+};
 use crate::layer::{Content, LayerDigests, TarEntry, write_layer};
 use crate::oci::Document;
 use crate::plan::{EntryKind, ImagePlan, LayerPlan, Plan};
 use crate::platform::Platform;
 use crate::store::BlobStore;
 
-/// Builds every image of the plan into `store`, on the bases `bases` holds
+/// The compression of the layers aelimg writes, as the cache key names it.
+const COMPRESSION: &str = "gzip-6";
+
+/// Builds every image of the plan into the cache's store, on the bases `bases` holds
 /// for the images that have one (keyed by image name, as
 /// [`crate::base::resolve`] returns them).
 ///
@@ -23,7 +29,7 @@ use crate::store::BlobStore;
 pub fn build(
     plan: &Plan,
     bases: &BTreeMap<String, BaseImage>,
-    store: &BlobStore,
+    cache: &LayerCache,
     payload: &dyn PayloadBuilder,
 ) -> Result<Vec<BuiltImage>> {
     let mut wanted: BTreeMap<Platform, BTreeSet<BinId>> = BTreeMap::new();
@@ -34,19 +40,10 @@ pub fn build(
     }
     wanted.retain(|_, v| !v.is_empty());
     let binaries = payload.build(&wanted)?;
-    let mut cache: HashMap<String, LayerDigests> = HashMap::new();
+    let mut seen: HashMap<String, (LayerDigests, Origin)> = HashMap::new();
     plan.images
         .iter()
-        .map(|img| {
-            build_image(
-                plan,
-                img,
-                bases.get(&img.name),
-                store,
-                &binaries,
-                &mut cache,
-            )
-        })
+        .map(|img| build_image(plan, img, bases.get(&img.name), cache, &binaries, &mut seen))
         .collect()
 }
 
@@ -54,10 +51,11 @@ fn build_image(
     plan: &Plan,
     img: &ImagePlan,
     base: Option<&BaseImage>,
-    store: &BlobStore,
+    cache: &LayerCache,
     binaries: &Binaries,
-    cache: &mut HashMap<String, LayerDigests>,
+    seen: &mut HashMap<String, (LayerDigests, Origin)>,
 ) -> Result<BuiltImage> {
+    let store = cache.store();
     let mut platforms = Vec::new();
     for &platform in &img.platforms {
         let mut layers = Vec::new();
@@ -68,12 +66,12 @@ fn build_image(
             } else {
                 format!("{}/{i}/{platform}", img.name)
             };
-            if let Some(d) = cache.get(&key) {
+            if let Some(d) = seen.get(&key) {
                 layers.push(d.clone());
                 continue;
             }
-            let d = build_layer(plan, img, layer, platform, store, binaries)?;
-            cache.insert(key, d.clone());
+            let d = build_layer(plan, img, layer, platform, cache, binaries)?;
+            seen.insert(key, d.clone());
             layers.push(d);
         }
         let platform_base = match base {
@@ -139,9 +137,9 @@ fn build_layer(
     img: &ImagePlan,
     layer: &LayerPlan,
     platform: Platform,
-    store: &BlobStore,
+    cache: &LayerCache,
     binaries: &Binaries,
-) -> Result<LayerDigests> {
+) -> Result<(LayerDigests, Origin)> {
     let name_of = |id: u32| -> &str {
         if id == 0 {
             "root"
@@ -192,10 +190,16 @@ fn build_layer(
             gname: group_of(e.gid),
         });
     }
+    let key = cache.key(&entries, plan.source_date_epoch, COMPRESSION)?;
+    if let Some(d) = cache.get(&key) {
+        return Ok((d, Origin::Cached));
+    }
+    let store = cache.store();
     let pending = store.begin()?;
     let (pending, digests) = write_layer(&entries, plan.source_date_epoch, pending)?;
     store.commit(pending, &digests.digest)?;
-    Ok(digests)
+    cache.put(&key, &digests)?;
+    Ok((digests, Origin::Built))
 }
 
 fn check_binary(source: &Path, dest: &str, platform: Platform) -> Result<()> {

@@ -54,6 +54,18 @@ pub struct BaseImage {
     pub platforms: BTreeMap<Platform, PlatformBase>,
 }
 
+/// Where a layer of a built image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The base image's, as it is.
+    Base,
+    /// Taken from the layer cache: nothing read or compressed.
+    Cached,
+    /// Written by this build.
+    Built,
+}
+
 /// One platform's image: config, manifest and the layers they name.
 #[derive(Debug, Clone)]
 pub struct PlatformImage {
@@ -65,6 +77,8 @@ pub struct PlatformImage {
     pub manifest: Document,
     /// Layers, bottom first (the base's, then ours).
     pub layers: Vec<LayerDigests>,
+    /// Where each layer came from, in the same order.
+    pub origins: Vec<Origin>,
 }
 
 /// An image whose blobs are all in the build's store.
@@ -154,9 +168,10 @@ pub fn build_platform_image(
     plan: &ImagePlan,
     platform: Platform,
     base: Option<&PlatformBase>,
-    ours: Vec<LayerDigests>,
+    ours: Vec<(LayerDigests, Origin)>,
     source_date_epoch: u64,
 ) -> Result<PlatformImage> {
+    let (ours, our_origins): (Vec<LayerDigests>, Vec<Origin>) = ours.into_iter().unzip();
     let (config, healthcheck) = image_config(plan, platform, base, &ours, source_date_epoch)?;
     let config =
         oci::config_document(&config, healthcheck.as_ref()).map_err(json_err("image config"))?;
@@ -180,12 +195,15 @@ pub fn build_platform_image(
     }
     let manifest = builder.build().map_err(oci_err)?;
     let mut layers = base.map(|b| b.digests.clone()).unwrap_or_default();
+    let mut origins = vec![Origin::Base; layers.len()];
     layers.extend(ours);
+    origins.extend(our_origins);
     Ok(PlatformImage {
         platform,
         config,
         manifest: Document::from_typed(oci::MANIFEST, &manifest).map_err(json_err("manifest"))?,
         layers,
+        origins,
     })
 }
 

@@ -37,6 +37,7 @@
 
 pub mod base;
 pub mod build;
+pub mod cache;
 pub mod cargo;
 pub mod digest;
 pub mod elf;

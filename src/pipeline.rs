@@ -103,6 +103,8 @@ pub struct BuildSettings<'a> {
     pub profile: String,
     /// Pass `--locked` to cargo.
     pub locked: bool,
+    /// Build every layer afresh, looking nothing up in the layer cache.
+    pub no_cache: bool,
     /// How to reach registries (for registry bases).
     pub registry: Options,
 }
@@ -180,7 +182,8 @@ pub fn build_planned(
         }
         (None, None) => &NoPayload,
     };
-    let images = crate::build::build(plan, &bases, &store, payload)?;
+    let cache = crate::cache::LayerCache::new(&store, !settings.no_cache);
+    let images = crate::build::build(plan, &bases, &cache, payload)?;
     let report = size_report(&images);
     observer.built(&report);
     let over = over_limit(&report);

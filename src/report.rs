@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::image::BuiltImage;
+use crate::image::{BuiltImage, Origin};
 
 /// Sizes of one layer on one platform.
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +17,8 @@ pub struct LayerSize {
     pub compressed: u64,
     /// Uncompressed bytes.
     pub uncompressed: u64,
+    /// Where it came from: `base`, `cached` or `built`.
+    pub origin: Origin,
 }
 
 /// Sizes of one image on one platform.
@@ -51,11 +53,13 @@ pub fn size_report(images: &[BuiltImage]) -> Vec<PlatformSize> {
                 .layers
                 .iter()
                 .zip(&img.layer_names)
-                .map(|(l, n)| LayerSize {
+                .zip(&p.origins)
+                .map(|((l, n), o)| LayerSize {
                     name: n.clone(),
                     digest: l.digest.clone(),
                     compressed: l.size,
                     uncompressed: l.uncompressed_size,
+                    origin: *o,
                 })
                 .collect();
             let compressed =
@@ -111,10 +115,15 @@ pub fn render_report(report: &[PlatformSize]) -> String {
         for l in &p.layers {
             let _ = writeln!(
                 s,
-                "  {:>10} {:>10}  {}  {}",
+                "  {:>10} {:>10}  {}  {:<6}  {}",
                 human(l.compressed),
                 human(l.uncompressed),
                 l.digest.short(),
+                match l.origin {
+                    Origin::Base => "base",
+                    Origin::Cached => "cached",
+                    Origin::Built => "built",
+                },
                 l.name
             );
         }

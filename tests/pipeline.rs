@@ -55,6 +55,7 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
         payload: Some(payload),
         profile: "release".into(),
         locked: false,
+        no_cache: false,
         registry: Options {
             retries: 0,
             backoff: Duration::from_millis(10),

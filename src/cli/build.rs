@@ -32,6 +32,10 @@ pub struct BuildArgs {
     /// Pass --locked to cargo.
     #[arg(long)]
     locked: bool,
+    /// Build every layer afresh instead of taking unchanged ones from the
+    /// layer cache (the results still go into the cache).
+    #[arg(long)]
+    no_cache: bool,
     /// Cargo profile of the payload binaries.
     #[arg(long, default_value = "release")]
     profile: String,
@@ -120,6 +124,7 @@ pub fn run(args: &BuildArgs) -> CmdResult {
         payload: prebuilt.as_ref().map(|p| p as &dyn PayloadBuilder),
         profile: args.profile.clone(),
         locked: args.locked,
+        no_cache: args.no_cache,
         registry,
     };
     let mut printer = Printer {
