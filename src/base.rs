@@ -27,7 +27,7 @@ use crate::registry::{Options, Registry};
 use crate::store::BlobStore;
 
 fn failed(msg: String) -> Error {
-    RegistryError::Failed(msg).into()
+    RegistryError::Unusable(msg).into()
 }
 
 /// The diff_id and uncompressed size of a base layer blob in `store`,

@@ -99,7 +99,7 @@ pub fn docker_config_dir() -> Option<PathBuf> {
 fn read_json(path: &Path) -> Result<Option<Value>> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
+            Error::from(RegistryError::Credentials(format!(
                 "{} is not valid JSON: {e}",
                 path.display()
             )))
@@ -139,17 +139,17 @@ fn from_auths(doc: &Value, registry: &str, path: &Path) -> Result<Option<Credent
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(auth.trim())
                 .map_err(|_| {
-                    Error::from(RegistryError::Failed(format!(
+                    Error::from(RegistryError::Credentials(format!(
                         "{source}: auths.\"{key}\".auth is not base64 of USER:PASSWORD"
                     )))
                 })?;
             let raw = String::from_utf8(raw).map_err(|_| {
-                Error::from(RegistryError::Failed(format!(
+                Error::from(RegistryError::Credentials(format!(
                     "{source}: auths.\"{key}\".auth is not UTF-8"
                 )))
             })?;
             let (u, p) = raw.split_once(':').ok_or_else(|| {
-                Error::from(RegistryError::Failed(format!(
+                Error::from(RegistryError::Credentials(format!(
                     "{source}: auths.\"{key}\".auth is not base64 of USER:PASSWORD"
                 )))
             })?;
@@ -188,7 +188,7 @@ fn from_helper(helper: &str, registry: &str, config: &Path) -> Result<Option<Cre
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
+            Error::from(RegistryError::Credentials(format!(
                 "{} names the credential helper `{helper}` for {registry}, but `{prog}` cannot be run ({e}): install it or remove it from the config",
                 config.display()
             )))
@@ -205,13 +205,13 @@ fn from_helper(helper: &str, registry: &str, config: &Path) -> Result<Option<Cre
             return Ok(None);
         }
         // The helper's own output may echo secrets: report only its status.
-        return Err(Error::from(RegistryError::Failed(format!(
+        return Err(Error::from(RegistryError::Credentials(format!(
             "`{prog} get` failed for {registry} ({})",
             out.status
         ))));
     }
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| {
-        Error::from(RegistryError::Failed(format!(
+        Error::from(RegistryError::Credentials(format!(
             "`{prog} get` printed something that is not JSON"
         )))
     })?;
@@ -292,14 +292,14 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>> {
 /// 0600. Returns where they went.
 pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
     let dir = docker_config_dir().ok_or_else(|| {
-        Error::from(RegistryError::Failed(
+        Error::from(RegistryError::Credentials(
             "neither DOCKER_CONFIG nor HOME is set: nowhere to write credentials".into(),
         ))
     })?;
     let path = dir.join("config.json");
     let mut doc = read_json(&path)?.unwrap_or_else(|| json!({}));
     if !doc.is_object() {
-        return Err(Error::from(RegistryError::Failed(format!(
+        return Err(Error::from(RegistryError::Credentials(format!(
             "{} is not a JSON object",
             path.display()
         ))));
@@ -326,7 +326,7 @@ pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| {
-                Error::from(RegistryError::Failed(format!(
+                Error::from(RegistryError::Credentials(format!(
                     "{} names the credential helper `{h}`, but `{prog}` cannot be run ({e})",
                     path.display()
                 )))
@@ -337,7 +337,7 @@ pub fn store(registry: &str, username: &str, secret: &str) -> Result<String> {
         }
         let status = child.wait().ctx(|| format!("cannot run {prog}"))?;
         if !status.success() {
-            return Err(Error::from(RegistryError::Failed(format!(
+            return Err(Error::from(RegistryError::Credentials(format!(
                 "`{prog} store` failed ({status})"
             ))));
         }

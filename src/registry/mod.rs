@@ -2,7 +2,8 @@
 //!
 //! - [`credentials`] finds credentials as docker, podman and skopeo keep them
 //!   and writes them for `aelimg login`.
-//! - [`client`] is the transport: TLS, scheme, auth, redirects, retries.
+//! - [`client`] is the transport: TLS, scheme, auth, redirects, retries
+//!   (one file per concern under `client/`).
 //! - [`push`] and [`pull`] move images between a [`crate::store::BlobStore`]
 //!   and a registry.
 //! - [`error`] says what went wrong, with the HTTP status when there is one.
@@ -16,7 +17,9 @@ pub mod credentials;
 pub mod error;
 pub mod pull;
 pub mod push;
+#[cfg(test)]
+pub(crate) mod testserver;
 
 pub use client::{Options, Registry};
-pub use error::RegistryError;
+pub use error::{Checked, RegistryError};
 pub use push::PushReport;

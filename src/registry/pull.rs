@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use oci_spec::image::{Descriptor, ImageIndex};
 
 use super::client::{Registry, describe, pull_scopes};
-use super::error::RegistryError;
+use super::error::{Checked, RegistryError};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::oci::{Document, Kind, MANIFEST_ACCEPT};
@@ -35,7 +35,7 @@ pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<Doc
     let bytes = resp
         .bytes()
         .map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
+            Error::from(RegistryError::Transfer(format!(
                 "{}: cannot read manifest: {}",
                 reg.name,
                 describe(&e)
@@ -44,10 +44,15 @@ pub fn fetch_manifest(reg: &Registry, repo: &str, reference: &str) -> Result<Doc
         .to_vec();
     let digest = Digest::of(&bytes);
     if reference.starts_with("sha256:") && digest.as_str() != reference {
-        return Err(Error::from(RegistryError::Failed(format!(
-            "{}: manifest {reference} arrived as {digest}: refusing it",
-            reg.name
-        ))));
+        return Err(RegistryError::Verification {
+            registry: reg.name.clone(),
+            what: Checked::Manifest {
+                reference: reference.to_string(),
+            },
+            expected: reference.to_string(),
+            got: digest.to_string(),
+        }
+        .into());
     }
     #[derive(serde::Deserialize)]
     struct Probe {
@@ -101,10 +106,13 @@ pub fn fetch_blob(reg: &Registry, repo: &str, digest: &Digest, store: &BlobStore
             Ok(()) => {
                 let got = Digest::from_hasher(hasher);
                 if got != *digest {
-                    return Err(Error::from(RegistryError::Failed(format!(
-                        "{}: blob {digest} arrived as {got}: refusing it",
-                        reg.name
-                    ))));
+                    return Err(RegistryError::Verification {
+                        registry: reg.name.clone(),
+                        what: Checked::Blob,
+                        expected: digest.to_string(),
+                        got: got.to_string(),
+                    }
+                    .into());
                 }
                 return store.commit(pending, digest);
             }
@@ -116,7 +124,7 @@ pub fn fetch_blob(reg: &Registry, repo: &str, digest: &Digest, store: &BlobStore
             }
         }
     }
-    Err(Error::from(RegistryError::Failed(format!(
+    Err(Error::from(RegistryError::Transfer(format!(
         "{}: cannot download blob {digest}: {}",
         reg.name,
         last.unwrap_or_default()
@@ -141,7 +149,7 @@ pub fn pull_image(
             let wanted: Vec<&Descriptor> = match platform {
                 Some((os, arch)) => {
                     let d = select_platform(&index, os, arch, None).ok_or_else(|| {
-                        RegistryError::Failed(format!("{src} has no {os}/{arch} image"))
+                        RegistryError::Unusable(format!("{src} has no {os}/{arch} image"))
                     })?;
                     vec![d]
                 }
@@ -160,7 +168,7 @@ pub fn pull_image(
             top.clone()
         }
         Kind::Unknown => {
-            return Err(RegistryError::Failed(format!(
+            return Err(RegistryError::Unusable(format!(
                 "{src} has media type {}: aelimg pulls image manifests and indexes",
                 top.media_type
             ))

@@ -10,14 +10,14 @@ use std::sync::atomic::Ordering;
 
 use reqwest::Method;
 use reqwest::Url;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
 
 use oci_spec::image::Descriptor;
 
 use super::client::{Registry, push_scopes};
-use super::error::RegistryError;
+use super::error::{Checked, RegistryError};
 use crate::digest::Digest;
 use crate::error::{Error, LayoutError, Result};
 use crate::oci::{Document, Kind, MANIFEST_ACCEPT};
@@ -254,17 +254,7 @@ fn has_blob(reg: &Registry, repo: &str, b: &BlobRef) -> Result<bool> {
 }
 
 fn location(reg: &Registry, resp: &reqwest::blocking::Response) -> Result<Url> {
-    let loc = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .ok_or_else(|| {
-            Error::from(RegistryError::Failed(format!(
-                "{}: upload answer without Location",
-                reg.name
-            )))
-        })?;
-    reg.url(loc)
+    reg.location(resp, "upload answer")
 }
 
 /// Pushes one blob unless the registry has it.
@@ -540,10 +530,15 @@ fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Re
         .and_then(|d| d.to_str().ok())
         && d != m.digest.as_str()
     {
-        return Err(Error::from(RegistryError::Failed(format!(
-            "{}: the registry stored manifest {reference} as {d}, not {}: it rewrote the bytes",
-            reg.name, m.digest
-        ))));
+        return Err(RegistryError::Verification {
+            registry: reg.name.clone(),
+            what: Checked::Stored {
+                reference: reference.to_string(),
+            },
+            expected: m.digest.to_string(),
+            got: d.to_string(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -564,17 +559,286 @@ fn verify(reg: &Registry, repo: &str, tag: &str, digest: &Digest) -> Result<()> 
         return Err(reg.status_error(resp, &format!("read back {repo}:{tag}")));
     }
     let bytes = resp.bytes().map_err(|e| {
-        Error::from(RegistryError::Failed(format!(
+        Error::from(RegistryError::Transfer(format!(
             "{}: cannot read back {repo}:{tag}: {e}",
             reg.name
         )))
     })?;
     let got = Digest::of(&bytes);
     if got != *digest {
-        return Err(Error::from(RegistryError::Failed(format!(
-            "{}: {repo}:{tag} is {got} after the push, not {digest}",
-            reg.name
-        ))));
+        return Err(RegistryError::Verification {
+            registry: reg.name.clone(),
+            what: Checked::ReadBack {
+                tag: format!("{repo}:{tag}"),
+            },
+            expected: digest.to_string(),
+            got: got.to_string(),
+        }
+        .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::client::Options;
+    use super::super::testserver::{Reply, Request, Server};
+    use super::*;
+
+    fn options(srv: &Server) -> Options {
+        Options {
+            insecure: vec![srv.name()],
+            retries: 2,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(20),
+            jobs: 1,
+            ..Options::default()
+        }
+    }
+
+    /// A connection to the server (its `/v2/` answers 200), with no
+    /// requests recorded yet.
+    fn connect(srv: &Server, opts: Options) -> Registry {
+        srv.script([Reply::status(200)]);
+        let reg = Registry::connect_with(&srv.name(), &srv.name(), opts, None).unwrap();
+        srv.take_requests();
+        reg
+    }
+
+    fn store_with(bytes: &[u8]) -> (tempfile::TempDir, BlobStore, BlobRef) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let digest = Digest::of(bytes);
+        store.put_bytes(bytes, &digest).unwrap();
+        let b = BlobRef {
+            digest,
+            size: bytes.len() as u64,
+        };
+        (dir, store, b)
+    }
+
+    /// `METHOD target [content-range]`, with the blob's digest as `{d}`.
+    fn summary(reqs: &[Request], d: &Digest) -> Vec<String> {
+        reqs.iter()
+            .map(|r| {
+                let line = r
+                    .line()
+                    .replace(&d.to_string(), "{d}")
+                    .replace(&d.to_string().replace(':', "%3A"), "{d}");
+                match r.header("content-range") {
+                    Some(range) => format!("{line} [{range}]"),
+                    None => line,
+                }
+            })
+            .collect()
+    }
+
+    fn at(loc: &str) -> Reply {
+        Reply::status(202).header("location", loc)
+    }
+
+    fn unknown_upload() -> Reply {
+        Reply::status(404).body(r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"gone"}]}"#)
+    }
+
+    #[test]
+    fn blob_upload_state_machine() {
+        const B: &str = "/v2/a/b/blobs";
+        struct Case {
+            name: &'static str,
+            chunk: u64,
+            mount_from: &'static [&'static str],
+            script: Vec<Reply>,
+            want: Vec<&'static str>,
+            /// uploaded, skipped, mounted, retried
+            stats: (u64, u64, u64, u64),
+        }
+        let blob = b"0123456789";
+        let cases = vec![
+            Case {
+                name: "the registry has it: no upload",
+                chunk: 1 << 20,
+                mount_from: &[],
+                script: vec![Reply::status(200)],
+                want: vec!["HEAD /v2/a/b/blobs/{d}"],
+                stats: (0, 1, 0, 0),
+            },
+            Case {
+                name: "monolithic PUT with ?digest=",
+                chunk: 1 << 20,
+                mount_from: &[],
+                script: vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    Reply::status(201),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/",
+                    "PUT /v2/a/b/blobs/uploads/u1?digest={d}",
+                ],
+                stats: (1, 0, 0, 0),
+            },
+            Case {
+                name: "mounted from another repository",
+                chunk: 1 << 20,
+                mount_from: &["c/d"],
+                script: vec![Reply::status(404), Reply::status(201)],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/?mount={d}&from=c/d",
+                ],
+                stats: (0, 0, 1, 0),
+            },
+            Case {
+                name: "mount declined: upload into the session it opened",
+                chunk: 1 << 20,
+                mount_from: &["c/d"],
+                script: vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/m1")),
+                    Reply::status(201),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/?mount={d}&from=c/d",
+                    "PUT /v2/a/b/blobs/uploads/m1?digest={d}",
+                ],
+                stats: (1, 0, 0, 0),
+            },
+            Case {
+                name: "chunked: PATCHes with Content-Range, then PUT",
+                chunk: 4,
+                mount_from: &[],
+                script: vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    at(&format!("{B}/uploads/u2")),
+                    at(&format!("{B}/uploads/u3")),
+                    at(&format!("{B}/uploads/u4")),
+                    Reply::status(201),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/",
+                    "PATCH /v2/a/b/blobs/uploads/u1 [0-3]",
+                    "PATCH /v2/a/b/blobs/uploads/u2 [4-7]",
+                    "PATCH /v2/a/b/blobs/uploads/u3 [8-9]",
+                    "PUT /v2/a/b/blobs/uploads/u4?digest={d}",
+                ],
+                stats: (1, 0, 0, 0),
+            },
+            Case {
+                name: "dropped connection: resumed where the session stands",
+                chunk: 4,
+                mount_from: &[],
+                script: vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    at(&format!("{B}/uploads/u2")),
+                    Reply::hang_up(),
+                    Reply::status(204).header("range", "0-3"),
+                    at(&format!("{B}/uploads/u3")),
+                    at(&format!("{B}/uploads/u4")),
+                    Reply::status(201),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/",
+                    "PATCH /v2/a/b/blobs/uploads/u1 [0-3]",
+                    "PATCH /v2/a/b/blobs/uploads/u2 [4-7]",
+                    "GET /v2/a/b/blobs/uploads/u2",
+                    "PATCH /v2/a/b/blobs/uploads/u2 [4-7]",
+                    "PATCH /v2/a/b/blobs/uploads/u3 [8-9]",
+                    "PUT /v2/a/b/blobs/uploads/u4?digest={d}",
+                ],
+                stats: (1, 0, 0, 0),
+            },
+            Case {
+                name: "session gone (404): restarted from the first byte",
+                chunk: 4,
+                mount_from: &[],
+                script: vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    at(&format!("{B}/uploads/u2")),
+                    unknown_upload(),
+                    unknown_upload(),
+                    at(&format!("{B}/uploads/v1")),
+                    at(&format!("{B}/uploads/v2")),
+                    at(&format!("{B}/uploads/v3")),
+                    at(&format!("{B}/uploads/v4")),
+                    Reply::status(201),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "POST /v2/a/b/blobs/uploads/",
+                    "PATCH /v2/a/b/blobs/uploads/u1 [0-3]",
+                    "PATCH /v2/a/b/blobs/uploads/u2 [4-7]",
+                    "GET /v2/a/b/blobs/uploads/u2",
+                    "POST /v2/a/b/blobs/uploads/",
+                    "PATCH /v2/a/b/blobs/uploads/v1 [0-3]",
+                    "PATCH /v2/a/b/blobs/uploads/v2 [4-7]",
+                    "PATCH /v2/a/b/blobs/uploads/v3 [8-9]",
+                    "PUT /v2/a/b/blobs/uploads/v4?digest={d}",
+                ],
+                stats: (1, 0, 0, 0),
+            },
+            Case {
+                name: "429 with Retry-After, twice, then the answer",
+                chunk: 1 << 20,
+                mount_from: &[],
+                script: vec![
+                    Reply::status(429).header("retry-after", "1"),
+                    Reply::status(429).header("retry-after", "1"),
+                    Reply::status(200),
+                ],
+                want: vec![
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "HEAD /v2/a/b/blobs/{d}",
+                    "HEAD /v2/a/b/blobs/{d}",
+                ],
+                stats: (0, 1, 0, 2),
+            },
+        ];
+        for c in cases {
+            let srv = Server::start();
+            let reg = connect(
+                &srv,
+                Options {
+                    chunk_size: c.chunk,
+                    mount_from: c.mount_from.iter().map(|s| (*s).to_string()).collect(),
+                    ..options(&srv)
+                },
+            );
+            let (_dir, store, b) = store_with(blob);
+            srv.script(c.script);
+            push_blob(&reg, &store, "a/b", &b).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let reqs = srv.take_requests();
+            assert_eq!(summary(&reqs, &b.digest), c.want, "{}", c.name);
+            assert_eq!(srv.unused(), 0, "{}", c.name);
+            // Every PATCH carries the bytes its Content-Range names; a PUT
+            // with a body carries the whole blob.
+            for r in &reqs {
+                if let Some((from, to)) = r.header("content-range").and_then(|v| v.split_once('-'))
+                {
+                    let (from, to): (usize, usize) = (from.parse().unwrap(), to.parse().unwrap());
+                    assert_eq!(r.body, &blob[from..=to], "{}: {}", c.name, r.line());
+                }
+                if r.method == "PUT" && !r.body.is_empty() {
+                    assert_eq!(r.body, blob, "{}", c.name);
+                }
+            }
+            let s = &reg.stats;
+            let got = (
+                s.uploaded.load(Ordering::Relaxed),
+                s.skipped.load(Ordering::Relaxed),
+                s.mounted.load(Ordering::Relaxed),
+                s.retried.load(Ordering::Relaxed),
+            );
+            assert_eq!(got, c.stats, "{}", c.name);
+        }
+    }
 }

@@ -3,26 +3,38 @@
 //! (basic and bearer tokens scoped per repository), redirects that never carry
 //! credentials to another host, and retries with capped, jittered backoff
 //! that honours `Retry-After`.
+//!
+//! - [`tls`]: the root store and CA files;
+//! - [`auth`]: challenges, basic and bearer credentials, the token service;
+//! - [`retry`]: retriable statuses, backoff, jitter and `Retry-After`.
+//!
+//! This module uses those three; they use nothing of it (what they need is
+//! passed in), so the imports form no cycle.
+
+mod auth;
+mod retry;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::Method;
 use reqwest::Url;
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{AUTHORIZATION, HeaderMap, LOCATION};
+
+pub use auth::{pull_scopes, push_scopes};
 
 use super::credentials::{self, Credential};
 use super::error::RegistryError;
 use crate::error::{Error, Result};
 use crate::reference::{host_of, is_loopback};
+
+pub(crate) use crate::error::chain as describe;
 
 /// Options of every registry connection.
 #[derive(Debug, Clone)]
@@ -63,17 +75,6 @@ impl Default for Options {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Scheme {
-    Unknown,
-    Anonymous,
-    Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
-}
-
 /// Counters of one connection's work.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -95,9 +96,7 @@ pub struct Registry {
     pub name: String,
     base: Url,
     http: Client,
-    creds: Option<Credential>,
-    scheme: Mutex<Scheme>,
-    tokens: Mutex<HashMap<String, String>>,
+    auth: auth::Auth,
     /// Options.
     pub opts: Options,
     /// Counters.
@@ -115,56 +114,9 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// Whether an HTTP status is worth retrying.
-fn retriable(status: u16) -> bool {
-    status == 408 || status == 429 || status >= 500
-}
-
-fn root_store(ca_files: &[PathBuf]) -> Result<rustls::RootCertStore> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject as _;
-    let mut store = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _) = store.add_parsable_certificates(native.certs);
-    if added == 0 {
-        store.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
-    }
-    for f in ca_files {
-        let certs = CertificateDer::pem_file_iter(f)
-            .map_err(|e| Error::Request(format!("CA file {}: {e}", f.display())))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Request(format!("CA file {}: {e}", f.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Request(format!(
-                "CA file {}: no PEM certificate in it",
-                f.display()
-            )));
-        }
-        for c in certs {
-            store.add(c).map_err(|e| {
-                Error::Request(format!(
-                    "CA file {}: unusable certificate: {e}",
-                    f.display()
-                ))
-            })?;
-        }
-    }
-    Ok(store)
-}
-
 fn http_client(opts: &Options) -> Result<Client> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
-                "TLS configuration failed: {e}"
-            )))
-        })?
-        .with_root_certificates(root_store(&opts.ca_files)?)
-        .with_no_client_auth();
     let mut b = Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(tls::client_config(&opts.ca_files)?)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("aelimg/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
@@ -173,51 +125,10 @@ fn http_client(opts: &Options) -> Result<Client> {
         b = b.resolve(name, SocketAddr::new(*ip, 0));
     }
     b.build().map_err(|e| {
-        Error::from(RegistryError::Failed(format!(
+        Error::from(RegistryError::Config(format!(
             "cannot build the HTTP client: {e}"
         )))
     })
-}
-
-pub(crate) use crate::error::chain as describe;
-
-/// A pseudo-random number in [0, 1) for jitter (no need for a CSPRNG).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    #[allow(clippy::cast_precision_loss)]
-    let x = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    x
-}
-
-/// One `key=value` list of a WWW-Authenticate challenge.
-fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
-    let h = h.trim();
-    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
-    let mut params = HashMap::new();
-    let mut rest = rest.trim();
-    while !rest.is_empty() {
-        let Some((k, v)) = rest.split_once('=') else {
-            break;
-        };
-        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
-        let v = v.trim_start();
-        let (val, after) = if let Some(q) = v.strip_prefix('"') {
-            let end = q.find('"').unwrap_or(q.len());
-            (q[..end].to_string(), q.get(end + 1..).unwrap_or(""))
-        } else {
-            let end = v.find(',').unwrap_or(v.len());
-            (v[..end].trim().to_string(), &v[end..])
-        };
-        params.insert(k, val);
-        rest = after.trim_start().trim_start_matches(',').trim_start();
-    }
-    (scheme.to_ascii_lowercase(), params)
 }
 
 impl Registry {
@@ -248,9 +159,7 @@ impl Registry {
             name: name.to_string(),
             base: url(if insecure { "http" } else { "https" })?,
             http,
-            creds,
-            scheme: Mutex::new(Scheme::Unknown),
-            tokens: Mutex::new(HashMap::new()),
+            auth: auth::Auth::new(name, creds, opts.insecure.clone()),
             opts,
             stats: Stats::default(),
             known: Mutex::new(HashMap::new()),
@@ -259,11 +168,7 @@ impl Registry {
             // Credentials are checked once here (as `docker login` does: basic
             // on /v2/, or a token with no scope), so that wrong ones fail with
             // one clear message instead of one per request.
-            let auth = !matches!(
-                *reg.scheme.lock().expect("scheme"),
-                Scheme::Anonymous | Scheme::Unknown
-            );
-            if auth && reg.creds.is_some() {
+            if reg.auth.should_check_login() {
                 reg.check_login()?;
             }
             Ok(reg)
@@ -298,7 +203,7 @@ impl Registry {
     /// Whether credentials were found for this registry.
     #[must_use]
     pub fn has_credentials(&self) -> bool {
-        self.creds.is_some()
+        self.auth.has_credentials()
     }
 
     fn ping(&self) -> Result<()> {
@@ -311,20 +216,17 @@ impl Registry {
                 target: url.to_string(),
                 detail: describe(&e),
             })?;
-        let status = resp.status().as_u16();
-        match status {
+        match resp.status().as_u16() {
             200..=299 => {
-                *self.scheme.lock().expect("scheme") = Scheme::Anonymous;
+                self.auth.set_anonymous();
                 Ok(())
             }
-            401 => {
-                self.learn(resp.headers())?;
-                Ok(())
-            }
-            _ => Err(Error::from(RegistryError::Failed(format!(
+            401 => self.auth.learn(resp.headers()),
+            _ => Err(RegistryError::Protocol(format!(
                 "{url} answered {} to the API check: is this a registry?",
                 resp.status()
-            )))),
+            ))
+            .into()),
         }
     }
 
@@ -339,41 +241,29 @@ impl Registry {
         }
     }
 
-    fn learn(&self, headers: &HeaderMap) -> Result<()> {
-        let Some(h) = headers.get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()) else {
-            return Err(Error::from(RegistryError::Failed(format!(
-                "{} answered 401 with no WWW-Authenticate challenge",
-                self.name
-            ))));
-        };
-        let (scheme, params) = parse_challenge(h);
-        let s = match scheme.as_str() {
-            "basic" => Scheme::Basic,
-            "bearer" => Scheme::Bearer {
-                realm: params.get("realm").cloned().ok_or_else(|| {
-                    Error::from(RegistryError::Failed(format!(
-                        "{}: bearer challenge without a realm",
-                        self.name
-                    )))
-                })?,
-                service: params.get("service").cloned(),
-            },
-            other => {
-                return Err(Error::from(RegistryError::Failed(format!(
-                    "{} asks for `{other}` authentication, which aelimg does not speak (basic and bearer only)",
-                    self.name
-                ))));
-            }
-        };
-        *self.scheme.lock().expect("scheme") = s;
-        Ok(())
-    }
-
     /// An absolute URL on this registry (path, or an absolute Location).
     pub fn url(&self, path_or_url: &str) -> Result<Url> {
         self.base.join(path_or_url).map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
+            Error::from(RegistryError::Config(format!(
                 "{}: bad URL `{path_or_url}`: {e}",
+                self.name
+            )))
+        })
+    }
+
+    /// The URL of a `Location` the registry sent: a bad one breaks the
+    /// protocol.
+    pub fn location(&self, resp: &Response, what: &str) -> Result<Url> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| {
+                RegistryError::Protocol(format!("{}: {what} without Location", self.name))
+            })?;
+        self.base.join(loc).map_err(|e| {
+            Error::from(RegistryError::Protocol(format!(
+                "{}: bad URL `{loc}`: {e}",
                 self.name
             )))
         })
@@ -385,204 +275,24 @@ impl Registry {
             && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
-    fn no_creds_error(&self) -> Error {
-        Error::from(RegistryError::Failed(format!(
-            "{} requires authentication and no credentials were found for it (looked in $REGISTRY_AUTH_FILE, the docker config and containers' auth.json): run `aelimg login {} -u USER --password-stdin`",
-            self.name, self.name
-        )))
+    fn policy(&self) -> retry::Policy {
+        retry::Policy {
+            backoff: self.opts.backoff,
+            max_backoff: self.opts.max_backoff,
+        }
     }
 
-    fn bad_creds_error(&self, what: &str) -> Error {
-        let src = self
-            .creds
-            .as_ref()
-            .map_or_else(|| "no credentials".to_string(), |c| c.source.clone());
-        let whose = match self.creds.as_ref() {
-            Some(c) if c.is_identity_token() => "the identity token".to_string(),
-            Some(c) => format!("the credentials for user `{}`", c.username),
-            None => "the credentials".to_string(),
-        };
-        Error::from(RegistryError::Failed(format!(
-            "{} refused {whose} (from {src}) to {what} (401 Unauthorized): check them, or run `aelimg login {} -u USER --password-stdin`",
-            self.name, self.name
-        )))
-    }
-
-    fn basic_header(&self) -> Result<HeaderValue> {
-        let c = self.creds.as_ref().ok_or_else(|| self.no_creds_error())?;
-        if c.is_identity_token() {
-            return Err(Error::from(RegistryError::Failed(format!(
-                "{}: the credentials from {} are an identity token, which works only with a registry that hands out bearer tokens; this one asks for a user and password (`aelimg login {} -u USER --password-stdin`)",
-                self.name, c.source, self.name
-            ))));
-        }
-        let v = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", c.username, c.secret));
-        let mut h = HeaderValue::from_str(&format!("Basic {v}")).map_err(|_| {
-            Error::from(RegistryError::Failed(
-                "credentials hold characters a header cannot".into(),
-            ))
-        })?;
-        h.set_sensitive(true);
-        Ok(h)
-    }
-
-    /// Fetches a bearer token for these scopes.
-    fn token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
-        let mut url = Url::parse(realm).map_err(|e| {
-            Error::from(RegistryError::Failed(format!(
-                "{}: bad token realm `{realm}`: {e}",
-                self.name
-            )))
-        })?;
-        if url.scheme() != "https"
-            && !is_loopback(url.host_str().unwrap_or(""))
-            && !self
-                .opts
-                .insecure
-                .iter()
-                .any(|i| host_of(i) == url.host_str().unwrap_or(""))
-        {
-            return Err(Error::from(RegistryError::Failed(format!(
-                "{}: refusing to send credentials to the plain-HTTP token realm {realm}",
-                self.name
-            ))));
-        }
-        let req = match self.creds.as_ref().filter(|c| c.is_identity_token()) {
-            // OAuth2 refresh-token grant, as docker does with an identity
-            // token (distribution's token authentication, "oauth" section).
-            Some(c) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_string()),
-                    ("refresh_token", c.secret.clone()),
-                    ("client_id", "aelimg".to_string()),
-                    ("scope", scopes.join(" ")),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s.to_string()));
-                }
-                let body = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish();
-                self.http
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(body)
-            }
-            None => {
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    for s in scopes {
-                        q.append_pair("scope", s);
-                    }
-                }
-                let req = self.http.get(url.clone());
-                if self.creds.is_some() {
-                    req.header(AUTHORIZATION, self.basic_header()?)
-                } else {
-                    req
-                }
-            }
-        };
-        let mut last = None;
-        for attempt in 0..=self.opts.retries {
-            match req.try_clone().expect("no body").send() {
-                Ok(resp) if resp.status().is_success() => {
-                    let body = resp.bytes().map_err(|e| {
-                        Error::from(RegistryError::Failed(format!(
-                            "{}: cannot read the token: {e}",
-                            self.name
-                        )))
-                    })?;
-                    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                        Error::from(RegistryError::Failed(format!(
-                            "{}: token answer is not JSON: {e}",
-                            self.name
-                        )))
-                    })?;
-                    return v
-                        .get("token")
-                        .or_else(|| v.get("access_token"))
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            Error::from(RegistryError::Failed(format!(
-                                "{}: token answer holds no token",
-                                self.name
-                            )))
-                        });
-                }
-                Ok(resp) if resp.status().as_u16() == 401 || resp.status().as_u16() == 403 => {
-                    return Err(if self.creds.is_some() {
-                        self.bad_creds_error("get a token")
-                    } else {
-                        self.no_creds_error()
-                    });
-                }
-                Ok(resp) if retriable(resp.status().as_u16()) && attempt < self.opts.retries => {
-                    self.pause(attempt, resp.headers());
-                }
-                Ok(resp) => {
-                    return Err(Error::from(RegistryError::Failed(format!(
-                        "{}: the token service at {realm} answered {}",
-                        self.name,
-                        resp.status()
-                    ))));
-                }
-                Err(e) => {
-                    last = Some(describe(&e));
-                    if attempt < self.opts.retries {
-                        self.pause(attempt, &HeaderMap::new());
-                    }
-                }
-            }
-        }
-        Err(RegistryError::Unreachable {
-            target: format!("the token service {realm}"),
-            detail: last.unwrap_or_default(),
-        }
-        .into())
-    }
-
-    /// The Authorization header for a request in these scopes, if any.
-    fn auth_header(&self, scopes: &[String], refresh: bool) -> Result<Option<HeaderValue>> {
-        let scheme = self.scheme.lock().expect("scheme").clone();
-        match scheme {
-            Scheme::Unknown | Scheme::Anonymous => Ok(None),
-            Scheme::Basic => self.basic_header().map(Some),
-            Scheme::Bearer { realm, service } => {
-                let key = scopes.join(" ");
-                if !refresh && let Some(t) = self.tokens.lock().expect("tokens").get(&key) {
-                    return Ok(Some(bearer(t)?));
-                }
-                let t = self.token(&realm, service.as_deref(), scopes)?;
-                self.tokens.lock().expect("tokens").insert(key, t.clone());
-                Ok(Some(bearer(&t)?))
-            }
+    fn token_client(&self) -> auth::TokenClient<'_> {
+        auth::TokenClient {
+            http: &self.http,
+            retries: self.opts.retries,
+            policy: self.policy(),
+            retried: &self.stats.retried,
         }
     }
 
     fn pause(&self, attempt: u32, headers: &HeaderMap) {
-        self.stats.retried.fetch_add(1, Ordering::Relaxed);
-        let cap = self.opts.max_backoff;
-        let exp = self
-            .opts
-            .backoff
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(cap);
-        // Full jitter between half and all of the exponential delay.
-        let mut d = exp.mul_f64(0.5 + 0.5 * jitter());
-        if let Some(ra) = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            d = d.max(Duration::from_secs(ra).min(cap));
-        }
-        std::thread::sleep(d);
+        self.policy().pause(attempt, headers, &self.stats.retried);
     }
 
     /// Sends a request with authentication, retries and redirects. Returns
@@ -618,7 +328,7 @@ impl Registry {
             req = req.headers(headers.clone());
             let mut sent_basic = false;
             if self.same_host(&url)
-                && let Some(h) = self.auth_header(scopes, false)?
+                && let Some(h) = self.auth.header(&self.token_client(), scopes, false)?
             {
                 sent_basic = h.as_bytes().starts_with(b"Basic ");
                 req = req.header(AUTHORIZATION, h);
@@ -645,19 +355,15 @@ impl Registry {
                     if status == 401 && self.same_host(&url) {
                         // Basic credentials that were refused will not do better.
                         if reauthed || sent_basic {
-                            return Err(if self.creds.is_some() {
-                                self.bad_creds_error(&format!("{method} {}", url.path()))
-                            } else {
-                                self.no_creds_error()
-                            });
+                            return Err(self.auth.refused(&format!("{method} {}", url.path())));
                         }
-                        self.learn(resp.headers())?;
+                        self.auth.learn(resp.headers())?;
                         // A fresh token (the cached one may have expired).
-                        self.auth_header(scopes, true)?;
+                        self.auth.header(&self.token_client(), scopes, true)?;
                         reauthed = true;
                         continue;
                     }
-                    if retriable(status) && attempt < retries {
+                    if retry::retriable(status) && attempt < retries {
                         self.pause(attempt, resp.headers());
                         attempt += 1;
                         continue;
@@ -667,27 +373,25 @@ impl Registry {
                     {
                         redirects += 1;
                         if redirects > 5 {
-                            return Err(Error::from(RegistryError::Failed(format!(
+                            return Err(RegistryError::Protocol(format!(
                                 "{}: too many redirects for {}",
                                 self.name,
                                 url.path()
-                            ))));
+                            ))
+                            .into());
                         }
                         let loc = resp
                             .headers()
                             .get(LOCATION)
                             .and_then(|l| l.to_str().ok())
                             .ok_or_else(|| {
-                                Error::from(RegistryError::Failed(format!(
+                                RegistryError::Protocol(format!(
                                     "{}: redirect without Location",
                                     self.name
-                                )))
+                                ))
                             })?;
                         url = url.join(loc).map_err(|e| {
-                            Error::from(RegistryError::Failed(format!(
-                                "{}: bad redirect: {e}",
-                                self.name
-                            )))
+                            RegistryError::Protocol(format!("{}: bad redirect: {e}", self.name))
                         })?;
                         continue;
                     }
@@ -740,58 +444,5 @@ impl Registry {
             hint: RegistryError::hint_for(status.as_u16()),
         }
         .into()
-    }
-}
-
-fn bearer(t: &str) -> Result<HeaderValue> {
-    let mut h = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
-        Error::from(RegistryError::Failed(
-            "the registry's token is not a valid header".into(),
-        ))
-    })?;
-    h.set_sensitive(true);
-    Ok(h)
-}
-
-/// The scopes for pushing to a repository (and mounting from others).
-#[must_use]
-pub fn push_scopes(repo: &str, mount_from: Option<&str>) -> Vec<String> {
-    let mut v = vec![format!("repository:{repo}:pull,push")];
-    if let Some(m) = mount_from {
-        v.push(format!("repository:{m}:pull"));
-    }
-    v
-}
-
-/// The scope for pulling from a repository.
-#[must_use]
-pub fn pull_scopes(repo: &str) -> Vec<String> {
-    vec![format!("repository:{repo}:pull")]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges() {
-        let (s, p) = parse_challenge(
-            r#"Bearer realm="https://auth.test/token",service="reg",scope="repository:a/b:pull,push""#,
-        );
-        assert_eq!(s, "bearer");
-        assert_eq!(p["realm"], "https://auth.test/token");
-        assert_eq!(p["service"], "reg");
-        assert_eq!(p["scope"], "repository:a/b:pull,push");
-        let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
-        assert_eq!(s, "basic");
-        assert_eq!(p["realm"], "Registry Realm");
-    }
-
-    #[test]
-    fn jitter_in_range() {
-        for _ in 0..100 {
-            let j = jitter();
-            assert!((0.0..1.0).contains(&j));
-        }
     }
 }
