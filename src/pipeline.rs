@@ -73,6 +73,16 @@ pub fn plan(file: &Path, opts: &PlanOptions) -> Result<Planned> {
     })
 }
 
+/// The working blob store (and layer cache) a build in `dir` uses when none
+/// is given: `<cargo target dir>/aelimg`, else `target/aelimg`.
+#[must_use]
+pub fn default_store_dir(dir: &Path) -> PathBuf {
+    CargoWorkspace::discover(dir).map_or_else(
+        |_| PathBuf::from("target/aelimg"),
+        |w| w.target_dir.join("aelimg"),
+    )
+}
+
 /// A payload builder for a build with no cargo workspace: it can only build
 /// nothing (the plan refuses cargo sources without a workspace).
 struct NoPayload;

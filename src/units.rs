@@ -10,7 +10,8 @@ use serde::de::{self, Deserializer};
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
-    /// Parses a Go-style duration made of number+unit pairs (ns, us, ms, s, m, h).
+    /// Parses a Go-style duration made of number+unit pairs (ns, us, ms, s, m,
+    /// h, and d for days).
     pub fn parse(s: &str) -> Result<Self, String> {
         let expected =
             || format!("expected a duration like \"30s\", \"1m30s\" or \"500ms\", found \"{s}\"");
@@ -38,6 +39,7 @@ impl Duration {
                 "s" => 1_000_000_000,
                 "m" => 60_000_000_000,
                 "h" => 3_600_000_000_000,
+                "d" => 86_400_000_000_000,
                 _ => return Err(expected()),
             };
             rest = &rest[unit_len..];
@@ -118,6 +120,7 @@ mod tests {
         assert_eq!(ms("1m30s"), Ok(90_000));
         assert_eq!(ms("500ms"), Ok(500));
         assert_eq!(ms("1h"), Ok(3_600_000));
+        assert_eq!(ms("7d"), Ok(604_800_000));
         for bad in ["", "30", "s", "1x", "-1s", "99999999999999999999h"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }

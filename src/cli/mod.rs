@@ -3,6 +3,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod login;
 mod plan;
 mod pull;
@@ -33,6 +34,8 @@ enum Command {
     Pull(pull::PullArgs),
     /// Check credentials for a registry and save them in the docker config.
     Login(login::LoginArgs),
+    /// Inspect or prune the working blob store and layer cache.
+    Cache(cache::CacheArgs),
 }
 
 /// An error of a command: a usage error (exit 2) or a failure (exit 1).
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Push(a) => push::run(&a),
         Command::Pull(a) => pull::run(&a),
         Command::Login(a) => login::run(&a),
+        Command::Cache(a) => cache::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
