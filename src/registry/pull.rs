@@ -206,3 +206,209 @@ pub fn select_platform<'a>(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::client::Options;
+    use super::super::testserver::{Reply, Server};
+    use super::*;
+    use crate::oci::{INDEX, MANIFEST};
+
+    fn connect(srv: &Server) -> Registry {
+        srv.script([Reply::status(200)]);
+        let opts = Options {
+            insecure: vec![srv.name()],
+            retries: 1,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(10),
+            ..Options::default()
+        };
+        let reg = Registry::connect_with(&srv.name(), &srv.name(), opts, None).unwrap();
+        srv.take_requests();
+        reg
+    }
+
+    fn is_verification(e: &Error) -> bool {
+        matches!(e.registry(), Some(RegistryError::Verification { .. }))
+    }
+
+    #[test]
+    fn a_manifest_asked_by_digest_must_have_it() {
+        let good =
+            br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+        let want = Digest::of(good);
+        for (served, refused) in [(&good[..], false), (&br#"{"schemaVersion":2}"#[..], true)] {
+            let srv = Server::start();
+            let reg = connect(&srv);
+            srv.script([Reply::status(200).body(served)]);
+            let got = fetch_manifest(&reg, "a/b", want.as_str());
+            let lines: Vec<String> = srv.take_requests().iter().map(|r| r.line()).collect();
+            assert_eq!(lines, [format!("GET /v2/a/b/manifests/{want}")]);
+            match got {
+                Ok(doc) => {
+                    assert!(!refused);
+                    assert_eq!(doc.digest, want);
+                    assert_eq!(doc.media_type, MANIFEST);
+                }
+                Err(e) => {
+                    assert!(refused && is_verification(&e), "{e}");
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(&format!("manifest {want} arrived as sha256:")),
+                        "{msg}"
+                    );
+                    assert!(msg.ends_with(": refusing it"), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_blob_must_have_its_digest() {
+        let want = Digest::of(b"layer bytes");
+        for (served, refused) in [(&b"layer bytes"[..], false), (&b"other bytes"[..], true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = BlobStore::open(dir.path()).unwrap();
+            let srv = Server::start();
+            let reg = connect(&srv);
+            srv.script([Reply::status(200).body(served)]);
+            let got = fetch_blob(&reg, "a/b", &want, &store);
+            let lines: Vec<String> = srv.take_requests().iter().map(|r| r.line()).collect();
+            assert_eq!(lines, [format!("GET /v2/a/b/blobs/{want}")]);
+            match got {
+                Ok(()) => assert!(!refused && store.has(&want)),
+                Err(e) => {
+                    assert!(refused && is_verification(&e), "{e}");
+                    assert!(
+                        e.to_string().contains(&format!("blob {want} arrived as")),
+                        "{e}"
+                    );
+                    assert!(!store.has(&want), "a refused blob must not be stored");
+                }
+            }
+            // A blob already in the store is not asked for again.
+            if !refused {
+                fetch_blob(&reg, "a/b", &want, &store).unwrap();
+                assert!(srv.take_requests().is_empty());
+            }
+        }
+    }
+
+    fn entry(m: &Document, platform: &str) -> serde_json::Value {
+        let mut p = platform.split('/');
+        let mut plat =
+            serde_json::json!({"os": p.next().unwrap(), "architecture": p.next().unwrap()});
+        if let Some(v) = p.next() {
+            plat["variant"] = v.into();
+        }
+        serde_json::json!({
+            "mediaType": MANIFEST,
+            "digest": m.digest.to_string(),
+            "size": m.bytes.len(),
+            "platform": plat,
+        })
+    }
+
+    fn index(entries: &[serde_json::Value]) -> Document {
+        Document::from_value(
+            INDEX,
+            &serde_json::json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}),
+        )
+    }
+
+    fn image(config: &[u8], layer: &[u8]) -> Document {
+        let desc = |mt: &str, b: &[u8]| serde_json::json!({"mediaType": mt, "digest": Digest::of(b).to_string(), "size": b.len()});
+        Document::from_value(
+            MANIFEST,
+            &serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MANIFEST,
+                "config": desc(crate::oci::CONFIG, config),
+                "layers": [desc("application/vnd.oci.image.layer.v1.tar+gzip", layer)],
+            }),
+        )
+    }
+
+    #[test]
+    fn select_platform_variant_rules() {
+        let m = |s: &str| Document::from_bytes(MANIFEST, s.as_bytes().to_vec());
+        let (amd, v6, v7, arm) = (m("amd"), m("v6"), m("v7"), m("arm"));
+        let idx = index(&[
+            entry(&amd, "linux/amd64"),
+            entry(&v6, "linux/arm/v6"),
+            entry(&v7, "linux/arm/v7"),
+        ])
+        .index()
+        .unwrap();
+        let bare = index(&[entry(&arm, "linux/arm")]).index().unwrap();
+        // (index, os, arch, variant, picked)
+        let cases = [
+            (&idx, "linux", "amd64", None, Some(&amd)),
+            (&idx, "linux", "arm", Some("v7"), Some(&v7)),
+            (&idx, "linux", "arm", Some("v6"), Some(&v6)),
+            // No variant asked: the first entry of the architecture.
+            (&idx, "linux", "arm", None, Some(&v6)),
+            (&idx, "linux", "arm", Some("v8"), None),
+            (&idx, "linux", "arm64", None, None),
+            (&idx, "windows", "amd64", None, None),
+            // An entry without a variant matches any.
+            (&bare, "linux", "arm", Some("v7"), Some(&arm)),
+        ];
+        for (i, os, arch, variant, want) in cases {
+            let got = select_platform(i, os, arch, variant).map(|d| d.digest().to_string());
+            assert_eq!(
+                got,
+                want.map(|w| w.digest.to_string()),
+                "{os}/{arch} {variant:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn pull_with_a_platform_fetches_only_that_child() {
+        let amd = image(b"{\"architecture\":\"amd64\"}", b"amd layer");
+        let arm = image(b"{\"architecture\":\"arm64\"}", b"arm layer");
+        let top = index(&[entry(&amd, "linux/amd64"), entry(&arm, "linux/arm64/v8")]);
+        let srv = Server::start();
+        let reg = connect(&srv);
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        srv.script([
+            Reply::status(200).body(top.bytes.clone()),
+            Reply::status(200).body(arm.bytes.clone()),
+            Reply::status(200).body(&b"{\"architecture\":\"arm64\"}"[..]),
+            Reply::status(200).body(&b"arm layer"[..]),
+        ]);
+        let src = Reference::parse(&format!("{}/a/b:1.0", srv.name())).unwrap();
+        let got = pull_image(&reg, &src, &store, Some(("linux", "arm64"))).unwrap();
+        assert_eq!(got.digest, arm.digest);
+        let lines: Vec<String> = srv.take_requests().iter().map(|r| r.line()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /v2/a/b/manifests/1.0".to_string(),
+                format!("GET /v2/a/b/manifests/{}", arm.digest),
+                format!(
+                    "GET /v2/a/b/blobs/{}",
+                    Digest::of(b"{\"architecture\":\"arm64\"}")
+                ),
+                format!("GET /v2/a/b/blobs/{}", Digest::of(b"arm layer")),
+            ]
+        );
+        // With a platform the child is the image: the index is not kept.
+        assert!(store.has(&arm.digest));
+        assert!(!store.has(&top.digest) && !store.has(&amd.digest));
+
+        // A platform the index lacks is refused before any blob is fetched.
+        srv.script([Reply::status(200).body(top.bytes.clone())]);
+        let e = pull_image(&reg, &src, &store, Some(("linux", "s390x"))).unwrap_err();
+        assert!(
+            matches!(e.registry(), Some(RegistryError::Unusable(_))),
+            "{e}"
+        );
+        assert!(e.to_string().ends_with("has no linux/s390x image"), "{e}");
+        assert_eq!(srv.take_requests().len(), 1);
+    }
+}

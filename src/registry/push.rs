@@ -841,4 +841,82 @@ mod tests {
             assert_eq!(got, c.stats, "{}", c.name);
         }
     }
+
+    fn manifest() -> Document {
+        Document::from_bytes(crate::oci::MANIFEST, br#"{"schemaVersion":2}"#.to_vec())
+    }
+
+    #[test]
+    fn manifest_put_checks_the_digest_the_registry_reports() {
+        let m = manifest();
+        let other = Digest::of(b"rewritten");
+        // (Docker-Content-Digest answered, refused?)
+        for (answered, refused) in [
+            (None, false),
+            (Some(m.digest.to_string()), false),
+            (Some(other.to_string()), true),
+        ] {
+            let srv = Server::start();
+            let reg = connect(&srv, options(&srv));
+            let mut reply = Reply::status(201);
+            if let Some(d) = &answered {
+                reply = reply.header("docker-content-digest", d);
+            }
+            srv.script([reply]);
+            let result = put_manifest(&reg, "a/b", &m, "1.0");
+            let reqs = srv.take_requests();
+            assert_eq!(reqs.len(), 1);
+            assert_eq!(reqs[0].line(), "PUT /v2/a/b/manifests/1.0");
+            assert_eq!(reqs[0].header("content-type"), Some(crate::oci::MANIFEST));
+            assert_eq!(reqs[0].body, m.bytes);
+            match result {
+                Ok(()) => assert!(!refused, "{answered:?} accepted"),
+                Err(e) => {
+                    assert!(refused, "{answered:?}: {e}");
+                    assert!(matches!(
+                        e.registry(),
+                        Some(RegistryError::Verification { what: Checked::Stored { .. }, got, .. })
+                            if *got == other.to_string()
+                    ));
+                    assert!(e.to_string().contains("it rewrote the bytes"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verify_reads_the_tag_back_and_refuses_other_bytes() {
+        let m = manifest();
+        for (served, refused) in [(m.bytes.clone(), false), (b"{}".to_vec(), true)] {
+            let srv = Server::start();
+            let reg = connect(&srv, options(&srv));
+            srv.script([Reply::status(200)
+                .header("content-type", crate::oci::MANIFEST)
+                .body(served)]);
+            let result = verify(&reg, "a/b", "1.0", &m.digest);
+            let reqs = srv.take_requests();
+            assert_eq!(reqs.len(), 1);
+            assert_eq!(reqs[0].line(), "GET /v2/a/b/manifests/1.0");
+            assert_eq!(reqs[0].header("accept"), Some(MANIFEST_ACCEPT));
+            match result {
+                Ok(()) => assert!(!refused),
+                Err(e) => {
+                    assert!(refused, "{e}");
+                    assert!(matches!(
+                        e.registry(),
+                        Some(RegistryError::Verification {
+                            what: Checked::ReadBack { .. },
+                            ..
+                        })
+                    ));
+                    let msg = e.to_string();
+                    assert!(msg.contains("a/b:1.0 is sha256:"), "{msg}");
+                    assert!(
+                        msg.contains(&format!("after the push, not {}", m.digest)),
+                        "{msg}"
+                    );
+                }
+            }
+        }
+    }
 }

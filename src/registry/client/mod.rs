@@ -446,3 +446,128 @@ impl Registry {
         .into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testserver::{Reply, Server};
+    use super::*;
+
+    fn options(srv: &Server) -> Options {
+        Options {
+            insecure: vec![srv.name()],
+            retries: 2,
+            backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(20),
+            ..Options::default()
+        }
+    }
+
+    /// An anonymous registry asks for a bearer token in the middle of a
+    /// request: the token is fetched (a GET with the scopes, or the OAuth2
+    /// refresh-token grant for an identity token) and the request retried
+    /// with it; the next request reuses the cached token.
+    #[test]
+    fn bearer_challenge_then_token_then_retry() {
+        let identity = Credential {
+            username: credentials::IDENTITY_TOKEN_USER.into(),
+            secret: "refresh-1".into(),
+            source: "config.json".into(),
+        };
+        for creds in [None, Some(identity)] {
+            let srv = Server::start();
+            let challenge = format!(
+                r#"Bearer realm="http://{}/token",service="reg.test""#,
+                srv.name()
+            );
+            srv.script([
+                Reply::status(200),
+                Reply::status(401).header("www-authenticate", &challenge),
+                Reply::status(200).body(r#"{"access_token":"tok-1"}"#),
+                Reply::status(200),
+                Reply::status(200),
+            ]);
+            let oauth = creds.is_some();
+            let reg =
+                Registry::connect_with(&srv.name(), &srv.name(), options(&srv), creds).unwrap();
+            let url = reg.url("/v2/a/b/blobs/sha256:00").unwrap();
+            let scopes = pull_scopes("a/b");
+            for _ in 0..2 {
+                let resp = reg
+                    .send(Method::HEAD, &url, &scopes, &HeaderMap::new(), None)
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+            let reqs = srv.take_requests();
+            let lines: Vec<String> = reqs.iter().map(|r| r.line()).collect();
+            let token = if oauth {
+                "POST /token".to_string()
+            } else {
+                "GET /token?service=reg.test&scope=repository%3Aa%2Fb%3Apull".to_string()
+            };
+            assert_eq!(
+                lines,
+                [
+                    "GET /v2/",
+                    "HEAD /v2/a/b/blobs/sha256:00",
+                    &token,
+                    "HEAD /v2/a/b/blobs/sha256:00",
+                    "HEAD /v2/a/b/blobs/sha256:00",
+                ]
+            );
+            assert_eq!(reqs[1].header("authorization"), None);
+            assert_eq!(reqs[3].header("authorization"), Some("Bearer tok-1"));
+            assert_eq!(reqs[4].header("authorization"), Some("Bearer tok-1"));
+            if oauth {
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(&reqs[2].body).into_owned().collect();
+                assert_eq!(form["grant_type"], "refresh_token");
+                assert_eq!(form["refresh_token"], "refresh-1");
+                assert_eq!(form["scope"], "repository:a/b:pull");
+                assert_eq!(form["service"], "reg.test");
+            }
+        }
+    }
+
+    /// What `connect` makes of the registry's first answer.
+    #[test]
+    fn connect_classifies_the_api_check() {
+        let srv = Server::start();
+        srv.script([Reply::status(404)]);
+        let e = Registry::connect_with(&srv.name(), &srv.name(), options(&srv), None).unwrap_err();
+        assert!(
+            matches!(e.registry(), Some(RegistryError::Protocol(_))),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is this a registry?"), "{e}");
+
+        // Refused basic credentials fail once, at connect, naming the user.
+        let srv = Server::start();
+        srv.script([
+            Reply::status(401).header("www-authenticate", r#"Basic realm="r""#),
+            Reply::status(401).header("www-authenticate", r#"Basic realm="r""#),
+        ]);
+        let creds = Credential {
+            username: "alice".into(),
+            secret: "pw-secret".into(),
+            source: "auth.json".into(),
+        };
+        let e = Registry::connect_with(&srv.name(), &srv.name(), options(&srv), Some(creds))
+            .unwrap_err();
+        assert!(
+            matches!(e.registry(), Some(RegistryError::Credentials(_))),
+            "{e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("user `alice`") && !msg.contains("pw-secret"),
+            "{msg}"
+        );
+        let reqs = srv.take_requests();
+        assert_eq!(reqs.len(), 2);
+        assert!(
+            reqs[1]
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Basic "))
+        );
+    }
+}
