@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -198,28 +199,51 @@ def zombies_of(pid: int) -> list[int]:
     return out
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent PID of a live process, or None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def test_orphans_are_reaped(tmp_path):
-    """A tool server whose launcher leaves an orphan behind: ael (as PID 1, or as a
-    subreaper with AEL_REAP_ORPHANS=true) reaps it, so no zombie remains."""
+    """A tool server whose launcher leaves orphans behind: ael as a subreaper
+    (AEL_REAP_ORPHANS=true) adopts them and reaps them when they exit, so no
+    zombie remains. The orphans live until the test ends them, so their parent
+    can be checked while they run."""
     nt = native_tools_bin()
     wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
     for d in (wf, data, root):
         d.mkdir()
-    pids = [tmp_path / "orphan1", tmp_path / "orphan2"]
+    pid_files = [tmp_path / "orphan1", tmp_path / "orphan2"]
     servers = ("tool_servers:\n  native:\n    command: /bin/sh\n"
-               f"    args: ['-c', '(sleep 0.3 & echo $! > {pids[0]}); (sleep 0.4 & echo $! > {pids[1]}); "
+               f"    args: ['-c', '(sleep 60 & echo $! > {pid_files[0]}); (sleep 60 & echo $! > {pid_files[1]}); "
                f"exec {nt} --root {root}']\n")
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
-    with Ael(cfg, env={"AEL_REAP_ORPHANS": "true"}) as ael:
-        ael.wait_tool_server("native")
-        # Each orphaned sleep exits after a fraction of a second; ael logs every one it reaps.
-        ael.wait_log("reaped orphaned process", count=2, timeout=10)
-        orphans = [int(p.read_text()) for p in pids]
-        assert not any(Path(f"/proc/{pid}").exists() for pid in orphans), orphans  # reaped, not zombies
-        assert zombies_of(ael.proc.pid) == []
-        assert ael.log().count("reaped orphaned process") == 2, ael.log()
-        rc, took = ael.stop()
-        assert rc == 0 and took < 2.0
+    orphans: list[int] = []
+    try:
+        with Ael(cfg, env={"AEL_REAP_ORPHANS": "true"}) as ael:
+            ael.wait_tool_server("native")
+            orphans = [int(p.read_text()) for p in pid_files]  # written before the exec
+            for pid in orphans:
+                assert parent_of(pid) == ael.proc.pid, (
+                    f"orphan {pid} was re-parented to {parent_of(pid)}, not to ael ({ael.proc.pid}): "
+                    "was ael a subreaper when its tool server started?")
+            for pid in orphans:
+                os.kill(pid, signal.SIGTERM)
+            # ael logs every orphan it reaps; a reaped process is gone from /proc (not a zombie).
+            ael.wait_log("reaped orphaned process", count=2, timeout=10)
+            assert [pid for pid in orphans if Path(f"/proc/{pid}").exists()] == []
+            assert zombies_of(ael.proc.pid) == []
+            assert ael.log().count("reaped orphaned process") == 2, ael.log()
+            rc, took = ael.stop()
+            assert rc == 0 and took < 2.0
+    finally:
+        for pid in orphans:  # still running only if the test failed early
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_image_config_and_example_workflows_are_valid():
