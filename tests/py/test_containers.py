@@ -40,15 +40,19 @@ def ael_container(images):
     try:
         base = f"http://127.0.0.1:{port}"
 
+        last: dict = {}
+
         def healthy():
-            status, body = http_get(base + "/health", timeout=2)
+            status, last["body"] = http_get(base + "/health", timeout=2)
+            body = last["body"]
             if (status == 200 and isinstance(body, dict)
                     and body.get("tool_servers", {}).get("native", {}).get("state") == "connected"):
                 return body
             return None
 
-        body = wait_until(healthy, 60, lambda: f"the ael container to be healthy with native connected\n"
-                                               f"{container_logs(cid)}", interval=0.2, ignore=(OSError,))
+        body = wait_until(healthy, 60, lambda: f"the ael container to be healthy with native connected: "
+                                               f"{last.get('body')}\n{container_logs(cid)}",
+                          interval=0.2, ignore=(OSError,))
         yield cid, base, body
     finally:
         remove_container(cid)
