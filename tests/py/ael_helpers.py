@@ -81,6 +81,7 @@ def ael_bin() -> str:
 
 def native_tools_bin() -> str:
     """native-tools binary; without it the test is skipped, or fails under CI=true."""
+    __tracebackhide__ = True
     b = _binary("native-tools", "NATIVE_TOOLS_BIN", "native-tools")
     require(b and Path(b).is_file(),
             "native-tools binary is not built (set NATIVE_TOOLS_BIN or make `cargo build -p native-tools` work): "

@@ -33,6 +33,7 @@ def _cleanup_images() -> None:
 
 def host_platform() -> str:
     """The OCI platform of this machine, so podman runs the images natively."""
+    __tracebackhide__ = True
     machine = platform.machine().lower()
     arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
     require(arch, f"aelimg builds linux/amd64 and linux/arm64 images; this machine is {machine}")

@@ -27,6 +27,7 @@ def in_ci() -> bool:
 
 def require(condition: Any, why: str) -> None:
     """A prerequisite of the calling test: skip without it, or fail under CI=true."""
+    __tracebackhide__ = True  # a skip is reported at the calling test
     if condition:
         return
     if in_ci():

