@@ -22,11 +22,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+
+from support import require, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 _LOCK = threading.Lock()
@@ -79,10 +80,12 @@ def ael_bin() -> str:
 
 
 def native_tools_bin() -> str:
-    """native-tools binary, or skip the test when it is not built yet."""
+    """native-tools binary; without it the test is skipped, or fails under CI=true."""
+    __tracebackhide__ = True
     b = _binary("native-tools", "NATIVE_TOOLS_BIN", "native-tools")
-    if not b or not Path(b).is_file():
-        pytest.skip("native-tools binary is not built (set NATIVE_TOOLS_BIN or make `cargo build -p native-tools` work)")
+    require(b and Path(b).is_file(),
+            "native-tools binary is not built (set NATIVE_TOOLS_BIN or make `cargo build -p native-tools` work): "
+            + _BUILD_ERR.get("native-tools", f"{b} is missing"))
     return b
 
 
@@ -173,38 +176,49 @@ class Ael:
     def log(self) -> str:
         return "".join(self.stderr_lines)
 
+    def _alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ael exited with {self.proc.returncode}:\n{self.log()}")
+
+    def health(self, timeout: float = 5.0) -> tuple[int, Any]:
+        """GET /health: (status, body)."""
+        return http_get(self.base + "/health", timeout=timeout)
+
+    def wait_health(self, pred: Callable[[Any], Any], what: str, timeout: float = 20.0) -> Any:
+        """Poll /health until pred(body) holds; return the body. Fails at once if ael exits."""
+        last: list[Any] = [None]
+
+        def check():
+            self._alive()
+            status, body = self.health(timeout=1.0)
+            last[0] = (status, body)
+            return (body,) if pred(body) else None
+
+        return wait_until(check, timeout, lambda: f"/health {what} (last: {last[0]})\n{self.log()}",
+                          interval=0.02, ignore=(OSError,))[0]
+
     def wait_healthy(self, timeout: float = 20.0, want: int | None = 200) -> tuple[float, dict]:
         """Poll /health until it answers (with status `want` if given); return (seconds, body)."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ael exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                status, body = http_get(self.base + "/health", timeout=1.0)
-                last = (status, body)
-                if want is None or status == want:
-                    return time.monotonic() - self.t0, body
-            except OSError:
-                pass
-            time.sleep(0.01)
-        raise TimeoutError(f"/health not {want} after {timeout}s (last: {last})\n{self.log()}")
+        last: list[Any] = [None]
+
+        def check():
+            self._alive()
+            last[0] = self.health(timeout=1.0)
+            return want is None or last[0][0] == want
+
+        wait_until(check, timeout, lambda: f"/health to answer {want} (last: {last[0]})\n{self.log()}",
+                   interval=0.01, ignore=(OSError,))
+        return time.monotonic() - self.t0, last[0][1]
 
     def wait_tool_server(self, name: str, state: str = "connected", timeout: float = 20.0) -> dict:
-        deadline = time.monotonic() + timeout
-        body: Any = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ael exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                _, body = http_get(self.base + "/health")
-            except OSError:
-                time.sleep(0.02)
-                continue
-            if isinstance(body, dict) and body.get("tool_servers", {}).get(name, {}).get("state") == state:
-                return body
-            time.sleep(0.05)
-        raise TimeoutError(f"tool server {name} not {state}: {body}\n{self.log()}")
+        return self.wait_health(
+            lambda b: isinstance(b, dict) and b.get("tool_servers", {}).get(name, {}).get("state") == state,
+            f"tool server {name} {state}", timeout)
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 20.0) -> str:
+        """Wait until `text` appears `count` times in ael's stderr; return the log."""
+        return wait_until(lambda: self.log().count(text) >= count and self.log(), timeout,
+                          lambda: f"{count} x {text!r} in the log of ael:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
         """Signal the process by PID; return (exit code, seconds to exit)."""

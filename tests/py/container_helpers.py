@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
+
+from support import require, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,8 +31,17 @@ def _cleanup_images() -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def host_platform() -> str:
+    """The OCI platform of this machine, so podman runs the images natively."""
+    __tracebackhide__ = True
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
+    require(arch, f"aelimg builds linux/amd64 and linux/arm64 images; this machine is {machine}")
+    return f"linux/{arch}"
+
+
 def build_images() -> tuple[Path, dict]:
-    """Build both images for linux/amd64 with aelimg into a fresh temporary
+    """Build both images for the host's platform with aelimg into a fresh temporary
     directory, once per process; return (output dir, the build's JSON report).
 
     The oci: references podman takes must have no upper-case letters and no
@@ -43,7 +54,7 @@ def build_images() -> tuple[Path, dict]:
             # The dev build of aelimg (the Rust tests built it; its hot crates
             # are optimized) avoids a second, release host build in CI.
             cmd = ["cargo", "run", "-q", "--locked", "--", "build",
-                   "--platform", "linux/amd64", "--output", f"oci:{out}", "--json"]
+                   "--platform", host_platform(), "--output", f"oci:{out}", "--json"]
             r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=2400)
             if r.returncode != 0:
                 shutil.rmtree(base, ignore_errors=True)
@@ -79,17 +90,17 @@ def container_logs(cid: str) -> str:
 
 
 def read_cidfile(path: Path, timeout: float = 0.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The container ID podman wrote to `path`, waiting up to `timeout` s for it; "" if none."""
+    def cid() -> str:
         try:
-            cid = path.read_text().strip()
-            if cid:
-                return cid
+            return path.read_text().strip()
         except OSError:
-            pass
-        if time.monotonic() >= deadline:
             return ""
-        time.sleep(0.1)
+
+    try:
+        return wait_until(cid, timeout, f"a container ID in {path}", interval=0.1)
+    except AssertionError:
+        return ""
 
 
 def podman_env() -> dict[str, str]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
 from ael_helpers import (
-    Ael, HttpServer, ael_cli, base_env, http_get, http_session, native_tools_bin, repo_workflows, run, write_config,
+    Ael, HttpServer, ael_bin, ael_cli, base_env, free_port, http_get, http_session, native_tools_bin, repo_workflows,
+    run, stop_pid, write_config,
 )
+from support import require, wait_until, wait_until_async
 
 
 def make(tmp_path: Path, native: bool = False) -> tuple[Path, dict[str, str], Path]:
@@ -124,13 +130,7 @@ def test_hot_reload_add_change_remove(tmp_path):
         assert h["hot_reload"] is True
 
         def wait_for(pred, what):
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                body = http_get(ael.base + "/health")[1]
-                if pred(body):
-                    return body
-                time.sleep(0.1)
-            raise AssertionError(f"hot reload did not {what}: {body}\n{ael.log()}")
+            return ael.wait_health(pred, f"after hot reload should {what}", timeout=10)
 
         new = wf / "new.yaml"
         new.write_text("name: brand-new\ndescription: first\nsteps:\n  - id: a\n    tool: native.fs_list\n")
@@ -140,34 +140,32 @@ def test_hot_reload_add_change_remove(tmp_path):
         # A changed file is picked up by the running server (seen over MCP).
 
         async def described():
-            import asyncio
             notes = []
 
             async def on_message(msg):
                 notes.append(getattr(getattr(msg, "root", msg), "method", None) or type(msg).__name__)
 
+            async def description():
+                d = (await s.call_tool("workflow_describe", {"name": "brand-new"})).structured_content
+                return d if d.get("description") == "changed" else None
+
             async with http_session(ael.base, message_handler=on_message) as s:
                 await s.list_tools()
                 new.write_text("name: brand-new\ndescription: changed\nsteps:\n  - id: a\n    tool: native.fs_list\n")
-                for _ in range(100):
-                    d = (await s.call_tool("workflow_describe", {"name": "brand-new"})).structured_content
-                    if d.get("description") == "changed":
-                        break
-                    await asyncio.sleep(0.1)
-                for _ in range(50):
-                    if any("list_changed" in str(n) or "ToolListChanged" in str(n) for n in notes):
-                        break
-                    await asyncio.sleep(0.1)
-                return d, notes
+                d = await wait_until_async(description, 10, "workflow_describe to show the changed description",
+                                           interval=0.1)
+                # Workflows are tools too, so the session is told that the tool list changed.
+                await wait_until_async(
+                    lambda: any("list_changed" in str(n) or "ToolListChanged" in str(n) for n in notes), 5,
+                    lambda: f"a tools/list_changed notification (got {notes})", interval=0.1)
+                return d
 
-        d, notes = run(described())
+        d = run(described())
         assert d["description"] == "changed"
-        # Workflows are tools too, so the session is told that the tool list changed.
-        assert any("list_changed" in str(n) or "ToolListChanged" in str(n) for n in notes), notes
         new.write_text("name: brand-new\ndescription: second\nsteps: [oops\n")
         wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 1, "see the broken change")
         new.unlink()
-        wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 0, "remove")
+        wait_for(lambda b: b["workflows"] == n and b["workflow_errors"] == 0, "see the removal")
         assert "workflows reloaded" in ael.log()
 
 
@@ -183,7 +181,6 @@ def test_sigint_exits_promptly_and_idle_sigterm(tmp_path):
 
 
 def test_health_probe_fails_when_nothing_listens(tmp_path):
-    from ael_helpers import free_port
     r = ael_cli(["health", "--url", f"http://127.0.0.1:{free_port()}/health", "--timeout-ms", "500"], env=base_env())
     assert r.returncode == 1 and "127.0.0.1" in r.stderr
 
@@ -202,24 +199,51 @@ def zombies_of(pid: int) -> list[int]:
     return out
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent PID of a live process, or None once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def test_orphans_are_reaped(tmp_path):
-    """A tool server whose launcher leaves an orphan behind: ael (as PID 1, or as a
-    subreaper with AEL_REAP_ORPHANS=true) reaps it, so no zombie remains."""
+    """A tool server whose launcher leaves orphans behind: ael as a subreaper
+    (AEL_REAP_ORPHANS=true) adopts them and reaps them when they exit, so no
+    zombie remains. The orphans live until the test ends them, so their parent
+    can be checked while they run."""
     nt = native_tools_bin()
     wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
     for d in (wf, data, root):
         d.mkdir()
+    pid_files = [tmp_path / "orphan1", tmp_path / "orphan2"]
     servers = ("tool_servers:\n  native:\n    command: /bin/sh\n"
-               f"    args: ['-c', '(sleep 0.3 &); (sleep 0.4 &); exec {nt} --root {root}']\n")
+               f"    args: ['-c', '(sleep 60 & echo $! > {pid_files[0]}); (sleep 60 & echo $! > {pid_files[1]}); "
+               f"exec {nt} --root {root}']\n")
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
-    with Ael(cfg, env={"AEL_REAP_ORPHANS": "true"}) as ael:
-        ael.wait_tool_server("native")
-        time.sleep(1.5)  # the orphaned sleeps have exited by now
-        assert zombies_of(ael.proc.pid) == []
-        assert ael.log().count("reaped orphaned process") == 2, ael.log()
-        rc, took = ael.stop()
-        assert rc == 0 and took < 2.0
-
+    orphans: list[int] = []
+    try:
+        with Ael(cfg, env={"AEL_REAP_ORPHANS": "true"}) as ael:
+            ael.wait_tool_server("native")
+            orphans = [int(p.read_text()) for p in pid_files]  # written before the exec
+            for pid in orphans:
+                assert parent_of(pid) == ael.proc.pid, (
+                    f"orphan {pid} was re-parented to {parent_of(pid)}, not to ael ({ael.proc.pid}): "
+                    "was ael a subreaper when its tool server started?")
+            for pid in orphans:
+                os.kill(pid, signal.SIGTERM)
+            # ael logs every orphan it reaps; a reaped process is gone from /proc (not a zombie).
+            ael.wait_log("reaped orphaned process", count=2, timeout=10)
+            assert [pid for pid in orphans if Path(f"/proc/{pid}").exists()] == []
+            assert zombies_of(ael.proc.pid) == []
+            assert ael.log().count("reaped orphaned process") == 2, ael.log()
+            rc, took = ael.stop()
+            assert rc == 0 and took < 2.0
+    finally:
+        for pid in orphans:  # still running only if the test failed early
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_image_config_and_example_workflows_are_valid():
@@ -243,31 +267,27 @@ def test_image_config_and_example_workflows_are_valid():
 
 
 def test_cli_run_interrupted_by_sigint_is_recorded(tmp_path):
-    import subprocess
-
     native_tools_bin()
     wf, env, root = make(tmp_path, native=True)
+    release = threading.Event()
 
-    def slow(method, path, body):
-        time.sleep(6)
+    def slow(method, path, body):  # a server that does not answer until the test is over
+        release.wait(30)
         return 200, {}, b"late"
 
     with HttpServer(slow) as web:
-        from ael_helpers import ael_bin, stop_pid
         proc = subprocess.Popen([ael_bin(), "workflows", "run", "fetch-and-save", "-i", f"url={web.url}/slow",
                                  "-i", f"dest={root / 'x.txt'}", "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 15
-            while not web.requests and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert web.requests, "the fetch never started"
+            wait_until(lambda: web.requests, 15, "the fetch to reach the local server")
             t0 = time.monotonic()
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=10)
             took = time.monotonic() - t0
         finally:
             stop_pid(proc)
+            release.set()
     assert proc.returncode == 1
     assert took < 2.0
     rec = json.loads(out)
@@ -279,15 +299,16 @@ def test_cli_run_interrupted_by_sigint_is_recorded(tmp_path):
 
 def test_pid1_in_own_pid_namespace_reaps_and_stops(tmp_path):
     """ael as PID 1 (like in a container): reaps orphans without AEL_REAP_ORPHANS,
-    answers /health, exits 0 promptly on SIGTERM. Needs `unshare --pid` (root)."""
-    import os
-    import subprocess
-
-    from ael_helpers import ael_bin, free_port, stop_pid
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        import pytest
-        pytest.skip("needs root and unshare(1) to create a PID namespace")
+    answers /health, exits 0 promptly on SIGTERM. Needs `unshare --pid`: as root,
+    or else inside a user namespace (`unshare --user --map-root-user`)."""
     nt = native_tools_bin()
+    require(shutil.which("unshare"), "unshare(1) from util-linux is needed to create a PID namespace")
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if os.geteuid() != 0:
+        unshare[1:1] = ["--user", "--map-root-user"]
+    probe = subprocess.run([*unshare, "true"], capture_output=True)
+    require(probe.returncode == 0,
+            f"`{' '.join(unshare)} true` is not permitted here: {probe.stderr.decode().strip()}")
     wf, data, root = tmp_path / "wf", tmp_path / "data", tmp_path / "root"
     for d in (wf, data, root):
         d.mkdir()
@@ -296,53 +317,61 @@ def test_pid1_in_own_pid_namespace_reaps_and_stops(tmp_path):
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, servers=servers)
     port = free_port()
     env = base_env(AEL_CONFIG_PATH=str(cfg), AEL_HTTP_PORT=str(port))
-    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
-    if probe.returncode != 0:
-        import pytest
-        pytest.skip(f"unshare --pid not permitted here: {probe.stderr.decode().strip()}")
-    outer = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", ael_bin(), "serve"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err_path = tmp_path / "ael.stderr"
+    with open(err_path, "w") as err_file:
+        outer = subprocess.Popen([*unshare, ael_bin(), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+
+    def log() -> str:
+        return err_path.read_text()
+
+    def connected():
+        if outer.poll() is not None:
+            raise AssertionError(f"ael exited with {outer.returncode}:\n{log()}")
+        _, body = http_get(f"http://127.0.0.1:{port}/health", timeout=1)
+        return isinstance(body, dict) and body.get("tool_servers", {}).get("native", {}).get("state") == "connected"
+
     try:
-        deadline = time.monotonic() + 20
-        body = None
-        while time.monotonic() < deadline:
-            try:
-                status, body = http_get(f"http://127.0.0.1:{port}/health", timeout=1)
-                if body.get("tool_servers", {}).get("native", {}).get("state") == "connected":
-                    break
-            except OSError:
-                pass
-            time.sleep(0.05)
-        assert body and body["tool_servers"]["native"]["state"] == "connected", body
-        time.sleep(1.0)  # the orphaned sleeps exit and must be reaped by PID 1
+        wait_until(connected, 20, lambda: f"native connected to ael as PID 1:\n{log()}", ignore=(OSError,))
+        # The orphaned sleeps exit after a fraction of a second; PID 1 reaps and logs each.
+        wait_until(lambda: log().count("reaped orphaned process") >= 2, 10,
+                   lambda: f"ael as PID 1 to reap both orphans:\n{log()}")
         ael_pid = int(subprocess.run(["ps", "-o", "pid=", "--ppid", str(outer.pid)], capture_output=True,
                                      text=True).stdout.split()[0])
         assert zombies_of(ael_pid) == []
         t0 = time.monotonic()
         os.kill(ael_pid, signal.SIGTERM)
-        _, err = outer.communicate(timeout=10)
+        outer.wait(timeout=10)
         took = time.monotonic() - t0
     finally:
         stop_pid(outer)
+    err = log()
     assert outer.returncode == 0, err
     assert took < 2.0
     assert err.count("reaped orphaned process") == 2, err
 
 
 def test_sighup_reloads_workflows(tmp_path):
+    """Without --reload ael does not poll the workflows directory; SIGHUP reloads it.
+
+    A second ael with --reload on the same directory shows when a poller would have
+    seen a change: it sees a first file at one poll and a second file at a later
+    poll, so at least one poll interval has passed since the first file appeared."""
     wf, env, _ = make(tmp_path)
-    with Ael(Path(env["AEL_CONFIG_PATH"])) as ael:  # no --reload
+    data2 = tmp_path / "data2"
+    data2.mkdir()
+    cfg2 = write_config(tmp_path / "ael-reload.yaml", workflows=wf, data=data2)
+    with Ael(Path(env["AEL_CONFIG_PATH"])) as ael, Ael(cfg2, args=["--reload"]) as polling:
         _, h = ael.wait_healthy()
+        polling.wait_healthy()
         n = h["workflows"]
-        (wf / "extra.yaml").write_text("name: extra\nsteps:\n  - id: a\n    tool: native.fs_list\n")
-        time.sleep(0.3)
-        assert http_get(ael.base + "/health")[1]["workflows"] == n  # not polled
-        import os
+        assert h["hot_reload"] is False
+        for i, name in enumerate(("extra", "extra2"), start=1):
+            (wf / f"{name}.yaml").write_text(f"name: {name}\nsteps:\n  - id: a\n    tool: native.fs_list\n")
+            polling.wait_health(lambda b: b["workflows"] == n + i, f"the polling ael to load {name}.yaml")
+        assert ael.health()[1]["workflows"] == n  # not polled
+        assert "workflows reloaded" not in ael.log()
         os.kill(ael.proc.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while http_get(ael.base + "/health")[1]["workflows"] != n + 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert http_get(ael.base + "/health")[1]["workflows"] == n + 1
+        ael.wait_health(lambda b: b["workflows"] == n + 2, "SIGHUP to load both new files", timeout=5)
         assert "SIGHUP: workflows reloaded" in ael.log()
         assert ael.proc.poll() is None  # SIGHUP does not stop ael
 
@@ -360,8 +389,5 @@ def test_json_log_format(tmp_path):
 
 
 def subprocess_run_stdio_eof(env):
-    import subprocess
-
-    from ael_helpers import ael_bin
     return subprocess.run([ael_bin(), "serve", "--transport", "stdio"], env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=30)

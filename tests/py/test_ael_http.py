@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +20,7 @@ from ael_helpers import (
     Ael, HttpServer, ael_bin, ael_cli, base_env, failed, free_port, http_get, http_session, ok, pid_alive,
     repo_workflows, run, write_config,
 )
+from support import wait_until, wait_until_async
 
 AEL_TOOLS = {"workflows_list", "workflow_describe", "workflow_validate", "workflow_run", "runs_list",
              "tool_servers_status", "tool_call"}
@@ -99,9 +103,6 @@ def test_host_header_allow_list(tmp_path):
 def fetch_handler(method, path, body):
     if path == "/data.txt":
         return 200, {"Content-Type": "text/plain"}, b"payload from the local server\n"
-    if path == "/slow":
-        time.sleep(8)
-        return 200, {}, b"late"
     return 404, {}, b"not found"
 
 
@@ -187,8 +188,7 @@ def test_workflows_through_native_tools_over_http(tmp_path):
         run(body())
         rc, took = ael.stop()
         assert rc == 0 and took < 2.0, (rc, took)
-        time.sleep(0.1)
-        assert not pid_alive(child_pid), "native-tools child still running after ael exit"
+        wait_until(lambda: not pid_alive(child_pid), 5, f"the native-tools child {child_pid} to exit after ael")
 
     # History is kept across restarts.
     lines = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines()]
@@ -243,26 +243,29 @@ def test_inflight_run_interrupted_on_shutdown_and_recorded(tmp_path):
     wf, data, root = setup_dirs(tmp_path)
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
     cfg.write_text(cfg.read_text().replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 300"))
-    with HttpServer(fetch_handler) as web, Ael(cfg) as ael:
+    release = threading.Event()
+
+    def slow(method, path, body):  # does not answer until the test is over
+        release.wait(30)
+        return 200, {}, b"late"
+
+    with HttpServer(slow) as web, Ael(cfg) as ael:
         ael.wait_tool_server("native")
 
         async def body():
-            import asyncio
             async with http_session(ael.base) as s:
                 task = asyncio.create_task(s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {
                     "url": web.url + "/slow", "dest": str(root / "never.txt")}}))
-                for _ in range(100):
-                    _, h = http_get(ael.base + "/health")
-                    if h["active_runs"] == 1:
-                        break
-                    await asyncio.sleep(0.05)
-                assert h["active_runs"] == 1
-                import os
+                await wait_until_async(lambda: ael.health()[1]["active_runs"] == 1, 10, "the run to be active")
+                await wait_until_async(lambda: ("GET", "/slow") in web.requests, 10, "the fetch to reach /slow")
                 os.kill(ael.proc.pid, signal.SIGTERM)
                 r = await task
                 return r
 
-        r = run(body())
+        try:
+            r = run(body())
+        finally:
+            release.set()
         data_ = failed(r)
         assert data_["status"] == "interrupted"
         rc, took = ael.stop()
@@ -373,27 +376,29 @@ def test_async_workflow_run_and_run_get(tmp_path):
     wf, data, root = setup_dirs(tmp_path)
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
 
-    def handler(method, path, body):
-        time.sleep(1.0)
+    release = threading.Event()
+
+    def handler(method, path, body):  # answers once the test has seen the run running
+        release.wait(30)
         return 200, {"Content-Type": "text/plain"}, b"eventually"
 
     with HttpServer(handler) as web, Ael(cfg) as ael:
         ael.wait_tool_server("native")
 
         async def body():
-            import asyncio
             async with http_session(ael.base) as s:
+                async def finished(rid):
+                    r = ok(await s.call_tool("run_get", {"run_id": rid, "logs": True}))
+                    return r if r["status"] != "running" else None
+
                 started = ok(await s.call_tool("workflow_run", {"name": "fetch-and-save", "wait": False, "inputs": {
                     "url": web.url + "/x", "dest": str(root / "async.txt")}}))
                 assert started["status"] == "running"
                 rid = started["run_id"]
                 r = ok(await s.call_tool("run_get", {"run_id": rid}))
                 assert r["status"] == "running" and r["workflow"] == "fetch-and-save"
-                for _ in range(100):
-                    r = ok(await s.call_tool("run_get", {"run_id": rid, "logs": True}))
-                    if r["status"] != "running":
-                        break
-                    await asyncio.sleep(0.1)
+                release.set()
+                r = await wait_until_async(lambda: finished(rid), 10, f"run {rid} to finish", interval=0.1)
                 assert r["status"] == "succeeded", r
                 assert r["output"]["saved"] is True and r["output"]["size"] == len(b"eventually")
                 assert [x["id"] for x in r["steps"]] == ["fetch", "write", "check"]
@@ -410,15 +415,15 @@ def test_async_workflow_run_and_run_get(tmp_path):
 
 
 def test_inflight_run_finishes_within_grace_and_second_signal_interrupts(tmp_path):
-    import asyncio
-    import os
-
     wf, data, root = setup_dirs(tmp_path)
     cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data, native_root=root)
     cfg.write_text(cfg.read_text().replace("shutdown_grace_ms: 1000", "shutdown_grace_ms: 20000"))
+    # The local server answers a path only once the test releases it, so a run is
+    # certainly in flight when the signals arrive; /long is never released in time.
+    release = {"/short": threading.Event(), "/long": threading.Event()}
 
     def handler(method, path, body):
-        time.sleep(1.0 if path == "/short" else 8.0)
+        release[path].wait(30)
         return 200, {}, b"done"
 
     async def start_and_signal(ael, web, path, signals):
@@ -428,31 +433,40 @@ def test_inflight_run_finishes_within_grace_and_second_signal_interrupts(tmp_pat
             await s.list_tools()
             task = asyncio.create_task(s.call_tool("workflow_run", {"name": "fetch-and-save", "inputs": {
                 "url": web.url + path, "dest": str(root / (path.strip("/") + ".txt"))}}))
-            while not web.requests or web.requests[-1][1] != path:
-                await asyncio.sleep(0.02)
+            await wait_until_async(lambda: web.requests and web.requests[-1][1] == path, 10,
+                                   f"the fetch to reach {path}", interval=0.02)
             t0 = time.monotonic()
-            for sig in signals:
+            for i, sig in enumerate(signals, start=1):
                 os.kill(ael.proc.pid, sig)
-                await asyncio.sleep(0.1)
+                # The same signal sent twice before ael handles the first is delivered once,
+                # so wait until ael has logged this one.
+                seen = f"{signal.Signals(sig).name} received, shutting down"
+                await wait_until_async(lambda: ael.log().count(seen) >= i, 5, f"ael to log {seen!r} {i} time(s)")
+            release["/short"].set()
             r = await task
             return r, time.monotonic() - t0
 
     with HttpServer(handler) as web:
-        # One SIGTERM: the in-flight run (about 1 s) completes within the grace period.
-        with Ael(cfg) as ael:
-            ael.wait_tool_server("native")
-            r, _ = run(start_and_signal(ael, web, "/short", [signal.SIGTERM]))
-            assert ok(r)["status"] == "succeeded"
-            rc, _ = ael.stop()
-            assert rc == 0
-        assert (root / "short.txt").read_text() == "done"
-        # Two signals: the run is interrupted at once despite the 20 s grace period.
-        with Ael(cfg) as ael:
-            ael.wait_tool_server("native")
-            r, took = run(start_and_signal(ael, web, "/long", [signal.SIGTERM, signal.SIGTERM]))
-            assert failed(r)["status"] == "interrupted"
-            assert took < 3.0
-            rc, _ = ael.stop()
-            assert rc == 0
+        try:
+            # One SIGTERM: the in-flight run completes within the grace period.
+            with Ael(cfg) as ael:
+                ael.wait_tool_server("native")
+                r, _ = run(start_and_signal(ael, web, "/short", [signal.SIGTERM]))
+                assert ok(r)["status"] == "succeeded"
+                rc, _ = ael.stop()
+                assert rc == 0
+            assert (root / "short.txt").read_text() == "done"
+            # Two signals: the run is interrupted at once despite the 20 s grace period.
+            with Ael(cfg) as ael:
+                ael.wait_tool_server("native")
+                r, took = run(start_and_signal(ael, web, "/long", [signal.SIGTERM, signal.SIGTERM]))
+                assert failed(r)["status"] == "interrupted"
+                ael.wait_log("second signal: interrupting runs now", timeout=5)
+                assert took < 3.0
+                rc, _ = ael.stop()
+                assert rc == 0
+        finally:
+            for ev in release.values():
+                ev.set()
     fin = [json.loads(x) for x in (data / "runs.jsonl").read_text().splitlines() if '"finished"' in x]
     assert [x["status"] for x in fin] == ["succeeded", "interrupted"]

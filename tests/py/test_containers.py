@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -19,6 +18,7 @@ from container_helpers import (
     PODMAN, RUN_LIMITS, build_images, container_logs, example_workflow_names, oci_ref, podman,
     podman_env, read_cidfile, remove_container,
 )
+from support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +39,20 @@ def ael_container(images):
     cid = r.stdout.strip().splitlines()[-1]
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        body = None
-        while time.monotonic() < deadline:
-            try:
-                status, body = http_get(base + "/health", timeout=2)
-                if (status == 200 and isinstance(body, dict)
-                        and body.get("tool_servers", {}).get("native", {}).get("state") == "connected"):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"ael container not healthy with native connected: {body}\n{container_logs(cid)}")
+
+        last: dict = {}
+
+        def healthy():
+            status, last["body"] = http_get(base + "/health", timeout=2)
+            body = last["body"]
+            if (status == 200 and isinstance(body, dict)
+                    and body.get("tool_servers", {}).get("native", {}).get("state") == "connected"):
+                return body
+            return None
+
+        body = wait_until(healthy, 60, lambda: f"the ael container to be healthy with native connected: "
+                                               f"{last.get('body')}\n{container_logs(cid)}",
+                          interval=0.2, ignore=(OSError,))
         yield cid, base, body
     finally:
         remove_container(cid)
@@ -170,10 +171,8 @@ def test_native_tools_image_over_podman_stdio(images, tmp_path):
         # The client closed the server's stdin: native-tools exits and --rm removes the container.
         cid = read_cidfile(cidfile)
         assert cid
-        deadline = time.monotonic() + 20
-        while podman("container", "exists", cid, check=False).returncode == 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert podman("container", "exists", cid, check=False).returncode == 1, "container left behind"
+        wait_until(lambda: podman("container", "exists", cid, check=False).returncode == 1, 20,
+                   f"container {cid} to be removed (--rm) after native-tools exited", interval=0.2)
     finally:
         remove_container(read_cidfile(cidfile))
 

