@@ -44,7 +44,7 @@ fn layer_diff(store: &BlobStore, digest: &Digest, media_type: &str) -> Result<(D
     }
     let compression = Compression::of_media_type(media_type).ok_or_else(|| {
         failed(format!(
-            "base layer {digest} has media type {media_type:?}: aelimg reads gzip and uncompressed tar layers"
+            "base layer {digest} has media type {media_type:?}: aelimg reads gzip, zstd and uncompressed tar layers"
         ))
     })?;
     let path = store.path(digest);
@@ -219,10 +219,35 @@ mod tests {
         let err = layer_diff(
             &store,
             &Digest::of(b"other"),
-            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.v1.tar+bzip2",
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("tar+zstd") && err.contains("gzip"), "{err}");
+        assert!(err.contains("tar+bzip2") && err.contains("zstd"), "{err}");
+    }
+
+    #[test]
+    fn zstd_base_layer_is_accepted_and_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let raw = [7u8; 5000];
+        // Two frames, as zstd:chunked and pzstd write them.
+        let mut blob = zstd::encode_all(&raw[..2000], 3).unwrap();
+        blob.extend(zstd::encode_all(&raw[2000..], 19).unwrap());
+        let digest = Digest::of(&blob);
+        store.put_bytes(&blob, &digest).unwrap();
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        let (diff_id, size) = layer_diff(&store, &digest, zstd).unwrap();
+        assert_eq!((diff_id, size), (Digest::of(&raw), 5000));
+        // A gzip blob under a zstd media type is refused, not misread.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        let gz = gz.finish().unwrap();
+        let gz_digest = Digest::of(&gz);
+        store.put_bytes(&gz, &gz_digest).unwrap();
+        let err = layer_diff(&store, &gz_digest, zstd)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be unpacked"), "{err}");
     }
 }

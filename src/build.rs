@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::cache::LayerCache;
 use crate::cargo::{BinId, Binaries, PayloadBuilder};
@@ -10,18 +12,49 @@ use crate::error::{Error, Result};
 use crate::image::{
     BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
 };
-use crate::layer::{Content, LayerDigests, TarEntry, write_layer};
+use crate::layer::{Content, LayerCompression, LayerDigests, TarEntry, write_layer_with};
 use crate::oci::Document;
 use crate::plan::{EntryKind, ImagePlan, LayerPlan, Plan};
 use crate::platform::Platform;
 use crate::store::BlobStore;
 
-/// The compression of the layers aelimg writes, as the cache key names it.
-const COMPRESSION: &str = "gzip-6";
+/// How the layers are written (default: gzip 6, all cores).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerSettings {
+    /// Algorithm and level of the layers aelimg writes.
+    pub compression: LayerCompression,
+    /// Threads to use at most: layers are compressed this many at once, and
+    /// zstd layers share the threads left between them. Output does not
+    /// depend on it. 0: the machine's available parallelism.
+    pub jobs: usize,
+}
+
+impl LayerSettings {
+    /// `jobs`, with 0 resolved to the available parallelism.
+    #[must_use]
+    pub fn threads(&self) -> usize {
+        if self.jobs > 0 {
+            self.jobs
+        } else {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        }
+    }
+}
+
+/// One distinct layer to write: image, layer index, platform.
+#[derive(Clone, Copy)]
+struct LayerJob<'p> {
+    img: &'p ImagePlan,
+    layer: &'p LayerPlan,
+    platform: Platform,
+}
 
 /// Builds every image of the plan into the cache's store, on the bases `bases` holds
 /// for the images that have one (keyed by image name, as
 /// [`crate::base::resolve`] returns them).
+///
+/// Each distinct layer is built once, several at a time (`settings.jobs`),
+/// each one a single stream, so the bytes are the same at any `jobs`.
 ///
 /// # Errors
 /// When the payload build fails, a binary does not fit its platform, or a
@@ -31,6 +64,7 @@ pub fn build(
     bases: &BTreeMap<String, BaseImage>,
     cache: &LayerCache,
     payload: &dyn PayloadBuilder,
+    settings: &LayerSettings,
 ) -> Result<Vec<BuiltImage>> {
     let mut wanted: BTreeMap<Platform, BTreeSet<BinId>> = BTreeMap::new();
     for img in &plan.images {
@@ -40,10 +74,103 @@ pub fn build(
     }
     wanted.retain(|_, v| !v.is_empty());
     let binaries = payload.build(&wanted)?;
-    let mut seen: HashMap<String, (LayerDigests, Origin)> = HashMap::new();
+    // The distinct layers, in plan order, and for each image and platform
+    // the index of each of its layers among them.
+    let mut jobs: Vec<LayerJob<'_>> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut layer_jobs: Vec<Vec<Vec<usize>>> = Vec::with_capacity(plan.images.len());
+    for img in &plan.images {
+        let mut per_platform = Vec::with_capacity(img.platforms.len());
+        for &platform in &img.platforms {
+            let mut idx = Vec::with_capacity(img.layers.len());
+            for (i, layer) in img.layers.iter().enumerate() {
+                // A layer with no per-platform binary is the same blob on every platform.
+                let key = if layer_is_portable(layer)? {
+                    format!("{}/{i}", img.name)
+                } else {
+                    format!("{}/{i}/{platform}", img.name)
+                };
+                let j = *index_of.entry(key).or_insert_with(|| {
+                    jobs.push(LayerJob {
+                        img,
+                        layer,
+                        platform,
+                    });
+                    jobs.len() - 1
+                });
+                idx.push(j);
+            }
+            per_platform.push(idx);
+        }
+        layer_jobs.push(per_platform);
+    }
+    let built = run_jobs(&jobs, settings.threads(), |job, threads| {
+        build_layer(plan, job, cache, &binaries, settings.compression, threads)
+    })?;
     plan.images
         .iter()
-        .map(|img| build_image(plan, img, bases.get(&img.name), cache, &binaries, &mut seen))
+        .zip(&layer_jobs)
+        .map(|(img, per_platform)| {
+            build_image(
+                plan,
+                img,
+                bases.get(&img.name),
+                cache.store(),
+                per_platform,
+                &built,
+                settings.compression,
+            )
+        })
+        .collect()
+}
+
+/// Runs `f` on every job, at most `threads` at once, and returns the results
+/// in job order; the first failing job's error (in job order) otherwise. A
+/// job is given the threads it may use itself: `threads` shared between the
+/// jobs running at once.
+fn run_jobs<J: Sync, T: Send>(
+    jobs: &[J],
+    threads: usize,
+    f: impl Fn(&J, usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let workers = threads.clamp(1, jobs.len().max(1));
+    let per_job = (threads / workers).max(1);
+    if workers == 1 {
+        return jobs.iter().map(|j| f(j, per_job)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<T>>>> =
+        Mutex::new(std::iter::repeat_with(|| None).take(jobs.len()).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    // After a failure, start nothing new.
+                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = f(&jobs[i], per_job);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
+    // With a failure, later jobs may not have run: report the first error.
+    if let Some(e) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+        return match results.into_iter().nth(e) {
+            Some(Some(Err(e))) => Err(e),
+            _ => unreachable!("position found an error there"),
+        };
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| unreachable!("every job ran: none failed")))
         .collect()
 }
 
@@ -51,29 +178,14 @@ fn build_image(
     plan: &Plan,
     img: &ImagePlan,
     base: Option<&BaseImage>,
-    cache: &LayerCache,
-    binaries: &Binaries,
-    seen: &mut HashMap<String, (LayerDigests, Origin)>,
+    store: &BlobStore,
+    per_platform: &[Vec<usize>],
+    built: &[(LayerDigests, Origin)],
+    compression: LayerCompression,
 ) -> Result<BuiltImage> {
-    let store = cache.store();
     let mut platforms = Vec::new();
-    for &platform in &img.platforms {
-        let mut layers = Vec::new();
-        for (i, layer) in img.layers.iter().enumerate() {
-            // A layer with no per-platform binary is the same blob on every platform.
-            let key = if layer_is_portable(layer)? {
-                format!("{}/{i}", img.name)
-            } else {
-                format!("{}/{i}/{platform}", img.name)
-            };
-            if let Some(d) = seen.get(&key) {
-                layers.push(d.clone());
-                continue;
-            }
-            let d = build_layer(plan, img, layer, platform, cache, binaries)?;
-            seen.insert(key, d.clone());
-            layers.push(d);
-        }
+    for (&platform, idx) in img.platforms.iter().zip(per_platform) {
+        let layers = idx.iter().map(|&j| built[j].clone()).collect();
         let platform_base = match base {
             Some(b) => Some(b.platforms.get(&platform).ok_or_else(|| {
                 Error::Request(format!(
@@ -83,8 +195,14 @@ fn build_image(
             })?),
             None => None,
         };
-        let pi =
-            build_platform_image(img, platform, platform_base, layers, plan.source_date_epoch)?;
+        let pi = build_platform_image(
+            img,
+            platform,
+            platform_base,
+            layers,
+            compression,
+            plan.source_date_epoch,
+        )?;
         store.put_bytes(&pi.config.bytes, &pi.config.digest)?;
         store.put_bytes(&pi.manifest.bytes, &pi.manifest.digest)?;
         platforms.push(pi);
@@ -134,12 +252,17 @@ fn layer_is_portable(layer: &LayerPlan) -> Result<bool> {
 
 fn build_layer(
     plan: &Plan,
-    img: &ImagePlan,
-    layer: &LayerPlan,
-    platform: Platform,
+    job: &LayerJob<'_>,
     cache: &LayerCache,
     binaries: &Binaries,
+    compression: LayerCompression,
+    threads: usize,
 ) -> Result<(LayerDigests, Origin)> {
+    let LayerJob {
+        img,
+        layer,
+        platform,
+    } = *job;
     let name_of = |id: u32| -> &str {
         if id == 0 {
             "root"
@@ -190,13 +313,19 @@ fn build_layer(
             gname: group_of(e.gid),
         });
     }
-    let key = cache.key(&entries, plan.source_date_epoch, COMPRESSION)?;
+    let key = cache.key(&entries, plan.source_date_epoch, &compression.cache_key())?;
     if let Some(d) = cache.get(&key) {
         return Ok((d, Origin::Cached));
     }
     let store = cache.store();
     let pending = store.begin()?;
-    let (pending, digests) = write_layer(&entries, plan.source_date_epoch, pending)?;
+    let (pending, digests) = write_layer_with(
+        &entries,
+        plan.source_date_epoch,
+        compression,
+        threads,
+        pending,
+    )?;
     store.commit(pending, &digests.digest)?;
     cache.put(&key, &digests)?;
     Ok((digests, Origin::Built))

@@ -16,7 +16,7 @@ use oci_spec::image::{
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::LayerDigests;
+use crate::layer::{LayerCompression, LayerDigests};
 use crate::oci::{self, Document, Healthcheck};
 use crate::plan::{ConfigPlan, ImagePlan};
 use crate::platform::Platform;
@@ -160,7 +160,8 @@ pub fn rfc3339(secs: u64) -> String {
 }
 
 /// Builds the config and manifest of one platform of an image: the base's
-/// layers (if any) and then `ours`.
+/// layers (if any, with their own media types) and then `ours`, compressed
+/// as `compression` says.
 ///
 /// # Errors
 /// When a document cannot be built.
@@ -169,6 +170,7 @@ pub fn build_platform_image(
     platform: Platform,
     base: Option<&PlatformBase>,
     ours: Vec<(LayerDigests, Origin)>,
+    compression: LayerCompression,
     source_date_epoch: u64,
 ) -> Result<PlatformImage> {
     let (ours, our_origins): (Vec<LayerDigests>, Vec<Origin>) = ours.into_iter().unzip();
@@ -176,9 +178,10 @@ pub fn build_platform_image(
     let config =
         oci::config_document(&config, healthcheck.as_ref()).map_err(json_err("image config"))?;
     let mut layer_descs: Vec<Descriptor> = base.map(|b| b.layers.clone()).unwrap_or_default();
+    let layer_type = MediaType::from(compression.media_type());
     layer_descs.extend(
         ours.iter()
-            .map(|l| Descriptor::new(MediaType::ImageLayerGzip, l.size, l.digest.to_oci())),
+            .map(|l| Descriptor::new(layer_type.clone(), l.size, l.digest.to_oci())),
     );
     let mut builder = ImageManifestBuilder::default()
         .schema_version(2u32)

@@ -1,4 +1,5 @@
-//! Deterministic layer tarballs: tar → gzip → sha256 in one streaming pass.
+//! Deterministic layer tarballs: tar → gzip or zstd → sha256 in one
+//! streaming pass.
 //!
 //! Entries are written in the order given (the plan sorts them), with the
 //! modification time clamped to one value, owners from the spec, no access or
@@ -6,6 +7,11 @@
 //! uncompressed stream is hashed on its way into the compressor (the diff_id),
 //! the compressed stream on its way to disk (the blob digest), so memory stays
 //! bounded whatever the size of the files.
+//!
+//! gzip is one single-threaded deflate stream (the bytes aelimg has always
+//! written); zstd always runs its multi-threaded mode (at least one worker),
+//! whose output does not depend on the number of workers, so `--jobs` never
+//! changes a byte. docs/decisions/0007-compression.md has the reasons.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -97,7 +103,192 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Writes a gzip-compressed tar of `entries` to `out` and returns its digests.
+/// The algorithm of the layers aelimg writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// gzip (`…tar+gzip`): every engine reads it.
+    Gzip,
+    /// zstd (`…tar+zstd`): faster and smaller, read by containerd ≥ 1.5,
+    /// podman/CRI-O (containers/image ≥ 5.x), Docker ≥ 23.
+    Zstd,
+}
+
+impl Codec {
+    /// The name `--compression` takes.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// The levels the algorithm accepts.
+    #[must_use]
+    pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Self::Gzip => 1..=9,
+            // 20–22 ("ultra") need windows of 32–128 MiB per worker: refused
+            // to keep memory bounded.
+            Self::Zstd => 1..=19,
+        }
+    }
+
+    /// The level used when none is given.
+    #[must_use]
+    pub const fn default_level(self) -> i32 {
+        match self {
+            Self::Gzip => 6,
+            Self::Zstd => 3,
+        }
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
+            _ => Err(format!("unknown compression {s:?}: expected gzip or zstd")),
+        }
+    }
+}
+
+/// How aelimg compresses the layers it writes: an algorithm and its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LayerCompression {
+    codec: Codec,
+    level: i32,
+}
+
+impl Default for LayerCompression {
+    /// gzip level 6: what every engine reads, and the bytes aelimg has
+    /// always written.
+    fn default() -> Self {
+        Self::GZIP_6
+    }
+}
+
+impl LayerCompression {
+    /// gzip, level 6 (the default).
+    pub const GZIP_6: Self = Self {
+        codec: Codec::Gzip,
+        level: 6,
+    };
+
+    /// `codec` at `level` (its default when `None`).
+    ///
+    /// # Errors
+    /// When the level is out of the algorithm's range (a message for the
+    /// user, naming the range).
+    pub fn new(codec: Codec, level: Option<i32>) -> std::result::Result<Self, String> {
+        let level = level.unwrap_or(codec.default_level());
+        let range = codec.levels();
+        if !range.contains(&level) {
+            return Err(format!(
+                "--compression-level {level} is out of range for {}: expected {} to {}",
+                codec.name(),
+                range.start(),
+                range.end()
+            ));
+        }
+        Ok(Self { codec, level })
+    }
+
+    /// The algorithm.
+    #[must_use]
+    pub const fn codec(self) -> Codec {
+        self.codec
+    }
+
+    /// The level.
+    #[must_use]
+    pub const fn level(self) -> i32 {
+        self.level
+    }
+
+    /// What the layer cache key names: algorithm and level, and for zstd
+    /// the library version (pinned by Cargo.lock, but a bump could change
+    /// bytes). `gzip-6` is what the key has always held for the default.
+    #[must_use]
+    pub fn cache_key(self) -> String {
+        match self.codec {
+            Codec::Gzip => format!("gzip-{}", self.level),
+            Codec::Zstd => format!(
+                "zstd-{}-mt-{}",
+                self.level,
+                zstd::zstd_safe::version_string()
+            ),
+        }
+    }
+
+    /// The OCI media type of a layer written this way.
+    #[must_use]
+    pub const fn media_type(self) -> &'static str {
+        match self.codec {
+            Codec::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Codec::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+/// The compressing stage of [`write_layer_with`].
+enum Compressor<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Compressor<W> {
+    fn new(out: W, compression: LayerCompression, threads: usize) -> io::Result<Self> {
+        Ok(match compression.codec {
+            Codec::Gzip => Self::Gzip(
+                flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(
+                        out,
+                        flate2::Compression::new(compression.level.unsigned_abs()),
+                    ),
+            ),
+            Codec::Zstd => {
+                let mut z = zstd::stream::write::Encoder::new(out, compression.level)?;
+                z.include_checksum(true)?;
+                // Never 0 workers: the single-threaded mode cuts blocks
+                // differently, and the output would depend on --jobs.
+                z.multithread(u32::try_from(threads.max(1)).unwrap_or(u32::MAX))?;
+                Self::Zstd(z)
+            }
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Self::Gzip(g) => g.finish(),
+            Self::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Gzip(g) => g.write(buf),
+            Self::Zstd(z) => z.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Gzip(g) => g.flush(),
+            Self::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// Writes a gzip-compressed (level 6) tar of `entries` to `out` and returns
+/// its digests.
 ///
 /// `mtime` is the timestamp of every entry (SOURCE_DATE_EPOCH or 0).
 pub fn write_layer<W: Write>(
@@ -105,11 +296,25 @@ pub fn write_layer<W: Write>(
     mtime: u64,
     out: W,
 ) -> Result<(W, LayerDigests)> {
+    write_layer_with(entries, mtime, LayerCompression::GZIP_6, 1, out)
+}
+
+/// Writes a tar of `entries` compressed as `compression` to `out` and
+/// returns its digests. `threads` is how many zstd workers may run (gzip
+/// uses one thread); the bytes are the same whatever it is.
+///
+/// `mtime` is the timestamp of every entry (SOURCE_DATE_EPOCH or 0).
+pub fn write_layer_with<W: Write>(
+    entries: &[TarEntry<'_>],
+    mtime: u64,
+    compression: LayerCompression,
+    threads: usize,
+    out: W,
+) -> Result<(W, LayerDigests)> {
     let compressed = HashingWriter::new(out);
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(compressed, flate2::Compression::new(6));
+    let what = compression.codec.name();
+    let gz = Compressor::new(compressed, compression, threads)
+        .ctx(|| format!("cannot start the {what} stream"))?;
     let uncompressed = HashingWriter::new(gz);
     let mut tar = tar::Builder::new(uncompressed);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -120,7 +325,9 @@ pub fn write_layer<W: Write>(
         .into_inner()
         .ctx(|| "cannot finish the layer tar".into())?;
     let (gz, diff_id, uncompressed_size) = uncompressed.finish();
-    let compressed = gz.finish().ctx(|| "cannot finish gzip stream".into())?;
+    let compressed = gz
+        .finish()
+        .ctx(|| format!("cannot finish the {what} stream"))?;
     let (out, digest, size) = compressed.finish();
     Ok((
         out,
@@ -187,13 +394,15 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
 pub enum Compression {
     /// gzip (`…tar+gzip`, Docker's `…diff.tar.gzip`).
     Gzip,
+    /// zstd (`…tar+zstd`).
+    Zstd,
     /// None (`…tar`).
     None,
 }
 
 impl Compression {
     /// The compression a layer media type names, or `None` for one aelimg
-    /// cannot read (zstd, or not a layer at all).
+    /// cannot read (not a layer at all, or another algorithm).
     #[must_use]
     pub fn of_media_type(media_type: &str) -> Option<Self> {
         match media_type {
@@ -201,6 +410,8 @@ impl Compression {
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
             | "application/vnd.docker.image.rootfs.diff.tar.gzip"
             | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Self::Gzip),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Self::Zstd),
             "application/vnd.oci.image.layer.v1.tar"
             | "application/vnd.oci.image.layer.nondistributable.v1.tar"
             | "application/vnd.docker.image.rootfs.diff.tar" => Some(Self::None),
@@ -213,12 +424,15 @@ impl Compression {
 /// a layer blob, streamed from `blob` with bounded memory.
 ///
 /// # Errors
-/// When reading fails or the blob is not valid gzip.
+/// When reading fails or the blob is not valid gzip or zstd.
 pub fn measure_blob<R: Read>(blob: R, compression: Compression) -> io::Result<(Digest, u64)> {
     let mut sink = HashingWriter::new(io::sink());
     match compression {
         // Multi-member: pigz and some registries' tools write several.
         Compression::Gzip => io::copy(&mut flate2::read::MultiGzDecoder::new(blob), &mut sink)?,
+        // Reads every frame (zstd:chunked and pzstd write several) and skips
+        // skippable frames; windows up to 128 MiB, zstd's own default limit.
+        Compression::Zstd => io::copy(&mut zstd::stream::read::Decoder::new(blob)?, &mut sink)?,
         Compression::None => io::copy(&mut io::BufReader::new(blob), &mut sink)?,
     };
     let (_, diff_id, size) = sink.finish();
@@ -306,7 +520,106 @@ mod tests {
         assert!(measure_blob(&b"not gzip"[..], Compression::Gzip).is_err());
         assert_eq!(
             Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(Compression::Zstd)
+        );
+        assert_eq!(
+            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+bzip2"),
             None
         );
+    }
+
+    /// Pseudo-random, partly repetitive data, large enough for several
+    /// zstd jobs at level 1 (jobs of 4 × 512 KiB windows).
+    fn bulky() -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut v = Vec::with_capacity(12 << 20);
+        while v.len() < 12 << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b = x.to_le_bytes();
+            // Half noise, half runs: something to compress.
+            v.extend_from_slice(&b[..4]);
+            v.extend_from_slice(&[b[4]; 12]);
+        }
+        v
+    }
+
+    #[test]
+    fn zstd_bytes_do_not_depend_on_the_number_of_workers() {
+        let data = bulky();
+        let entries = [TarEntry {
+            path: "data",
+            content: Content::Bytes(&data),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        }];
+        let z = LayerCompression::new(Codec::Zstd, Some(1)).unwrap();
+        let (one, d1) = write_layer_with(&entries, 0, z, 1, Vec::new()).unwrap();
+        for threads in [0, 2, 4, 8] {
+            let (n, dn) = write_layer_with(&entries, 0, z, threads, Vec::new()).unwrap();
+            assert!(n == one, "{threads} workers wrote other bytes than 1");
+            assert_eq!(dn, d1);
+        }
+        assert_eq!(&one[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+        assert!(one.len() < data.len() / 2, "{} bytes", one.len());
+        assert_eq!(d1.digest, Digest::of(&one));
+        let m = measure_blob(&one[..], Compression::Zstd).unwrap();
+        assert_eq!(m, (d1.diff_id.clone(), d1.uncompressed_size));
+        // Frames back to back decode as one stream.
+        let mut twice = one.clone();
+        twice.extend_from_slice(&one);
+        assert_eq!(
+            measure_blob(&twice[..], Compression::Zstd).unwrap().1,
+            2 * d1.uncompressed_size
+        );
+        assert!(measure_blob(&b"not zstd"[..], Compression::Zstd).is_err());
+    }
+
+    #[test]
+    fn gzip_ignores_threads_and_the_default_is_write_layer() {
+        let data = bulky();
+        let entries = [TarEntry {
+            path: "data",
+            content: Content::Bytes(&data[..2 << 20]),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        }];
+        let (a, _) = write_layer(&entries, 0, Vec::new()).unwrap();
+        let gz6 = LayerCompression::default();
+        let (b, _) = write_layer_with(&entries, 0, gz6, 8, Vec::new()).unwrap();
+        assert!(a == b);
+        let gz1 = LayerCompression::new(Codec::Gzip, Some(1)).unwrap();
+        let (c, _) = write_layer_with(&entries, 0, gz1, 1, Vec::new()).unwrap();
+        assert!(a != c, "the level reaches the compressor");
+    }
+
+    #[test]
+    fn levels_are_checked_and_named_in_the_cache_key() {
+        assert_eq!(LayerCompression::default().cache_key(), "gzip-6");
+        assert_eq!(
+            LayerCompression::default().media_type(),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let z = LayerCompression::new(Codec::Zstd, None).unwrap();
+        assert_eq!(z.level(), 3);
+        assert!(z.cache_key().starts_with("zstd-3-"), "{}", z.cache_key());
+        assert_eq!(
+            z.media_type(),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let err = LayerCompression::new(Codec::Gzip, Some(12)).unwrap_err();
+        assert!(err.contains("1 to 9") && err.contains("gzip"), "{err}");
+        let err = LayerCompression::new(Codec::Zstd, Some(22)).unwrap_err();
+        assert!(err.contains("1 to 19"), "{err}");
+        assert!(LayerCompression::new(Codec::Zstd, Some(0)).is_err());
+        assert_eq!("zstd".parse::<Codec>(), Ok(Codec::Zstd));
+        assert!("xz".parse::<Codec>().is_err());
     }
 }

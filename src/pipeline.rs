@@ -10,6 +10,7 @@ use crate::base;
 use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
 use crate::error::{Error, Result};
 use crate::image::BuiltImage;
+use crate::layer::LayerCompression;
 use crate::layout::Layout;
 use crate::oci::Document;
 use crate::plan::{Plan, PlanOptions, Workspace};
@@ -117,6 +118,11 @@ pub struct BuildSettings<'a> {
     pub no_cache: bool,
     /// How to reach registries (for registry bases).
     pub registry: Options,
+    /// Algorithm and level of the layers aelimg writes (default gzip 6).
+    pub compression: LayerCompression,
+    /// Threads for compressing layers; 0: the available parallelism. The
+    /// output is the same whatever it is.
+    pub jobs: usize,
 }
 
 /// What a build did.
@@ -193,7 +199,11 @@ pub fn build_planned(
         (None, None) => &NoPayload,
     };
     let cache = crate::cache::LayerCache::new(&store, !settings.no_cache);
-    let images = crate::build::build(plan, &bases, &cache, payload)?;
+    let layers = crate::build::LayerSettings {
+        compression: settings.compression,
+        jobs: settings.jobs,
+    };
+    let images = crate::build::build(plan, &bases, &cache, payload, &layers)?;
     let report = size_report(&images);
     observer.built(&report);
     let over = over_limit(&report);

@@ -61,6 +61,8 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
             backoff: Duration::from_millis(10),
             ..Options::default()
         },
+        compression: aelimg::layer::LayerCompression::default(),
+        jobs: 0,
     }
 }
 

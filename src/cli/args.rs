@@ -77,9 +77,11 @@ pub struct RegistryArgs {
     /// chunks of it (bytes; k/KiB/M/MiB suffixes).
     #[arg(long, default_value = "5MiB", value_name = "SIZE")]
     pub chunk_size: String,
-    /// Blobs transferred at once.
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub jobs: usize,
+    /// Work done at once: blobs transferred (default 4, at most 16) and, for
+    /// build, layers compressed (default: the available parallelism; the
+    /// output is the same whatever it is).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// Try mounting blobs from this repository of the same registry (repeatable).
     #[arg(long = "mount-from", value_name = "REPO")]
     pub mount_from: Vec<String>,
@@ -118,7 +120,7 @@ impl RegistryArgs {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),
             chunk_size,
-            jobs: self.jobs.clamp(1, 16),
+            jobs: self.jobs.map_or(4, usize::from).clamp(1, 16),
             mount_from: self.mount_from.clone(),
         })
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
 use aelimg::digest::Digest;
+use aelimg::layer::{Codec, LayerCompression};
 use aelimg::pipeline::{BuildSettings, Observer};
 use aelimg::reference::Reference;
 use aelimg::registry::PushReport;
@@ -54,6 +55,13 @@ pub struct BuildArgs {
     /// With --push: write each pushed REGISTRY/REPO@sha256:… to this file.
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
+    /// Layer compression: gzip (every engine reads it) or zstd (faster and
+    /// smaller; needs containerd ≥ 1.5, podman ≥ 2 or Docker ≥ 23).
+    #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd"])]
+    compression: String,
+    /// Compression level: gzip 1–9 (default 6), zstd 1–19 (default 3).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    compression_level: Option<i32>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -118,6 +126,8 @@ pub fn run(args: &BuildArgs) -> CmdResult {
             registry.clone(),
         )?));
     }
+    let codec: Codec = args.compression.parse().map_err(usage)?;
+    let compression = LayerCompression::new(codec, args.compression_level).map_err(usage)?;
     let prebuilt = args.prebuilt.clone().map(|dir| PrebuiltBinaries { dir });
     let settings = BuildSettings {
         store_dir: args.cache_dir.clone(),
@@ -126,6 +136,9 @@ pub fn run(args: &BuildArgs) -> CmdResult {
         locked: args.locked,
         no_cache: args.no_cache,
         registry,
+        compression,
+        // `--jobs` (with the registry flags) also bounds blob transfers.
+        jobs: args.registry.jobs.map_or(0, usize::from),
     };
     let mut printer = Printer {
         json: args.json,

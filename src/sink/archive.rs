@@ -1,8 +1,14 @@
 //! The docker-archive sink: `DIR/<name>.tar`, what `docker save` writes and
 //! `docker load` / `podman load` read: `manifest.json` naming the config, the
 //! repo:tag and the layers, with every blob under `blobs/sha256/` as docker
-//! 25 and later write them. Layers stay gzip-compressed (both loaders
-//! decompress them); an archive holds one platform.
+//! 25 and later write them. Layers go in as they are in the store (both
+//! loaders detect the compression from the bytes); an archive holds one
+//! platform. Blobs are streamed from the store, never held in memory.
+//!
+//! zstd layers (`--compression zstd`, or a zstd base) are allowed: podman
+//! load reads them, and so does docker load from Docker 23 on. Older
+//! Dockers fail with "unexpected EOF" or "invalid tar header", so the write
+//! carries a warning naming the version (docs/decisions/0007-compression.md).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -107,9 +113,14 @@ impl Sink for ArchiveSink {
             .iter()
             .map(|l| Digest::from_oci(l.digest()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        let zstd = manifest
+            .layers()
+            .iter()
+            .filter(|l| l.media_type().as_ref().ends_with("+zstd"))
+            .count();
         let dest = self.dir.join(format!("{}.tar", image.name));
         write_archive(&self.dir, &dest, image, &config, &layers)?;
-        Ok(vec![Record::at(
+        let mut record = Record::at(
             format!(
                 "docker-archive:{}:{}:{}",
                 dest.display(),
@@ -117,7 +128,15 @@ impl Sink for ArchiveSink {
                 image.tag
             ),
             image.top.digest.clone(),
-        )])
+        );
+        if zstd > 0 {
+            record.warnings.push(format!(
+                "{}: {zstd} of its {} layers are zstd-compressed: docker load needs Docker 23 or later (podman load reads them)",
+                dest.display(),
+                layers.len()
+            ));
+        }
+        Ok(vec![record])
     }
 }
 
