@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crate::cache::LayerCache;
@@ -139,7 +139,9 @@ fn run_jobs<J: Sync, T: Send>(
         return jobs.iter().map(|j| f(j, per_job)).collect();
     }
     let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
+    // The lowest failed job so far: later jobs are not started, earlier ones
+    // all run, so the error reported is the same whatever the timing.
+    let first_failed = AtomicUsize::new(usize::MAX);
     let results: Mutex<Vec<Option<Result<T>>>> =
         Mutex::new(std::iter::repeat_with(|| None).take(jobs.len()).collect());
     std::thread::scope(|s| {
@@ -147,31 +149,28 @@ fn run_jobs<J: Sync, T: Send>(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    // After a failure, start nothing new.
-                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                    if i >= jobs.len() || i > first_failed.load(Ordering::Relaxed) {
                         break;
                     }
                     let r = f(&jobs[i], per_job);
                     if r.is_err() {
-                        failed.store(true, Ordering::Relaxed);
+                        first_failed.fetch_min(i, Ordering::Relaxed);
                     }
                     results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(r);
                 }
             });
         }
     });
-    let results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
-    // With a failure, later jobs may not have run: report the first error.
-    if let Some(e) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
-        return match results.into_iter().nth(e) {
-            Some(Some(Err(e))) => Err(e),
-            _ => unreachable!("position found an error there"),
-        };
+    // In job order, the first error comes before any job left unstarted.
+    let mut out = Vec::with_capacity(jobs.len());
+    for r in results.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        match r {
+            Some(Ok(t)) => out.push(t),
+            Some(Err(e)) => return Err(e),
+            None => unreachable!("a job is skipped only after an earlier one failed"),
+        }
     }
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| unreachable!("every job ran: none failed")))
-        .collect()
+    Ok(out)
 }
 
 fn build_image(
@@ -336,4 +335,67 @@ fn check_binary(source: &Path, dest: &str, platform: Platform) -> Result<()> {
         crate::elf::check(source, &format!("/{dest}"), platform)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Codec;
+
+    #[test]
+    fn the_cache_key_names_the_compression_and_its_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(&BlobStore::open(dir.path()).unwrap(), true);
+        let entries = [TarEntry {
+            path: "a",
+            content: Content::Bytes(b"a"),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        }];
+        let key = |c: LayerCompression| cache.key(&entries, 0, &c.cache_key()).unwrap();
+        let gzip = |l| LayerCompression::new(Codec::Gzip, Some(l)).unwrap();
+        let zstd = |l| LayerCompression::new(Codec::Zstd, Some(l)).unwrap();
+        let keys = [key(gzip(6)), key(gzip(1)), key(zstd(3)), key(zstd(6))];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The default's key is what it was before compression was a setting,
+        // so existing caches stay valid.
+        assert_eq!(
+            key(LayerCompression::default()),
+            cache.key(&entries, 0, "gzip-6").unwrap()
+        );
+    }
+
+    #[test]
+    fn run_jobs_keeps_order_and_reports_the_first_error() {
+        let jobs: Vec<usize> = (0..40).collect();
+        for threads in [1, 3, 8] {
+            let out = run_jobs(&jobs, threads, |&j, per_job| {
+                assert!(per_job >= 1);
+                Ok(j * 2)
+            })
+            .unwrap();
+            assert_eq!(out, jobs.iter().map(|j| j * 2).collect::<Vec<_>>());
+            let err = run_jobs(&jobs, threads, |&j, _| {
+                if j == 7 || j == 30 {
+                    Err(Error::Request(format!("job {j}")))
+                } else {
+                    Ok(j)
+                }
+            })
+            .unwrap_err();
+            assert_eq!(err.to_string(), "job 7", "{threads} threads");
+        }
+        assert!(
+            run_jobs(&[] as &[usize], 4, |&j, _| Ok(j))
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
