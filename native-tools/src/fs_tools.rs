@@ -294,6 +294,7 @@ fn is_root(r: &Resolved) -> bool {
     r.path == r.root
 }
 
+/// The fs_read tool.
 pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, FsError> {
     use std::io::Read;
     let r = roots.resolve(&a.path)?;
@@ -330,6 +331,7 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, FsError> {
     })
 }
 
+/// The fs_write tool.
 pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, FsError> {
     if a.content.len() > WRITE_MAX_BYTES {
         return Err(FsError::ContentTooLarge(a.content.len()));
@@ -362,6 +364,7 @@ pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, FsError> {
     })
 }
 
+/// The fs_list tool.
 pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, FsError> {
     let r = roots.resolve(&a.path)?;
     let rd = std::fs::read_dir(&r.path).map_err(io_err("cannot list", &r))?;
@@ -395,6 +398,7 @@ pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, FsError> {
     })
 }
 
+/// The fs_stat tool (symlinks are not followed).
 pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, FsError> {
     use std::os::unix::fs::PermissionsExt;
     let r = roots.resolve_entry(&a.path)?;
@@ -425,6 +429,7 @@ pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, FsError> {
     }
 }
 
+/// The fs_search tool.
 pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError> {
     let r = roots.resolve(&a.path)?;
     let pattern = glob::Pattern::new(&a.pattern).map_err(|error| FsError::Pattern {
@@ -493,6 +498,7 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError>
     })
 }
 
+/// The fs_mkdir tool.
 pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, FsError> {
     let r = roots.resolve(&a.path)?;
     if let Ok(m) = std::fs::metadata(&r.path) {
@@ -511,6 +517,7 @@ pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, FsError> {
     })
 }
 
+/// The fs_move tool.
 pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, FsError> {
     let from = roots.resolve_entry(&a.from)?;
     let to = roots.resolve(&a.to)?;
@@ -543,6 +550,7 @@ pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, FsError> {
     })
 }
 
+/// The fs_delete tool.
 pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, FsError> {
     let r = roots.resolve_entry(&a.path)?;
     if is_root(&r) {

@@ -97,15 +97,21 @@ pub enum KafkaError {
 
 type Result<T, E = KafkaError> = std::result::Result<T, E>;
 
+/// Default `max_messages` of kafka_consume.
 pub const CONSUME_DEFAULT_MESSAGES: u32 = 10;
+/// Upper bound of `max_messages`.
 pub const CONSUME_MAX_MESSAGES: u32 = 1000;
+/// Default `timeout_ms` of kafka_consume.
 pub const CONSUME_DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Upper bound of kafka_consume `timeout_ms`.
 pub const CONSUME_MAX_TIMEOUT_MS: u64 = 60_000;
 /// Bound for connecting / metadata / produce operations.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest value kafka_produce sends.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 const FETCH_MAX_BYTES: i32 = 4 * 1024 * 1024;
 
+/// Kafka settings and the cached client.
 pub struct Kafka {
     bootstrap: Option<Vec<String>>,
     auto_create: bool,
@@ -253,6 +259,7 @@ fn is_unknown_topic(e: &KError) -> bool {
 }
 
 impl Kafka {
+    /// From KAFKA_BOOTSTRAP_SERVERS and KAFKA_AUTO_CREATE_TOPICS.
     pub fn from_env() -> Self {
         let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().and_then(|v| {
             let list: Vec<String> = v
@@ -271,6 +278,7 @@ impl Kafka {
         Self::new(bootstrap, auto_create)
     }
 
+    /// A client for `bootstrap` (None: not configured); connects on first use.
     pub fn new(bootstrap: Option<Vec<String>>, auto_create: bool) -> Self {
         Self {
             bootstrap,
@@ -279,6 +287,7 @@ impl Kafka {
         }
     }
 
+    /// The bootstrap servers, when configured.
     pub fn bootstrap(&self) -> Option<&[String]> {
         self.bootstrap.as_deref()
     }

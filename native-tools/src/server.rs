@@ -126,7 +126,7 @@ impl Context {
     }
 }
 
-/// Arguments of dns_resolve.
+// Arguments of dns_resolve. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsResolveArgs {
@@ -135,10 +135,9 @@ pub struct DnsResolveArgs {
     pub host: String,
 }
 
-/// Result of dns_resolve.
+// Result of dns_resolve. A doc comment here would change the output schema.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DnsResolveResult {
-    /// The host name asked for.
     pub host: String,
     /// Resolved addresses, deduplicated, in resolver order.
     pub addresses: Vec<String>,

@@ -164,6 +164,7 @@ type Result<T, E = UpstreamError> = std::result::Result<T, E>;
 
 // ---------------------------------------------------------------- Firecrawl
 
+/// Firecrawl API client settings (the key is never printed).
 #[derive(Clone)]
 pub struct Firecrawl {
     base: String,
@@ -235,6 +236,7 @@ pub struct CrawlResult {
 }
 
 impl Firecrawl {
+    /// From FIRECRAWL_API_KEY (and FIRECRAWL_API_URL); `None` without a key.
     pub fn from_env() -> Option<Self> {
         let key = std::env::var("FIRECRAWL_API_KEY")
             .ok()
@@ -246,6 +248,7 @@ impl Firecrawl {
         Some(Self::new(&base, &key))
     }
 
+    /// A client for the API at `base` with `key`.
     pub fn new(base: &str, key: &str) -> Self {
         Self {
             base: base.trim().trim_end_matches('/').to_string(),
@@ -253,6 +256,7 @@ impl Firecrawl {
         }
     }
 
+    /// The API base URL.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -329,6 +333,7 @@ impl Firecrawl {
         r.map_err(|e| e.map_text(|s| self.redact(s)))
     }
 
+    /// The firecrawl_scrape tool.
     pub async fn scrape(&self, client: &reqwest::Client, a: ScrapeArgs) -> Result<ScrapeResult> {
         crate::net::parse_http_url(&a.url)?;
         let formats = a.formats.unwrap_or_else(|| vec![ScrapeFormat::Markdown]);
@@ -345,6 +350,7 @@ impl Firecrawl {
         Ok(ScrapeResult { url: a.url, data })
     }
 
+    /// The firecrawl_crawl tool.
     pub async fn crawl(&self, client: &reqwest::Client, a: CrawlArgs) -> Result<CrawlResult> {
         crate::net::parse_http_url(&a.url)?;
         let limit = crate::limits::arg("limit", a.limit, 10, 1, 100)?;
@@ -421,6 +427,7 @@ impl Firecrawl {
 
 // ---------------------------------------------------------------- Ollama
 
+/// Ollama server client settings.
 #[derive(Debug, Clone)]
 pub struct Ollama {
     base: String,
@@ -514,10 +521,12 @@ impl Ollama {
         Some(normalize_ollama_host(&raw).map(Self::from_base))
     }
 
+    /// A client for the normalized base URL.
     pub fn from_base(base: String) -> Self {
         Self { base }
     }
 
+    /// The server base URL.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -579,6 +588,7 @@ impl Ollama {
         })
     }
 
+    /// The ollama_generate tool.
     pub async fn generate(
         &self,
         client: &reqwest::Client,

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Config, ConfigSource};
 
-/// Top-level arguments.
+// The clap types keep exactly their original doc comments: clap turns doc
+// comments into help text, and `--help` output must not change.
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ael",
@@ -27,26 +29,20 @@ pub struct Cli {
     /// Data directory (overrides AEL_DATA_DIR and the config file).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
-    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// MCP transport of `ael serve`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
-    /// Streamable HTTP at /mcp (plus GET /health).
     Http,
-    /// stdin/stdout.
     Stdio,
 }
 
-/// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the MCP server.
     Serve {
-        /// MCP transport.
         #[arg(long, value_enum, default_value = "http")]
         transport: Transport,
         /// Bind address (overrides AEL_HTTP_HOST).
@@ -64,7 +60,6 @@ pub enum Command {
         /// Full URL (default: http://127.0.0.1:$AEL_HTTP_PORT/health).
         #[arg(long)]
         url: Option<String>,
-        /// Timeout in milliseconds.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
         /// Print nothing.
@@ -73,13 +68,11 @@ pub enum Command {
     },
     /// Inspect, validate and run workflows.
     Workflows {
-        /// The workflows subcommand.
         #[command(subcommand)]
         command: WorkflowsCmd,
     },
     /// Show the persistent run history.
     Runs {
-        /// The runs subcommand.
         #[command(subcommand)]
         command: RunsCmd,
     },
@@ -87,34 +80,27 @@ pub enum Command {
     Config,
 }
 
-/// `ael workflows ...`
 #[derive(Subcommand, Debug)]
 pub enum WorkflowsCmd {
     /// List workflows (name and description).
     List {
-        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one workflow.
     Show {
-        /// Workflow name.
         name: String,
-        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Validate workflows by name or file (default: every file in the directory).
     Validate {
-        /// Workflow names or files.
         targets: Vec<String>,
-        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Run a workflow, connecting to the tool servers it uses.
     Run {
-        /// Workflow name.
         name: String,
         /// Input as NAME=VALUE (repeatable); values are converted to the input's type.
         #[arg(long = "input", short = 'i')]
@@ -122,32 +108,24 @@ pub enum WorkflowsCmd {
         /// Inputs as a JSON object (merged before --input values).
         #[arg(long)]
         inputs_json: Option<String>,
-        /// Print the run record as JSON.
         #[arg(long)]
         json: bool,
     },
 }
 
-/// `ael runs ...`
 #[derive(Subcommand, Debug)]
 pub enum RunsCmd {
     /// List recent runs, newest first.
     List {
-        /// Only runs of this workflow.
         #[arg(long)]
         workflow: Option<String>,
-        /// Maximum number of runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show one run with its step logs.
-    Show {
-        /// Run id.
-        run_id: String,
-    },
+    Show { run_id: String },
 }
 
 impl Cli {

@@ -1,7 +1,7 @@
 //! Workflow definitions: the types a workflow YAML file deserializes into.
 //!
-//! Both static validation ([`crate::validate`]) and loading
-//! ([`crate::workflow`]) depend on these; this module depends on neither.
+//! Both static validation (`validate`) and loading (`workflow`) depend on
+//! these types; this module depends on neither.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

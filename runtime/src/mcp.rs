@@ -26,14 +26,14 @@ pub struct AelServer {
     tool_router: ToolRouter<Self>,
 }
 
-/// Arguments of `workflow_describe`.
+// Arguments of `workflow_describe`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct NameArgs {
     /// Workflow name.
     pub name: String,
 }
 
-/// Arguments of `workflow_validate`.
+// Arguments of `workflow_validate`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ValidateArgs {
     /// Name of a loaded workflow to validate (re-reads its file).
@@ -44,7 +44,7 @@ pub struct ValidateArgs {
     pub yaml: Option<String>,
 }
 
-/// Arguments of `workflow_run`.
+// Arguments of `workflow_run`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunArgs {
     /// Workflow name.
@@ -58,7 +58,7 @@ pub struct RunArgs {
     pub wait: Option<bool>,
 }
 
-/// Arguments of `run_get`.
+// Arguments of `run_get`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunGetArgs {
     /// Run id returned by workflow_run.
@@ -68,7 +68,7 @@ pub struct RunGetArgs {
     pub logs: bool,
 }
 
-/// Arguments of `runs_list`.
+// Arguments of `runs_list`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunsArgs {
     /// Only runs of this workflow.
@@ -82,7 +82,7 @@ pub struct RunsArgs {
     pub logs: bool,
 }
 
-/// Arguments of `tool_call`.
+// Arguments of `tool_call`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CallArgs {
     /// Tool server name from the config.

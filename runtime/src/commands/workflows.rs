@@ -36,7 +36,7 @@ fn cli_inputs(
             Some(def) => def
                 .kind
                 .parse_cli(v)
-                .map_err(|e| anyhow::anyhow!("--input {k}: {e}"))?,
+                .with_context(|| format!("--input {k}"))?,
             None => Value::String(v.to_string()),
         };
         map.insert(k.to_string(), value);
