@@ -6,13 +6,105 @@ use std::time::SystemTime;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::paths::{Resolved, Roots};
+use crate::limits::OutOfRange;
+use crate::paths::{PathError, Resolved, Roots};
+
+/// Why a filesystem tool refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The path is refused by confinement.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// A numeric argument is out of bounds.
+    #[error(transparent)]
+    Limit(#[from] OutOfRange),
+    /// An I/O operation failed: `{op} {path}: {error}`.
+    #[error("{op} {path}: {error}")]
+    Io {
+        /// What was attempted, e.g. "cannot read".
+        op: &'static str,
+        /// Root-relative path.
+        path: String,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// fs_read on a directory.
+    #[error("cannot read {0}: it is a directory (use fs_list)")]
+    ReadDirectory(String),
+    /// fs_read on a device, socket, ...
+    #[error("cannot read {0}: not a regular file")]
+    NotRegularFile(String),
+    /// fs_write content over the limit.
+    #[error("content is {0} bytes; the limit is {WRITE_MAX_BYTES}")]
+    ContentTooLarge(usize),
+    /// fs_write on a root.
+    #[error("cannot write to a root directory")]
+    WriteRoot,
+    /// fs_write without its parent directory.
+    #[error("cannot write {0}: parent directory does not exist (set create_dirs: true)")]
+    NoParent(String),
+    /// fs_write on a directory.
+    #[error("cannot write {0}: it is a directory")]
+    WriteDirectory(String),
+    /// fs_search with a bad pattern.
+    #[error("invalid glob pattern {pattern:?}: {error}")]
+    Pattern {
+        /// The pattern given.
+        pattern: String,
+        /// Why (part of the message).
+        error: glob::PatternError,
+    },
+    /// fs_search below a non-directory.
+    #[error("cannot search {0}: not a directory")]
+    SearchNotDirectory(String),
+    /// fs_mkdir where a file is.
+    #[error("cannot create directory {0}: a file exists there")]
+    FileExists(String),
+    /// fs_move of a root.
+    #[error("cannot move a root directory")]
+    MoveRoot,
+    /// fs_move of nothing.
+    #[error("cannot move {0}: no such file or directory")]
+    MoveMissing(String),
+    /// fs_move onto something.
+    #[error("cannot move to {0}: destination already exists")]
+    DestinationExists(String),
+    /// fs_move of a directory below itself.
+    #[error("cannot move a directory into itself")]
+    MoveIntoItself,
+    /// fs_move into a missing directory.
+    #[error("cannot move to {0}: destination parent directory does not exist")]
+    DestinationNoParent(String),
+    /// The rename failed.
+    #[error("cannot move {from} to {to}: {error}")]
+    Move {
+        /// Source, root-relative.
+        from: String,
+        /// Destination, root-relative.
+        to: String,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// fs_delete of a root.
+    #[error("cannot delete a root directory")]
+    DeleteRoot,
+    /// fs_delete of a directory that is not empty (or not removable).
+    #[error("cannot delete {path}: {error} (set recursive: true to delete a non-empty directory)")]
+    DeleteDirectory {
+        /// Root-relative path.
+        path: String,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+}
 
 /// Default and hard cap for fs_read.
 pub const READ_DEFAULT_BYTES: u64 = 1024 * 1024;
+/// Hard cap of fs_read `max_bytes`.
 pub const READ_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Default and hard cap for fs_search results.
 pub const SEARCH_DEFAULT_RESULTS: u32 = 100;
+/// Hard cap of fs_search `max_results`.
 pub const SEARCH_MAX_RESULTS: u32 = 10_000;
 /// Hard cap for fs_list entries.
 pub const LIST_MAX_ENTRIES: usize = 10_000;
@@ -189,15 +281,21 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
     }
 }
 
-fn io_err(op: &str, r: &Resolved, e: &std::io::Error) -> String {
-    format!("{op} {}: {e}", r.relative())
+/// An I/O error on `r` while doing `op` (returns a closure for `map_err`).
+fn io_err<'a>(op: &'static str, r: &'a Resolved) -> impl FnOnce(std::io::Error) -> FsError + 'a {
+    move |error| FsError::Io {
+        op,
+        path: r.relative(),
+        error,
+    }
 }
 
 fn is_root(r: &Resolved) -> bool {
     r.path == r.root
 }
 
-pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
+/// The fs_read tool.
+pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, FsError> {
     use std::io::Read;
     let r = roots.resolve(&a.path)?;
     let max = crate::limits::arg(
@@ -207,21 +305,18 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
         0,
         READ_MAX_BYTES,
     )?;
-    let meta = std::fs::metadata(&r.path).map_err(|e| io_err("cannot read", &r, &e))?;
+    let meta = std::fs::metadata(&r.path).map_err(io_err("cannot read", &r))?;
     if meta.is_dir() {
-        return Err(format!(
-            "cannot read {}: it is a directory (use fs_list)",
-            r.relative()
-        ));
+        return Err(FsError::ReadDirectory(r.relative()));
     }
     if !meta.is_file() {
-        return Err(format!("cannot read {}: not a regular file", r.relative()));
+        return Err(FsError::NotRegularFile(r.relative()));
     }
-    let f = std::fs::File::open(&r.path).map_err(|e| io_err("cannot read", &r, &e))?;
+    let f = std::fs::File::open(&r.path).map_err(io_err("cannot read", &r))?;
     let mut buf = Vec::new();
     f.take(max)
         .read_to_end(&mut buf)
-        .map_err(|e| io_err("cannot read", &r, &e))?;
+        .map_err(io_err("cannot read", &r))?;
     let size = meta.len();
     let bytes_read = buf.len() as u64;
     let truncated = size > bytes_read;
@@ -236,37 +331,32 @@ pub fn read(roots: &Roots, a: FsReadArgs) -> Result<FsReadResult, String> {
     })
 }
 
-pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, String> {
+/// The fs_write tool.
+pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, FsError> {
     if a.content.len() > WRITE_MAX_BYTES {
-        return Err(format!(
-            "content is {} bytes; the limit is {WRITE_MAX_BYTES}",
-            a.content.len()
-        ));
+        return Err(FsError::ContentTooLarge(a.content.len()));
     }
     let r = roots.resolve(&a.path)?;
     if is_root(&r) {
-        return Err("cannot write to a root directory".into());
+        return Err(FsError::WriteRoot);
     }
     if let Some(parent) = r.path.parent() {
         if a.create_dirs.unwrap_or(false) {
             std::fs::create_dir_all(parent)
-                .map_err(|e| io_err("cannot create parent directories of", &r, &e))?;
+                .map_err(io_err("cannot create parent directories of", &r))?;
             // Re-check: a racing symlink could have been created meanwhile.
             roots.resolve(&r.path.to_string_lossy())?;
         } else if !parent.is_dir() {
-            return Err(format!(
-                "cannot write {}: parent directory does not exist (set create_dirs: true)",
-                r.relative()
-            ));
+            return Err(FsError::NoParent(r.relative()));
         }
     }
     let created = std::fs::symlink_metadata(&r.path).is_err();
     if let Ok(m) = std::fs::metadata(&r.path)
         && m.is_dir()
     {
-        return Err(format!("cannot write {}: it is a directory", r.relative()));
+        return Err(FsError::WriteDirectory(r.relative()));
     }
-    std::fs::write(&r.path, a.content.as_bytes()).map_err(|e| io_err("cannot write", &r, &e))?;
+    std::fs::write(&r.path, a.content.as_bytes()).map_err(io_err("cannot write", &r))?;
     Ok(FsWriteResult {
         path: r.relative(),
         bytes_written: a.content.len() as u64,
@@ -274,13 +364,14 @@ pub fn write(roots: &Roots, a: FsWriteArgs) -> Result<FsWriteResult, String> {
     })
 }
 
-pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, String> {
+/// The fs_list tool.
+pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, FsError> {
     let r = roots.resolve(&a.path)?;
-    let rd = std::fs::read_dir(&r.path).map_err(|e| io_err("cannot list", &r, &e))?;
+    let rd = std::fs::read_dir(&r.path).map_err(io_err("cannot list", &r))?;
     let mut entries = Vec::new();
     let mut truncated = false;
     for ent in rd {
-        let ent = ent.map_err(|e| io_err("cannot list", &r, &e))?;
+        let ent = ent.map_err(io_err("cannot list", &r))?;
         if entries.len() >= LIST_MAX_ENTRIES {
             truncated = true;
             break;
@@ -307,7 +398,8 @@ pub fn list(roots: &Roots, a: PathArgs) -> Result<FsListResult, String> {
     })
 }
 
-pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, String> {
+/// The fs_stat tool (symlinks are not followed).
+pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, FsError> {
     use std::os::unix::fs::PermissionsExt;
     let r = roots.resolve_entry(&a.path)?;
     match std::fs::symlink_metadata(&r.path) {
@@ -333,14 +425,17 @@ pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, String> {
             readonly: None,
             modified: None,
         }),
-        Err(e) => Err(io_err("cannot stat", &r, &e)),
+        Err(e) => Err(io_err("cannot stat", &r)(e)),
     }
 }
 
-pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, String> {
+/// The fs_search tool.
+pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError> {
     let r = roots.resolve(&a.path)?;
-    let pattern = glob::Pattern::new(&a.pattern)
-        .map_err(|e| format!("invalid glob pattern {:?}: {e}", a.pattern))?;
+    let pattern = glob::Pattern::new(&a.pattern).map_err(|error| FsError::Pattern {
+        pattern: a.pattern.clone(),
+        error,
+    })?;
     let name_only = !a.pattern.contains('/');
     let max = crate::limits::arg(
         "max_results",
@@ -349,9 +444,9 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, String> 
         1,
         SEARCH_MAX_RESULTS,
     )? as usize;
-    let meta = std::fs::metadata(&r.path).map_err(|e| io_err("cannot search", &r, &e))?;
+    let meta = std::fs::metadata(&r.path).map_err(io_err("cannot search", &r))?;
     if !meta.is_dir() {
-        return Err(format!("cannot search {}: not a directory", r.relative()));
+        return Err(FsError::SearchNotDirectory(r.relative()));
     }
     let opts = glob::MatchOptions {
         case_sensitive: true,
@@ -403,7 +498,8 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, String> 
     })
 }
 
-pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, String> {
+/// The fs_mkdir tool.
+pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, FsError> {
     let r = roots.resolve(&a.path)?;
     if let Ok(m) = std::fs::metadata(&r.path) {
         if m.is_dir() {
@@ -412,76 +508,67 @@ pub fn mkdir(roots: &Roots, a: PathArgs) -> Result<FsMkdirResult, String> {
                 created: false,
             });
         }
-        return Err(format!(
-            "cannot create directory {}: a file exists there",
-            r.relative()
-        ));
+        return Err(FsError::FileExists(r.relative()));
     }
-    std::fs::create_dir_all(&r.path).map_err(|e| io_err("cannot create directory", &r, &e))?;
+    std::fs::create_dir_all(&r.path).map_err(io_err("cannot create directory", &r))?;
     Ok(FsMkdirResult {
         path: r.relative(),
         created: true,
     })
 }
 
-pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, String> {
+/// The fs_move tool.
+pub fn mv(roots: &Roots, a: FsMoveArgs) -> Result<FsMoveResult, FsError> {
     let from = roots.resolve_entry(&a.from)?;
     let to = roots.resolve(&a.to)?;
     if is_root(&from) {
-        return Err("cannot move a root directory".into());
+        return Err(FsError::MoveRoot);
     }
     if std::fs::symlink_metadata(&from.path).is_err() {
-        return Err(format!(
-            "cannot move {}: no such file or directory",
-            from.relative()
-        ));
+        return Err(FsError::MoveMissing(from.relative()));
     }
     if std::fs::symlink_metadata(&to.path).is_ok() {
-        return Err(format!(
-            "cannot move to {}: destination already exists",
-            to.relative()
-        ));
+        return Err(FsError::DestinationExists(to.relative()));
     }
     if to.path.starts_with(&from.path) {
-        return Err("cannot move a directory into itself".into());
+        return Err(FsError::MoveIntoItself);
     }
     match to.path.parent() {
         Some(p) if p.is_dir() => {}
         _ => {
-            return Err(format!(
-                "cannot move to {}: destination parent directory does not exist",
-                to.relative()
-            ));
+            return Err(FsError::DestinationNoParent(to.relative()));
         }
     }
-    std::fs::rename(&from.path, &to.path)
-        .map_err(|e| format!("cannot move {} to {}: {e}", from.relative(), to.relative()))?;
+    std::fs::rename(&from.path, &to.path).map_err(|error| FsError::Move {
+        from: from.relative(),
+        to: to.relative(),
+        error,
+    })?;
     Ok(FsMoveResult {
         from: from.relative(),
         to: to.relative(),
     })
 }
 
-pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, String> {
+/// The fs_delete tool.
+pub fn delete(roots: &Roots, a: FsDeleteArgs) -> Result<FsDeleteResult, FsError> {
     let r = roots.resolve_entry(&a.path)?;
     if is_root(&r) {
-        return Err("cannot delete a root directory".into());
+        return Err(FsError::DeleteRoot);
     }
-    let m = std::fs::symlink_metadata(&r.path).map_err(|e| io_err("cannot delete", &r, &e))?;
+    let m = std::fs::symlink_metadata(&r.path).map_err(io_err("cannot delete", &r))?;
     let kind = kind_of(m.file_type());
     if m.is_dir() {
         if a.recursive.unwrap_or(false) {
-            std::fs::remove_dir_all(&r.path).map_err(|e| io_err("cannot delete", &r, &e))?;
+            std::fs::remove_dir_all(&r.path).map_err(io_err("cannot delete", &r))?;
         } else {
-            std::fs::remove_dir(&r.path).map_err(|e| {
-                format!(
-                    "cannot delete {}: {e} (set recursive: true to delete a non-empty directory)",
-                    r.relative()
-                )
+            std::fs::remove_dir(&r.path).map_err(|error| FsError::DeleteDirectory {
+                path: r.relative(),
+                error,
             })?;
         }
     } else {
-        std::fs::remove_file(&r.path).map_err(|e| io_err("cannot delete", &r, &e))?;
+        std::fs::remove_file(&r.path).map_err(io_err("cannot delete", &r))?;
     }
     Ok(FsDeleteResult {
         path: r.relative(),
@@ -523,7 +610,8 @@ mod tests {
                 create_dirs: None,
             },
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("create_dirs"), "{e}");
         let rd = read(
             &rs,

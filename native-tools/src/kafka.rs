@@ -14,15 +14,104 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::limits::OutOfRange;
+use crate::net::error_chain;
+
+/// Why a Kafka tool refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// KAFKA_BOOTSTRAP_SERVERS is not set.
+    #[error(
+        "Kafka is not configured: KAFKA_BOOTSTRAP_SERVERS is not set (e.g. KAFKA_BOOTSTRAP_SERVERS=kafka:9092)"
+    )]
+    NotConfigured,
+    /// No connection within the operation timeout.
+    #[error("cannot connect to Kafka at {0}: timed out")]
+    ConnectTimeout(String),
+    /// The connection failed.
+    #[error("cannot connect to Kafka at {brokers}: {}", error_chain(.error))]
+    Connect {
+        /// Bootstrap servers, comma-separated.
+        brokers: String,
+        /// The client error, shown with its sources.
+        error: Box<KError>,
+    },
+    /// A Kafka request failed.
+    #[error("kafka {what} failed: {}", error_chain(.error))]
+    Request {
+        /// The operation, e.g. "produce".
+        what: &'static str,
+        /// The client error, shown with its sources.
+        error: Box<KError>,
+    },
+    /// An operation did not finish in time.
+    #[error("kafka {what} timed out after {ms} ms")]
+    Timeout {
+        /// The operation.
+        what: &'static str,
+        /// The timeout.
+        ms: u128,
+    },
+    /// A numeric argument is out of bounds.
+    #[error(transparent)]
+    Limit(#[from] OutOfRange),
+    /// A produced value over the limit.
+    #[error("value is {0} bytes; the limit is {MAX_VALUE_BYTES}")]
+    ValueTooLarge(usize),
+    /// A negative partition for kafka_produce.
+    #[error("partition must be >= 0")]
+    NegativePartition,
+    /// A negative start offset for kafka_consume.
+    #[error("offset must be >= 0 (got {0})")]
+    NegativeOffset(i64),
+    /// kafka_produce to a missing topic with auto-creation off.
+    #[error(
+        "kafka topic {0:?} does not exist (auto-creation disabled by KAFKA_AUTO_CREATE_TOPICS)"
+    )]
+    NoTopicNoAutoCreate(String),
+    /// kafka_consume from a missing topic.
+    #[error("kafka topic {0:?} does not exist")]
+    NoTopic(String),
+    /// kafka_consume from a missing partition.
+    #[error("kafka topic {topic:?} has no partition {partition}")]
+    NoPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition asked for.
+        partition: i32,
+    },
+    /// The broker answered a produce without an offset.
+    #[error("kafka produce returned no offset")]
+    NoOffset,
+    /// A start offset beyond the partition's range.
+    #[error("offset {offset} is out of range for {topic}/{partition}")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+}
+
+type Result<T, E = KafkaError> = std::result::Result<T, E>;
+
+/// Default `max_messages` of kafka_consume.
 pub const CONSUME_DEFAULT_MESSAGES: u32 = 10;
+/// Upper bound of `max_messages`.
 pub const CONSUME_MAX_MESSAGES: u32 = 1000;
+/// Default `timeout_ms` of kafka_consume.
 pub const CONSUME_DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Upper bound of kafka_consume `timeout_ms`.
 pub const CONSUME_MAX_TIMEOUT_MS: u64 = 60_000;
 /// Bound for connecting / metadata / produce operations.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest value kafka_produce sends.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 const FETCH_MAX_BYTES: i32 = 4 * 1024 * 1024;
 
+/// Kafka settings and the cached client.
 pub struct Kafka {
     bootstrap: Option<Vec<String>>,
     auto_create: bool,
@@ -138,18 +227,25 @@ fn encode(bytes: Vec<u8>) -> (String, Option<String>) {
     }
 }
 
-fn kerr(what: &str, e: &KError) -> String {
-    format!("kafka {what} failed: {}", crate::net::error_chain(e))
+/// `map_err` adapter: a failed Kafka request of kind `what`.
+fn kerr(what: &'static str) -> impl FnOnce(KError) -> KafkaError {
+    move |error| KafkaError::Request {
+        what,
+        error: Box::new(error),
+    }
 }
 
 async fn bounded<T>(
-    what: &str,
+    what: &'static str,
     d: Duration,
-    f: impl Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    f: impl Future<Output = Result<T>>,
+) -> Result<T> {
     tokio::time::timeout(d, f)
         .await
-        .map_err(|_| format!("kafka {what} timed out after {} ms", d.as_millis()))?
+        .map_err(|_| KafkaError::Timeout {
+            what,
+            ms: d.as_millis(),
+        })?
 }
 
 fn is_unknown_topic(e: &KError) -> bool {
@@ -163,6 +259,7 @@ fn is_unknown_topic(e: &KError) -> bool {
 }
 
 impl Kafka {
+    /// From KAFKA_BOOTSTRAP_SERVERS and KAFKA_AUTO_CREATE_TOPICS.
     pub fn from_env() -> Self {
         let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok().and_then(|v| {
             let list: Vec<String> = v
@@ -181,6 +278,7 @@ impl Kafka {
         Self::new(bootstrap, auto_create)
     }
 
+    /// A client for `bootstrap` (None: not configured); connects on first use.
     pub fn new(bootstrap: Option<Vec<String>>, auto_create: bool) -> Self {
         Self {
             bootstrap,
@@ -189,13 +287,14 @@ impl Kafka {
         }
     }
 
+    /// The bootstrap servers, when configured.
     pub fn bootstrap(&self) -> Option<&[String]> {
         self.bootstrap.as_deref()
     }
 
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    async fn client(&self) -> Result<Arc<Client>> {
         let Some(brokers) = &self.bootstrap else {
-            return Err("Kafka is not configured: KAFKA_BOOTSTRAP_SERVERS is not set (e.g. KAFKA_BOOTSTRAP_SERVERS=kafka:9092)".into());
+            return Err(KafkaError::NotConfigured);
         };
         let mut guard = self.client.lock().await;
         if let Some(c) = guard.as_ref() {
@@ -213,18 +312,10 @@ impl Kafka {
             .build();
         let c = tokio::time::timeout(OP_TIMEOUT, build)
             .await
-            .map_err(|_| {
-                format!(
-                    "cannot connect to Kafka at {}: timed out",
-                    brokers.join(",")
-                )
-            })?
-            .map_err(|e| {
-                format!(
-                    "cannot connect to Kafka at {}: {}",
-                    brokers.join(","),
-                    crate::net::error_chain(&e)
-                )
+            .map_err(|_| KafkaError::ConnectTimeout(brokers.join(",")))?
+            .map_err(|error| KafkaError::Connect {
+                brokers: brokers.join(","),
+                error: Box::new(error),
             })?;
         let c = Arc::new(c);
         *guard = Some(c.clone());
@@ -236,20 +327,21 @@ impl Kafka {
         *self.client.lock().await = None;
     }
 
-    async fn with_reset<T>(&self, r: Result<T, String>) -> Result<T, String> {
+    async fn with_reset<T>(&self, r: Result<T>) -> Result<T> {
         if r.is_err() {
             self.reset().await;
         }
         r
     }
 
-    pub async fn list_topics(&self) -> Result<ListTopicsResult, String> {
+    /// The kafka_list_topics tool.
+    pub async fn list_topics(&self) -> Result<ListTopicsResult> {
         let r = bounded("list_topics", OP_TIMEOUT, async {
             let c = self.client().await?;
             let mut topics: Vec<TopicInfo> = c
                 .list_topics()
                 .await
-                .map_err(|e| kerr("list_topics", &e))?
+                .map_err(kerr("list_topics"))?
                 .into_iter()
                 .map(|t| TopicInfo {
                     name: t.name,
@@ -266,43 +358,44 @@ impl Kafka {
         self.with_reset(r).await
     }
 
-    async fn topic_exists(&self, c: &Client, topic: &str) -> Result<bool, String> {
+    async fn topic_exists(&self, c: &Client, topic: &str) -> Result<bool> {
         Ok(c.list_topics()
             .await
-            .map_err(|e| kerr("list_topics", &e))?
+            .map_err(kerr("list_topics"))?
             .iter()
             .any(|t| t.name == topic))
     }
 
-    pub async fn produce(&self, a: ProduceArgs) -> Result<ProduceResult, String> {
+    /// The kafka_produce tool.
+    pub async fn produce(&self, a: ProduceArgs) -> Result<ProduceResult> {
         if a.value.len() > MAX_VALUE_BYTES {
-            return Err(format!(
-                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
-                a.value.len()
-            ));
+            return Err(KafkaError::ValueTooLarge(a.value.len()));
         }
         let partition = a.partition.unwrap_or(0);
         if partition < 0 {
-            return Err("partition must be >= 0".into());
+            return Err(KafkaError::NegativePartition);
         }
         let r = bounded("produce", OP_TIMEOUT, async {
             let c = self.client().await?;
             let mut topic_created = false;
             if !self.topic_exists(&c, &a.topic).await? {
                 if !self.auto_create {
-                    return Err(format!("kafka topic {:?} does not exist (auto-creation disabled by KAFKA_AUTO_CREATE_TOPICS)", a.topic));
+                    return Err(KafkaError::NoTopicNoAutoCreate(a.topic.clone()));
                 }
-                let ctl = c.controller_client().map_err(|e| kerr("create_topic", &e))?;
-                match ctl.create_topic(a.topic.clone(), partition + 1, 1, 5_000).await {
+                let ctl = c.controller_client().map_err(kerr("create_topic"))?;
+                match ctl
+                    .create_topic(a.topic.clone(), partition + 1, 1, 5_000)
+                    .await
+                {
                     Ok(()) => topic_created = true,
                     Err(e) if e.to_string().contains("TopicAlreadyExists") => {}
-                    Err(e) => return Err(kerr("create_topic", &e)),
+                    Err(e) => return Err(kerr("create_topic")(e)),
                 }
             }
             let pc = c
                 .partition_client(a.topic.clone(), partition, UnknownTopicHandling::Retry)
                 .await
-                .map_err(|e| kerr("produce", &e))?;
+                .map_err(kerr("produce"))?;
             let record = Record {
                 key: a.key.map(String::into_bytes),
                 value: Some(a.value.into_bytes()),
@@ -317,20 +410,26 @@ impl Kafka {
             let offsets = pc
                 .produce(vec![record], Compression::NoCompression)
                 .await
-                .map_err(|e| kerr("produce", &e))?;
-            let offset = offsets.first().copied().ok_or("kafka produce returned no offset")?;
-            Ok(ProduceResult { topic: a.topic, partition, offset, topic_created })
+                .map_err(kerr("produce"))?;
+            let offset = offsets.first().copied().ok_or(KafkaError::NoOffset)?;
+            Ok(ProduceResult {
+                topic: a.topic,
+                partition,
+                offset,
+                topic_created,
+            })
         })
         .await;
         self.with_reset(r).await
     }
 
-    pub async fn consume(&self, a: ConsumeArgs) -> Result<ConsumeResult, String> {
+    /// The kafka_consume tool.
+    pub async fn consume(&self, a: ConsumeArgs) -> Result<ConsumeResult> {
         let partition = crate::limits::arg("partition", a.partition, 0, 0, i32::MAX)?;
         if let Some(o) = a.offset
             && o < 0
         {
-            return Err(format!("offset must be >= 0 (got {o})"));
+            return Err(KafkaError::NegativeOffset(o));
         }
         let max = crate::limits::arg(
             "max_messages",
@@ -352,16 +451,19 @@ impl Kafka {
         let setup = bounded("consume", OP_TIMEOUT, async {
             let c = self.client().await?;
             if !self.topic_exists(&c, &a.topic).await? {
-                return Err(format!("kafka topic {:?} does not exist", a.topic));
+                return Err(KafkaError::NoTopic(a.topic.clone()));
             }
             let pc = c
                 .partition_client(a.topic.clone(), partition, UnknownTopicHandling::Error)
                 .await
                 .map_err(|e| {
                     if is_unknown_topic(&e) {
-                        format!("kafka topic {:?} has no partition {partition}", a.topic)
+                        KafkaError::NoPartition {
+                            topic: a.topic.clone(),
+                            partition,
+                        }
                     } else {
-                        kerr("consume", &e)
+                        kerr("consume")(e)
                     }
                 })?;
             let start = match a.offset {
@@ -369,7 +471,7 @@ impl Kafka {
                 None => pc
                     .get_offset(OffsetAt::Earliest)
                     .await
-                    .map_err(|e| kerr("get_offset", &e))?,
+                    .map_err(kerr("get_offset"))?,
             };
             Ok((pc, start))
         })
@@ -393,12 +495,13 @@ impl Kafka {
             let (records, hw) = match r {
                 Ok(x) => x,
                 Err(e) if e.to_string().contains("OffsetOutOfRange") => {
-                    return Err(format!(
-                        "offset {next} is out of range for {}/{partition}",
-                        a.topic
-                    ));
+                    return Err(KafkaError::OffsetOutOfRange {
+                        offset: next,
+                        topic: a.topic,
+                        partition,
+                    });
                 }
-                Err(e) => return Err(kerr("fetch", &e)),
+                Err(e) => return Err(kerr("fetch")(e)),
             };
             high_watermark = hw;
             for ro in records {

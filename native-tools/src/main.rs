@@ -15,6 +15,33 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rmcp::ServiceExt;
 use tokio_util::sync::CancellationToken;
 
+/// Why native-tools exits with an error (printed as `native-tools: <error>`).
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Roots(#[from] paths::PathError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Token(#[from] bearer_auth::TokenError),
+    #[error("health check {url} failed: {chain}")]
+    HealthRequest { url: String, chain: String },
+    #[error("health check {url}: HTTP {status}")]
+    HealthStatus { url: String, status: u16 },
+    #[error("MCP stdio service failed: {0}")]
+    Stdio(tokio::task::JoinError),
+    #[error("cannot bind {host}:{port}: {error}")]
+    Bind {
+        host: String,
+        port: u16,
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    LocalAddr(std::io::Error),
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Transport {
     Stdio,
@@ -86,21 +113,27 @@ fn health_url(cli: &Cli, url: Option<&str>) -> String {
     format!("http://{host}:{}/health", cli.port)
 }
 
-async fn health(url: &str, timeout_ms: u64) -> Result<(), String> {
+async fn health(url: &str, timeout_ms: u64) -> Result<(), MainError> {
     let client = tls::http_client()?;
     let resp = client
         .get(url)
         .timeout(std::time::Duration::from_millis(timeout_ms.max(1)))
         .send()
         .await
-        .map_err(|e| format!("health check {url} failed: {}", net::error_chain(&e)))?;
+        .map_err(|e| MainError::HealthRequest {
+            url: url.to_string(),
+            chain: net::error_chain(&e),
+        })?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     println!("{}", body.trim());
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("health check {url}: HTTP {}", status.as_u16()))
+        Err(MainError::HealthStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+        })
     }
 }
 
@@ -150,7 +183,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn configured_roots(cli: &Cli) -> Result<paths::Roots, String> {
+fn configured_roots(cli: &Cli) -> Result<paths::Roots, paths::PathError> {
     let dirs = if !cli.roots.is_empty() {
         cli.roots.clone()
     } else if let Some(v) = std::env::var("NATIVE_TOOLS_ROOTS")
@@ -189,7 +222,7 @@ fn allowed_hosts(cli: &Cli) -> Vec<String> {
     hosts
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<(), MainError> {
     if let Some(Command::Health { url, timeout_ms }) = &cli.command {
         return health(&health_url(&cli, url.as_deref()), *timeout_ms).await;
     }
@@ -218,7 +251,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let ct = service.cancellation_token();
             tokio::select! {
                 r = service.waiting() => {
-                    r.map_err(|e| format!("MCP stdio service failed: {e}"))?;
+                    r.map_err(MainError::Stdio)?;
                     tracing::info!("stdin closed, exiting");
                 }
                 () = &mut signal => {
@@ -229,8 +262,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Transport::Http => {
-            let token =
-                bearer_auth::token_from_env("NATIVE_TOOLS_HTTP").map_err(|e| e.to_string())?;
+            let token = bearer_auth::token_from_env("NATIVE_TOOLS_HTTP")?;
             use rmcp::transport::streamable_http_server::{
                 StreamableHttpServerConfig, StreamableHttpService,
                 session::local::LocalSessionManager,
@@ -272,8 +304,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             let bind_host = cli.host.trim_start_matches('[').trim_end_matches(']');
             let listener = tokio::net::TcpListener::bind((bind_host, cli.port))
                 .await
-                .map_err(|e| format!("cannot bind {}:{}: {e}", cli.host, cli.port))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+                .map_err(|error| MainError::Bind {
+                    host: cli.host.clone(),
+                    port: cli.port,
+                    error,
+                })?;
+            let local = listener.local_addr().map_err(MainError::LocalAddr)?;
             tracing::info!(
                 %local,
                 allowed_hosts = ?hosts,
@@ -288,13 +324,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .into_future();
             tokio::pin!(server);
             tokio::select! {
-                r = &mut server => r.map_err(|e| format!("HTTP server failed: {e}")),
+                r = &mut server => r.map_err(MainError::Serve),
                 () = &mut signal => {
                     tracing::info!("signal received, shutting down");
                     shutdown.cancel();
                     // Open streams (SSE) get a short grace period, then we exit anyway.
                     match tokio::time::timeout(std::time::Duration::from_secs(3), &mut server).await {
-                        Ok(r) => r.map_err(|e| format!("HTTP server failed: {e}")),
+                        Ok(r) => r.map_err(MainError::Serve),
                         Err(_) => {
                             tracing::warn!("connections still open after 3s; exiting");
                             Ok(())

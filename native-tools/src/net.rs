@@ -6,14 +6,107 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::OutOfRange;
+
+/// A URL the network tools refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("invalid URL {url:?}: {error}")]
+    Invalid {
+        /// The text given.
+        url: String,
+        /// The parse error (part of the message).
+        error: url::ParseError,
+    },
+    /// Not http or https.
+    #[error("unsupported URL scheme {0:?} (only http and https)")]
+    Scheme(String),
+    /// No host part.
+    #[error("URL {0:?} has no host")]
+    NoHost(String),
+}
+
+/// Why `http_fetch` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A numeric argument is out of bounds.
+    #[error(transparent)]
+    Limit(#[from] OutOfRange),
+    /// The URL (or a redirect target) is refused.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The overall deadline passed.
+    #[error("request timed out after {0} ms")]
+    Timeout(u128),
+    /// The request body is too large.
+    #[error("request body is {0} bytes; the limit is {FETCH_MAX_REQUEST_BODY}")]
+    BodyTooLarge(usize),
+    /// A header name is not valid.
+    #[error("invalid header name {name:?}: {error}")]
+    HeaderName {
+        /// The name given.
+        name: String,
+        /// Why (part of the message).
+        error: reqwest::header::InvalidHeaderName,
+    },
+    /// A header value is not valid.
+    #[error("invalid value for header {name:?}: {error}")]
+    HeaderValue {
+        /// The header name.
+        name: String,
+        /// Why (part of the message).
+        error: reqwest::header::InvalidHeaderValue,
+    },
+    /// The request failed (connection, TLS, protocol).
+    #[error("request to {url} failed: {}", error_chain(.error))]
+    Request {
+        /// The URL requested.
+        url: url::Url,
+        /// The error, shown with its sources.
+        error: reqwest::Error,
+    },
+    /// A redirect's Location is not text.
+    #[error("redirect Location header is not valid text")]
+    LocationNotText,
+    /// A redirect's Location does not resolve against the URL.
+    #[error("invalid redirect Location {location:?}: {error}")]
+    InvalidLocation {
+        /// The Location header.
+        location: String,
+        /// The parse error (part of the message).
+        error: url::ParseError,
+    },
+    /// More redirects than allowed.
+    #[error("too many redirects: limit is {limit} (last Location: {next})")]
+    TooManyRedirects {
+        /// The redirect limit.
+        limit: u32,
+        /// The redirect not followed.
+        next: url::Url,
+    },
+    /// Reading the response body failed.
+    #[error("reading response body failed: {}", error_chain(.0))]
+    ReadBody(reqwest::Error),
+}
+
+/// Default `max_bytes` of http_fetch.
 pub const FETCH_DEFAULT_BYTES: u64 = 1024 * 1024;
+/// Upper bound of `max_bytes`.
 pub const FETCH_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default `timeout_ms` of http_fetch.
 pub const FETCH_DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Upper bound of http_fetch `timeout_ms`.
 pub const FETCH_MAX_TIMEOUT_MS: u64 = 120_000;
+/// Default `max_redirects`.
 pub const FETCH_DEFAULT_REDIRECTS: u32 = 5;
+/// Upper bound of `max_redirects`.
 pub const FETCH_MAX_REDIRECTS: u32 = 10;
+/// Largest request body accepted.
 pub const FETCH_MAX_REQUEST_BODY: usize = 10 * 1024 * 1024;
+/// Default `timeout_ms` of tcp_check.
 pub const TCP_DEFAULT_TIMEOUT_MS: u64 = 3_000;
+/// Upper bound of tcp_check `timeout_ms`.
 pub const TCP_MAX_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -115,18 +208,18 @@ pub struct TcpCheckResult {
     pub error: Option<String>,
 }
 
-pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+/// Parses an absolute http(s) URL with a host.
+pub fn parse_http_url(s: &str) -> Result<url::Url, UrlError> {
+    let u = url::Url::parse(s).map_err(|error| UrlError::Invalid {
+        url: s.to_string(),
+        error,
+    })?;
     match u.scheme() {
         "http" | "https" => {}
-        other => {
-            return Err(format!(
-                "unsupported URL scheme {other:?} (only http and https)"
-            ));
-        }
+        other => return Err(UrlError::Scheme(other.to_string())),
     }
     if u.host_str().is_none() {
-        return Err(format!("URL {s:?} has no host"));
+        return Err(UrlError::NoHost(s.to_string()));
     }
     Ok(u)
 }
@@ -137,10 +230,11 @@ fn same_origin(a: &url::Url, b: &url::Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The http_fetch tool.
 pub async fn http_fetch(
     client: &reqwest::Client,
     a: HttpFetchArgs,
-) -> Result<HttpFetchResult, String> {
+) -> Result<HttpFetchResult, NetError> {
     let timeout = Duration::from_millis(crate::limits::arg(
         "timeout_ms",
         a.timeout_ms,
@@ -151,10 +245,7 @@ pub async fn http_fetch(
     let started = Instant::now();
     match tokio::time::timeout(timeout, fetch_inner(client, a, started)).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "request timed out after {} ms",
-            timeout.as_millis()
-        )),
+        Err(_) => Err(NetError::Timeout(timeout.as_millis())),
     }
 }
 
@@ -162,7 +253,7 @@ async fn fetch_inner(
     client: &reqwest::Client,
     a: HttpFetchArgs,
     started: Instant,
-) -> Result<HttpFetchResult, String> {
+) -> Result<HttpFetchResult, NetError> {
     let max_bytes = crate::limits::arg(
         "max_bytes",
         a.max_bytes,
@@ -180,17 +271,21 @@ async fn fetch_inner(
     if let Some(b) = &a.body
         && b.len() > FETCH_MAX_REQUEST_BODY
     {
-        return Err(format!(
-            "request body is {} bytes; the limit is {FETCH_MAX_REQUEST_BODY}",
-            b.len()
-        ));
+        return Err(NetError::BodyTooLarge(b.len()));
     }
     let mut headers = reqwest::header::HeaderMap::new();
     for (k, v) in a.headers.iter().flatten() {
-        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| format!("invalid header name {k:?}: {e}"))?;
-        let value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|e| format!("invalid value for header {k:?}: {e}"))?;
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|error| {
+            NetError::HeaderName {
+                name: k.clone(),
+                error,
+            }
+        })?;
+        let value =
+            reqwest::header::HeaderValue::from_str(v).map_err(|error| NetError::HeaderValue {
+                name: k.clone(),
+                error,
+            })?;
         headers.append(name, value);
     }
     let mut url = parse_http_url(&a.url)?;
@@ -205,25 +300,25 @@ async fn fetch_inner(
         if let Some(b) = &body {
             req = req.body(b.clone());
         }
-        let mut resp = req
-            .send()
-            .await
-            .map_err(|e| format!("request to {url} failed: {}", error_chain(&e)))?;
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(error) => return Err(NetError::Request { url, error }),
+        };
         let status = resp.status();
         if status.is_redirection()
             && max_redirects > 0
             && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)
         {
-            let loc = loc
-                .to_str()
-                .map_err(|_| "redirect Location header is not valid text".to_string())?;
-            let next = url
-                .join(loc)
-                .map_err(|e| format!("invalid redirect Location {loc:?}: {e}"))?;
+            let loc = loc.to_str().map_err(|_| NetError::LocationNotText)?;
+            let next = url.join(loc).map_err(|error| NetError::InvalidLocation {
+                location: loc.to_string(),
+                error,
+            })?;
             if redirects.len() as u32 >= max_redirects {
-                return Err(format!(
-                    "too many redirects: limit is {max_redirects} (last Location: {next})"
-                ));
+                return Err(NetError::TooManyRedirects {
+                    limit: max_redirects,
+                    next,
+                });
             }
             let next = parse_http_url(next.as_str())?;
             let code = status.as_u16();
@@ -255,11 +350,7 @@ async fn fetch_inner(
         }
         let mut buf: Vec<u8> = Vec::new();
         let mut truncated = false;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading response body failed: {}", error_chain(&e)))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(NetError::ReadBody)? {
             let room = (max_bytes as usize).saturating_sub(buf.len());
             if chunk.len() > room {
                 buf.extend_from_slice(&chunk[..room]);
@@ -299,7 +390,8 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-pub async fn tcp_check(a: TcpCheckArgs) -> Result<TcpCheckResult, String> {
+/// The tcp_check tool (an unreachable port is a result, not an error).
+pub async fn tcp_check(a: TcpCheckArgs) -> Result<TcpCheckResult, OutOfRange> {
     let timeout = Duration::from_millis(crate::limits::arg(
         "timeout_ms",
         a.timeout_ms,
@@ -347,6 +439,7 @@ mod tests {
         assert!(
             parse_http_url("file:///etc/passwd")
                 .unwrap_err()
+                .to_string()
                 .contains("scheme")
         );
         assert!(parse_http_url("not a url").is_err());

@@ -10,6 +10,72 @@
 
 use std::path::{Component, Path, PathBuf};
 
+/// A filesystem root that cannot be used, or a path refused by confinement.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// No roots were given.
+    #[error("no filesystem roots configured")]
+    NoRoots,
+    /// Relative roots need the current directory.
+    #[error("cannot read current directory: {0}")]
+    CurrentDir(std::io::Error),
+    /// A root cannot be canonicalized.
+    #[error("filesystem root {} is not usable: {error}", root.display())]
+    RootUnusable {
+        /// The root as given (made absolute).
+        root: PathBuf,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// A root is not a directory.
+    #[error("filesystem root {} is not a directory", .0.display())]
+    RootNotDir(PathBuf),
+    /// An empty path.
+    #[error("path must not be empty")]
+    Empty,
+    /// A path with a NUL byte.
+    #[error("path must not contain NUL bytes")]
+    Nul,
+    /// A path with a `..` component.
+    #[error(
+        "access denied: path {0:?} contains '..' (parent directory components are not allowed)"
+    )]
+    ParentDir(String),
+    /// An absolute path that does not normalize.
+    #[error("invalid path {0:?}")]
+    Invalid(String),
+    /// An absolute path under none of the roots.
+    #[error("access denied: {input:?} is outside the allowed roots ({roots})")]
+    Outside {
+        /// The path given.
+        input: String,
+        /// The roots, comma-separated.
+        roots: String,
+    },
+    /// The existing part of the path cannot be canonicalized.
+    #[error("access denied: cannot resolve {input:?} ({error}); it may be a dangling symlink")]
+    Unresolvable {
+        /// The path given.
+        input: String,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// The path leaves its root through a symlink.
+    #[error(
+        "access denied: {input:?} resolves through a symlink to {} which is outside the allowed roots ({roots})",
+        target.display()
+    )]
+    SymlinkEscape {
+        /// The path given.
+        input: String,
+        /// Where it resolves to.
+        target: PathBuf,
+        /// The roots, comma-separated.
+        roots: String,
+    },
+}
+
+/// One configured root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
     /// The root as configured (made absolute).
@@ -18,6 +84,7 @@ pub struct Root {
     pub canonical: PathBuf,
 }
 
+/// The roots the filesystem tools are confined to.
 #[derive(Debug, Clone)]
 pub struct Roots {
     roots: Vec<Root>,
@@ -45,12 +112,11 @@ impl Resolved {
 
 impl Roots {
     /// Build from configured directories. Each must exist and be a directory.
-    pub fn new(dirs: &[PathBuf]) -> Result<Self, String> {
+    pub fn new(dirs: &[PathBuf]) -> Result<Self, PathError> {
         if dirs.is_empty() {
-            return Err("no filesystem roots configured".into());
+            return Err(PathError::NoRoots);
         }
-        let cwd =
-            std::env::current_dir().map_err(|e| format!("cannot read current directory: {e}"))?;
+        let cwd = std::env::current_dir().map_err(PathError::CurrentDir)?;
         let mut roots = Vec::new();
         for d in dirs {
             let given = if d.is_absolute() {
@@ -58,13 +124,12 @@ impl Roots {
             } else {
                 cwd.join(d)
             };
-            let canonical = std::fs::canonicalize(&given)
-                .map_err(|e| format!("filesystem root {} is not usable: {e}", given.display()))?;
+            let canonical = match std::fs::canonicalize(&given) {
+                Ok(c) => c,
+                Err(error) => return Err(PathError::RootUnusable { root: given, error }),
+            };
             if !canonical.is_dir() {
-                return Err(format!(
-                    "filesystem root {} is not a directory",
-                    given.display()
-                ));
+                return Err(PathError::RootNotDir(given));
             }
             let given = normalize_lexically(&given).unwrap_or(given);
             roots.push(Root { given, canonical });
@@ -72,6 +137,7 @@ impl Roots {
         Ok(Self { roots })
     }
 
+    /// The configured roots.
     pub fn list(&self) -> &[Root] {
         &self.roots
     }
@@ -79,7 +145,7 @@ impl Roots {
     /// Like [`Roots::resolve`], but when the final component is a symlink
     /// (whose target is inside the roots) the result names the link itself, so
     /// fs_delete / fs_move / fs_stat act on the link rather than its target.
-    pub fn resolve_entry(&self, input: &str) -> Result<Resolved, String> {
+    pub fn resolve_entry(&self, input: &str) -> Result<Resolved, PathError> {
         let full = self.resolve(input)?;
         let (root, rel) = self.locate(input)?;
         let lexical = root.canonical.join(&rel);
@@ -97,30 +163,29 @@ impl Roots {
     }
 
     /// Resolve a user-supplied path, refusing anything that escapes the roots.
-    pub fn resolve(&self, input: &str) -> Result<Resolved, String> {
+    pub fn resolve(&self, input: &str) -> Result<Resolved, PathError> {
         let (root, rel) = self.locate(input)?;
         self.confine(input, root, &rel)
     }
 
     /// Validate the input lexically and pick the root and root-relative path.
-    fn locate(&self, input: &str) -> Result<(&Root, PathBuf), String> {
+    fn locate(&self, input: &str) -> Result<(&Root, PathBuf), PathError> {
         if input.is_empty() {
-            return Err("path must not be empty".into());
+            return Err(PathError::Empty);
         }
         if input.contains('\0') {
-            return Err("path must not contain NUL bytes".into());
+            return Err(PathError::Nul);
         }
         let p = Path::new(input);
         for c in p.components() {
             if matches!(c, Component::ParentDir) {
-                return Err(format!(
-                    "access denied: path {input:?} contains '..' (parent directory components are not allowed)"
-                ));
+                return Err(PathError::ParentDir(input.to_string()));
             }
         }
         // Pick the root and the path relative to it.
         let (root, rel): (&Root, PathBuf) = if p.is_absolute() {
-            let abs = normalize_lexically(p).ok_or_else(|| format!("invalid path {input:?}"))?;
+            let abs =
+                normalize_lexically(p).ok_or_else(|| PathError::Invalid(input.to_string()))?;
             let mut found = None;
             // Prefer the longest matching root.
             for r in &self.roots {
@@ -139,10 +204,10 @@ impl Roots {
             match found {
                 Some((r, rest, _)) => (r, rest),
                 None => {
-                    return Err(format!(
-                        "access denied: {input:?} is outside the allowed roots ({})",
-                        self.describe()
-                    ));
+                    return Err(PathError::Outside {
+                        input: input.to_string(),
+                        roots: self.describe(),
+                    });
                 }
             }
         } else {
@@ -156,7 +221,7 @@ impl Roots {
     }
 
     /// Check the symlink-resolved location of `root/rel` stays inside `root`.
-    fn confine(&self, input: &str, root: &Root, rel: &Path) -> Result<Resolved, String> {
+    fn confine(&self, input: &str, root: &Root, rel: &Path) -> Result<Resolved, PathError> {
         let target = root.canonical.join(rel);
         // Find the longest existing prefix (using symlink_metadata so a dangling
         // symlink counts as existing and gets rejected by canonicalize below).
@@ -177,15 +242,16 @@ impl Roots {
                 _ => break,
             }
         }
-        let canon = std::fs::canonicalize(&existing).map_err(|e| {
-            format!("access denied: cannot resolve {input:?} ({e}); it may be a dangling symlink")
+        let canon = std::fs::canonicalize(&existing).map_err(|error| PathError::Unresolvable {
+            input: input.to_string(),
+            error,
         })?;
         if !canon.starts_with(&root.canonical) {
-            return Err(format!(
-                "access denied: {input:?} resolves through a symlink to {} which is outside the allowed roots ({})",
-                canon.display(),
-                self.describe()
-            ));
+            return Err(PathError::SymlinkEscape {
+                input: input.to_string(),
+                target: canon,
+                roots: self.describe(),
+            });
         }
         let mut path = canon;
         for name in tail.iter().rev() {
@@ -266,7 +332,7 @@ mod tests {
     fn parent_components_are_refused() {
         let (_r, _o, roots) = setup();
         for p in ["../x", "sub/../../x", "sub/..", ".."] {
-            let e = roots.resolve(p).unwrap_err();
+            let e = roots.resolve(p).unwrap_err().to_string();
             assert!(e.contains("'..'"), "{p}: {e}");
         }
     }
@@ -274,11 +340,12 @@ mod tests {
     #[test]
     fn absolute_outside_refused_inside_accepted() {
         let (root, outside, roots) = setup();
-        let e = roots.resolve("/etc/passwd").unwrap_err();
+        let e = roots.resolve("/etc/passwd").unwrap_err().to_string();
         assert!(e.contains("outside the allowed roots"), "{e}");
         let e = roots
             .resolve(outside.path().join("secret.txt").to_str().unwrap())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside the allowed roots"), "{e}");
         let inside = root.path().join("sub/a.txt");
         let r = roots.resolve(inside.to_str().unwrap()).unwrap();
@@ -291,11 +358,14 @@ mod tests {
     #[test]
     fn symlink_escapes_refused_even_for_new_paths() {
         let (_r, _o, roots) = setup();
-        let e = roots.resolve("escape/secret.txt").unwrap_err();
+        let e = roots.resolve("escape/secret.txt").unwrap_err().to_string();
         assert!(e.contains("symlink"), "{e}");
-        let e = roots.resolve("escape/new/file.txt").unwrap_err();
+        let e = roots
+            .resolve("escape/new/file.txt")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symlink"), "{e}");
-        let e = roots.resolve("escape").unwrap_err();
+        let e = roots.resolve("escape").unwrap_err().to_string();
         assert!(e.contains("symlink"), "{e}");
         assert!(roots.resolve("dangling").is_err());
         assert!(roots.resolve("dangling/x").is_err());

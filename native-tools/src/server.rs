@@ -12,26 +12,91 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::fs_tools::{self, *};
-use crate::kafka::{self, Kafka};
-use crate::net::{self, HttpFetchArgs, HttpFetchResult, TcpCheckArgs, TcpCheckResult};
+use crate::kafka::{self, Kafka, KafkaError};
+use crate::limits::OutOfRange;
+use crate::net::{self, HttpFetchArgs, HttpFetchResult, NetError, TcpCheckArgs, TcpCheckResult};
 use crate::paths::Roots;
-use crate::upstream::{self, Firecrawl, Ollama};
+use crate::tls::TlsError;
+use crate::upstream::{self, Firecrawl, Ollama, OllamaHostError, UpstreamError};
 
+/// Tools that exist only when Firecrawl is configured.
 pub const FIRECRAWL_TOOLS: &[&str] = &["firecrawl_scrape", "firecrawl_crawl"];
+/// Tools that exist only when Ollama is configured.
 pub const OLLAMA_TOOLS: &[&str] = &["ollama_generate", "ollama_list_models"];
+
+/// A tool error; its text is what the MCP client sees (as an `isError`
+/// result with one text block).
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// fs_* tools.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    /// http_fetch.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// tcp_check bounds.
+    #[error(transparent)]
+    Limit(#[from] OutOfRange),
+    /// kafka_* tools.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// firecrawl_* and ollama_* tools.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A Firecrawl tool without FIRECRAWL_API_KEY.
+    #[error("Firecrawl is not configured: FIRECRAWL_API_KEY is not set")]
+    FirecrawlNotConfigured,
+    /// An Ollama tool without OLLAMA_HOST.
+    #[error("Ollama is not configured: OLLAMA_HOST is not set")]
+    OllamaNotConfigured,
+    /// An Ollama tool with an unusable OLLAMA_HOST.
+    #[error(transparent)]
+    OllamaHost(#[from] OllamaHostError),
+    /// dns_resolve did not answer in time.
+    #[error("resolving {0:?} timed out after 10s")]
+    DnsTimeout(String),
+    /// dns_resolve failed.
+    #[error("cannot resolve {host:?}: {error}")]
+    Dns {
+        /// The host name.
+        host: String,
+        /// The resolver error (part of the message).
+        error: std::io::Error,
+    },
+    /// A blocking filesystem task panicked or was cancelled.
+    #[error("{tool} failed: {error}")]
+    Join {
+        /// Tool name.
+        tool: &'static str,
+        /// The task error (part of the message).
+        error: tokio::task::JoinError,
+    },
+}
+
+impl rmcp::model::IntoContents for ToolError {
+    fn into_contents(self) -> Vec<rmcp::model::ContentBlock> {
+        vec![rmcp::model::ContentBlock::text(self.to_string())]
+    }
+}
 
 /// Process-wide configuration and clients shared by all sessions.
 #[derive(Debug)]
 pub struct Context {
+    /// Filesystem roots.
     pub roots: Roots,
+    /// Shared HTTP client.
     pub http: reqwest::Client,
+    /// Kafka connection (lazy).
     pub kafka: Kafka,
+    /// Firecrawl, when FIRECRAWL_API_KEY is set.
     pub firecrawl: Option<Firecrawl>,
-    pub ollama: Option<Result<Ollama, String>>,
+    /// Ollama, when OLLAMA_HOST is set (an error when it is unusable).
+    pub ollama: Option<Result<Ollama, OllamaHostError>>,
 }
 
 impl Context {
-    pub fn from_env(roots: Roots) -> Result<Self, String> {
+    /// Reads the tool configuration from the environment.
+    pub fn from_env(roots: Roots) -> Result<Self, TlsError> {
         for r in roots.list() {
             tracing::info!(root = %r.given.display(), "filesystem root");
         }
@@ -61,6 +126,7 @@ impl Context {
     }
 }
 
+// Arguments of dns_resolve. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsResolveArgs {
@@ -69,6 +135,7 @@ pub struct DnsResolveArgs {
     pub host: String,
 }
 
+// Result of dns_resolve. A doc comment here would change the output schema.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DnsResolveResult {
     pub host: String,
@@ -76,6 +143,7 @@ pub struct DnsResolveResult {
     pub addresses: Vec<String>,
 }
 
+/// The MCP server (one per session) over the shared [`Context`].
 #[derive(Debug, Clone)]
 pub struct NativeTools {
     ctx: Arc<Context>,
@@ -83,6 +151,7 @@ pub struct NativeTools {
 }
 
 impl NativeTools {
+    /// A server with the optional tools that are configured.
     pub fn new(ctx: Arc<Context>) -> Self {
         let mut tool_router = Self::tool_router();
         if ctx.firecrawl.is_none() {
@@ -98,35 +167,35 @@ impl NativeTools {
         Self { ctx, tool_router }
     }
 
-    fn firecrawl(&self) -> Result<&Firecrawl, String> {
+    fn firecrawl(&self) -> Result<&Firecrawl, ToolError> {
         self.ctx
             .firecrawl
             .as_ref()
-            .ok_or_else(|| "Firecrawl is not configured: FIRECRAWL_API_KEY is not set".to_string())
+            .ok_or(ToolError::FirecrawlNotConfigured)
     }
 
-    fn ollama(&self) -> Result<&Ollama, String> {
+    fn ollama(&self) -> Result<&Ollama, ToolError> {
         match &self.ctx.ollama {
             Some(Ok(o)) => Ok(o),
-            Some(Err(e)) => Err(e.clone()),
-            None => Err("Ollama is not configured: OLLAMA_HOST is not set".to_string()),
+            Some(Err(e)) => Err(e.clone().into()),
+            None => Err(ToolError::OllamaNotConfigured),
         }
     }
 
     /// Run a blocking filesystem operation on the blocking pool.
-    async fn fs<T, F>(&self, name: &'static str, f: F) -> Result<Json<T>, String>
+    async fn fs<T, F>(&self, name: &'static str, f: F) -> Result<Json<T>, ToolError>
     where
         T: Send + 'static,
-        F: FnOnce(&Roots) -> Result<T, String> + Send + 'static,
+        F: FnOnce(&Roots) -> Result<T, FsError> + Send + 'static,
     {
         let ctx = self.ctx.clone();
         let r = tokio::task::spawn_blocking(move || f(&ctx.roots))
             .await
-            .map_err(|e| format!("{name} failed: {e}"))?;
+            .map_err(|error| ToolError::Join { tool: name, error })?;
         if let Err(e) = &r {
             tracing::debug!(tool = name, error = %e, "tool error");
         }
-        r.map(Json)
+        Ok(Json(r?))
     }
 }
 
@@ -139,7 +208,7 @@ impl NativeTools {
     async fn fs_read(
         &self,
         Parameters(a): Parameters<FsReadArgs>,
-    ) -> Result<Json<FsReadResult>, String> {
+    ) -> Result<Json<FsReadResult>, ToolError> {
         self.fs("fs_read", move |r| fs_tools::read(r, a)).await
     }
 
@@ -150,7 +219,7 @@ impl NativeTools {
     async fn fs_write(
         &self,
         Parameters(a): Parameters<FsWriteArgs>,
-    ) -> Result<Json<FsWriteResult>, String> {
+    ) -> Result<Json<FsWriteResult>, ToolError> {
         self.fs("fs_write", move |r| fs_tools::write(r, a)).await
     }
 
@@ -161,7 +230,7 @@ impl NativeTools {
     async fn fs_list(
         &self,
         Parameters(a): Parameters<PathArgs>,
-    ) -> Result<Json<FsListResult>, String> {
+    ) -> Result<Json<FsListResult>, ToolError> {
         self.fs("fs_list", move |r| fs_tools::list(r, a)).await
     }
 
@@ -172,7 +241,7 @@ impl NativeTools {
     async fn fs_stat(
         &self,
         Parameters(a): Parameters<PathArgs>,
-    ) -> Result<Json<FsStatResult>, String> {
+    ) -> Result<Json<FsStatResult>, ToolError> {
         self.fs("fs_stat", move |r| fs_tools::stat(r, a)).await
     }
 
@@ -183,7 +252,7 @@ impl NativeTools {
     async fn fs_search(
         &self,
         Parameters(a): Parameters<FsSearchArgs>,
-    ) -> Result<Json<FsSearchResult>, String> {
+    ) -> Result<Json<FsSearchResult>, ToolError> {
         self.fs("fs_search", move |r| fs_tools::search(r, a)).await
     }
 
@@ -194,7 +263,7 @@ impl NativeTools {
     async fn fs_mkdir(
         &self,
         Parameters(a): Parameters<PathArgs>,
-    ) -> Result<Json<FsMkdirResult>, String> {
+    ) -> Result<Json<FsMkdirResult>, ToolError> {
         self.fs("fs_mkdir", move |r| fs_tools::mkdir(r, a)).await
     }
 
@@ -205,7 +274,7 @@ impl NativeTools {
     async fn fs_move(
         &self,
         Parameters(a): Parameters<FsMoveArgs>,
-    ) -> Result<Json<FsMoveResult>, String> {
+    ) -> Result<Json<FsMoveResult>, ToolError> {
         self.fs("fs_move", move |r| fs_tools::mv(r, a)).await
     }
 
@@ -216,7 +285,7 @@ impl NativeTools {
     async fn fs_delete(
         &self,
         Parameters(a): Parameters<FsDeleteArgs>,
-    ) -> Result<Json<FsDeleteResult>, String> {
+    ) -> Result<Json<FsDeleteResult>, ToolError> {
         self.fs("fs_delete", move |r| fs_tools::delete(r, a)).await
     }
 
@@ -227,12 +296,15 @@ impl NativeTools {
     async fn dns_resolve(
         &self,
         Parameters(args): Parameters<DnsResolveArgs>,
-    ) -> Result<Json<DnsResolveResult>, String> {
+    ) -> Result<Json<DnsResolveResult>, ToolError> {
         let lookup = tokio::net::lookup_host((args.host.as_str(), 0));
         let addrs = tokio::time::timeout(std::time::Duration::from_secs(10), lookup)
             .await
-            .map_err(|_| format!("resolving {:?} timed out after 10s", args.host))?
-            .map_err(|e| format!("cannot resolve {:?}: {e}", args.host))?;
+            .map_err(|_| ToolError::DnsTimeout(args.host.clone()))?
+            .map_err(|error| ToolError::Dns {
+                host: args.host.clone(),
+                error,
+            })?;
         let mut addresses: Vec<String> = Vec::new();
         for a in addrs {
             let ip = a.ip().to_string();
@@ -253,8 +325,8 @@ impl NativeTools {
     async fn http_fetch(
         &self,
         Parameters(a): Parameters<HttpFetchArgs>,
-    ) -> Result<Json<HttpFetchResult>, String> {
-        net::http_fetch(&self.ctx.http, a).await.map(Json)
+    ) -> Result<Json<HttpFetchResult>, ToolError> {
+        Ok(Json(net::http_fetch(&self.ctx.http, a).await?))
     }
 
     #[tool(
@@ -264,8 +336,8 @@ impl NativeTools {
     async fn tcp_check(
         &self,
         Parameters(a): Parameters<TcpCheckArgs>,
-    ) -> Result<Json<TcpCheckResult>, String> {
-        net::tcp_check(a).await.map(Json)
+    ) -> Result<Json<TcpCheckResult>, ToolError> {
+        Ok(Json(net::tcp_check(a).await?))
     }
 
     #[tool(
@@ -275,8 +347,8 @@ impl NativeTools {
     async fn kafka_list_topics(
         &self,
         Parameters(_a): Parameters<kafka::ListTopicsArgs>,
-    ) -> Result<Json<kafka::ListTopicsResult>, String> {
-        self.ctx.kafka.list_topics().await.map(Json)
+    ) -> Result<Json<kafka::ListTopicsResult>, ToolError> {
+        Ok(Json(self.ctx.kafka.list_topics().await?))
     }
 
     #[tool(
@@ -286,8 +358,8 @@ impl NativeTools {
     async fn kafka_produce(
         &self,
         Parameters(a): Parameters<kafka::ProduceArgs>,
-    ) -> Result<Json<kafka::ProduceResult>, String> {
-        self.ctx.kafka.produce(a).await.map(Json)
+    ) -> Result<Json<kafka::ProduceResult>, ToolError> {
+        Ok(Json(self.ctx.kafka.produce(a).await?))
     }
 
     #[tool(
@@ -297,8 +369,8 @@ impl NativeTools {
     async fn kafka_consume(
         &self,
         Parameters(a): Parameters<kafka::ConsumeArgs>,
-    ) -> Result<Json<kafka::ConsumeResult>, String> {
-        self.ctx.kafka.consume(a).await.map(Json)
+    ) -> Result<Json<kafka::ConsumeResult>, ToolError> {
+        Ok(Json(self.ctx.kafka.consume(a).await?))
     }
 
     #[tool(
@@ -308,8 +380,8 @@ impl NativeTools {
     async fn firecrawl_scrape(
         &self,
         Parameters(a): Parameters<upstream::ScrapeArgs>,
-    ) -> Result<Json<upstream::ScrapeResult>, String> {
-        self.firecrawl()?.scrape(&self.ctx.http, a).await.map(Json)
+    ) -> Result<Json<upstream::ScrapeResult>, ToolError> {
+        Ok(Json(self.firecrawl()?.scrape(&self.ctx.http, a).await?))
     }
 
     #[tool(
@@ -319,8 +391,8 @@ impl NativeTools {
     async fn firecrawl_crawl(
         &self,
         Parameters(a): Parameters<upstream::CrawlArgs>,
-    ) -> Result<Json<upstream::CrawlResult>, String> {
-        self.firecrawl()?.crawl(&self.ctx.http, a).await.map(Json)
+    ) -> Result<Json<upstream::CrawlResult>, ToolError> {
+        Ok(Json(self.firecrawl()?.crawl(&self.ctx.http, a).await?))
     }
 
     #[tool(
@@ -330,8 +402,8 @@ impl NativeTools {
     async fn ollama_generate(
         &self,
         Parameters(a): Parameters<upstream::GenerateArgs>,
-    ) -> Result<Json<upstream::GenerateResult>, String> {
-        self.ollama()?.generate(&self.ctx.http, a).await.map(Json)
+    ) -> Result<Json<upstream::GenerateResult>, ToolError> {
+        Ok(Json(self.ollama()?.generate(&self.ctx.http, a).await?))
     }
 
     #[tool(
@@ -341,8 +413,8 @@ impl NativeTools {
     async fn ollama_list_models(
         &self,
         Parameters(_a): Parameters<upstream::ListModelsArgs>,
-    ) -> Result<Json<upstream::ListModelsResult>, String> {
-        self.ollama()?.list_models(&self.ctx.http).await.map(Json)
+    ) -> Result<Json<upstream::ListModelsResult>, ToolError> {
+        Ok(Json(self.ollama()?.list_models(&self.ctx.http).await?))
     }
 }
 

@@ -7,15 +7,30 @@ use std::sync::Arc;
 
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused the protocol configuration.
+    #[error("TLS configuration failed: {0}")]
+    Config(rustls::Error),
+    /// reqwest refused the client configuration.
+    #[error("cannot build HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// CA bundle used when SSL_CERT_FILE is not set.
 pub const DEFAULT_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Where the trust roots came from, for logging.
 #[derive(Debug, Clone)]
 pub struct RootSource {
+    /// File path or "bundled webpki roots".
     pub description: String,
+    /// Certificates loaded.
     pub count: usize,
 }
 
+/// The trust roots: SSL_CERT_FILE, the system bundle, or the bundled roots.
 pub fn root_store() -> (rustls::RootCertStore, RootSource) {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
@@ -57,13 +72,14 @@ pub fn root_store() -> (rustls::RootCertStore, RootSource) {
     )
 }
 
-pub fn http_client() -> Result<reqwest::Client, String> {
+/// The shared HTTP client (no automatic redirects; callers follow them).
+pub fn http_client() -> Result<reqwest::Client, TlsError> {
     let (roots, source) = root_store();
     tracing::debug!(source = %source.description, count = source.count, "TLS trust roots");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration failed: {e}"))?
+        .map_err(TlsError::Config)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     reqwest::Client::builder()
@@ -72,7 +88,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .user_agent(concat!("native-tools/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
         .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+        .map_err(TlsError::Client)
 }
 
 #[cfg(test)]

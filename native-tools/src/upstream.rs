@@ -6,13 +6,165 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::net::error_chain;
+use crate::limits::OutOfRange;
+use crate::net::{UrlError, error_chain};
 
+/// Firecrawl API used when FIRECRAWL_API_URL is not set.
 pub const DEFAULT_FIRECRAWL_URL: &str = "https://api.firecrawl.dev";
 const MAX_UPSTREAM_BYTES: usize = 20 * 1024 * 1024;
 
+/// An OLLAMA_HOST value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OllamaHostError {
+    /// Only whitespace and slashes.
+    #[error("OLLAMA_HOST is empty")]
+    Empty,
+    /// Not an http(s) URL once normalized.
+    #[error("invalid OLLAMA_HOST: {0}")]
+    Invalid(UrlError),
+}
+
+/// Reading an upstream response body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The connection failed mid-body (the error chain, as text).
+    #[error("reading body failed: {0}")]
+    Read(String),
+    /// The body exceeds the limit.
+    #[error("body larger than {MAX_UPSTREAM_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Why a Firecrawl or Ollama tool failed.
+///
+/// Fields holding text from the upstream (messages, error chains, body
+/// snippets) are Strings so Firecrawl errors can have the API key redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// A numeric argument is out of bounds.
+    #[error(transparent)]
+    Limit(#[from] OutOfRange),
+    /// The URL to scrape or crawl is refused.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The request failed (connection, TLS, protocol).
+    #[error("{service} request to {url} failed: {chain}")]
+    Request {
+        /// "firecrawl" or "ollama".
+        service: &'static str,
+        /// The URL requested.
+        url: String,
+        /// The error with its sources, as text.
+        chain: String,
+    },
+    /// An Ollama request did not answer in time.
+    #[error("ollama request to {url} timed out after {ms} ms")]
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The timeout.
+        ms: u128,
+    },
+    /// The response body could not be read.
+    #[error("{service} response from {url}: {error}")]
+    Body {
+        /// "firecrawl" or "ollama".
+        service: &'static str,
+        /// The URL requested.
+        url: String,
+        /// Why (part of the message).
+        error: BodyError,
+    },
+    /// A non-2xx answer.
+    #[error("{service} returned HTTP {status}: {message}")]
+    Status {
+        /// "firecrawl" or "ollama".
+        service: &'static str,
+        /// HTTP status code.
+        status: u16,
+        /// The upstream's error message or a body snippet.
+        message: String,
+    },
+    /// A 2xx answer that is not JSON.
+    #[error("{service} returned invalid JSON: {snippet}")]
+    InvalidJson {
+        /// "firecrawl" or "ollama".
+        service: &'static str,
+        /// The start of the body.
+        snippet: String,
+    },
+    /// Firecrawl answered `success: false`.
+    #[error("firecrawl reported failure: {0}")]
+    FirecrawlFailure(String),
+    /// A crawl answer without a job id.
+    #[error("firecrawl crawl response has no job id")]
+    NoJobId,
+    /// A crawl job id with unexpected characters.
+    #[error("firecrawl returned an invalid crawl job id")]
+    InvalidJobId,
+    /// The crawl job failed.
+    #[error("firecrawl crawl {0} failed")]
+    CrawlFailed(String),
+    /// Ollama answered with an `error` field.
+    #[error("ollama error: {0}")]
+    Ollama(String),
+    /// An Ollama generate answer without `response`.
+    #[error("ollama response has no \"response\" field")]
+    NoResponse,
+    /// An Ollama tags answer without `models`.
+    #[error("ollama /api/tags response has no \"models\" list")]
+    NoModels,
+}
+
+impl UpstreamError {
+    /// Applies `f` to every field that may hold upstream text.
+    fn map_text(self, f: impl Fn(String) -> String) -> Self {
+        match self {
+            UpstreamError::Request {
+                service,
+                url,
+                chain,
+            } => UpstreamError::Request {
+                service,
+                url: f(url),
+                chain: f(chain),
+            },
+            UpstreamError::Body {
+                service,
+                url,
+                error,
+            } => UpstreamError::Body {
+                service,
+                url: f(url),
+                error: match error {
+                    BodyError::Read(chain) => BodyError::Read(f(chain)),
+                    other => other,
+                },
+            },
+            UpstreamError::Status {
+                service,
+                status,
+                message,
+            } => UpstreamError::Status {
+                service,
+                status,
+                message: f(message),
+            },
+            UpstreamError::InvalidJson { service, snippet } => UpstreamError::InvalidJson {
+                service,
+                snippet: f(snippet),
+            },
+            UpstreamError::FirecrawlFailure(m) => UpstreamError::FirecrawlFailure(f(m)),
+            other => other,
+        }
+    }
+}
+
+type Result<T, E = UpstreamError> = std::result::Result<T, E>;
+
 // ---------------------------------------------------------------- Firecrawl
 
+/// Firecrawl API client settings (the key is never printed).
 #[derive(Clone)]
 pub struct Firecrawl {
     base: String,
@@ -84,6 +236,7 @@ pub struct CrawlResult {
 }
 
 impl Firecrawl {
+    /// From FIRECRAWL_API_KEY (and FIRECRAWL_API_URL); `None` without a key.
     pub fn from_env() -> Option<Self> {
         let key = std::env::var("FIRECRAWL_API_KEY")
             .ok()
@@ -95,6 +248,7 @@ impl Firecrawl {
         Some(Self::new(&base, &key))
     }
 
+    /// A client for the API at `base` with `key`.
     pub fn new(base: &str, key: &str) -> Self {
         Self {
             base: base.trim().trim_end_matches('/').to_string(),
@@ -102,6 +256,7 @@ impl Firecrawl {
         }
     }
 
+    /// The API base URL.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -122,7 +277,7 @@ impl Firecrawl {
         path: &str,
         body: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = client
             .request(method, &url)
@@ -134,14 +289,19 @@ impl Firecrawl {
                 .body(b.to_string());
         }
         let r = async {
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| format!("firecrawl request to {url} failed: {}", error_chain(&e)))?;
+            let resp = req.send().await.map_err(|e| UpstreamError::Request {
+                service: "firecrawl",
+                url: url.clone(),
+                chain: error_chain(&e),
+            })?;
             let status = resp.status();
             let text = read_limited(resp)
                 .await
-                .map_err(|e| format!("firecrawl response from {url}: {e}"))?;
+                .map_err(|error| UpstreamError::Body {
+                    service: "firecrawl",
+                    url: url.clone(),
+                    error,
+                })?;
             let parsed: Option<Value> = serde_json::from_str(&text).ok();
             if !status.is_success() {
                 let msg = parsed
@@ -150,31 +310,31 @@ impl Firecrawl {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(|| snippet(&text));
-                return Err(format!(
-                    "firecrawl returned HTTP {}: {msg}",
-                    status.as_u16()
-                ));
+                return Err(UpstreamError::Status {
+                    service: "firecrawl",
+                    status: status.as_u16(),
+                    message: msg,
+                });
             }
-            let v = parsed
-                .ok_or_else(|| format!("firecrawl returned invalid JSON: {}", snippet(&text)))?;
+            let v = parsed.ok_or_else(|| UpstreamError::InvalidJson {
+                service: "firecrawl",
+                snippet: snippet(&text),
+            })?;
             if v.get("success").and_then(Value::as_bool) == Some(false) {
                 let msg = v
                     .get("error")
                     .and_then(Value::as_str)
                     .unwrap_or("unknown error");
-                return Err(format!("firecrawl reported failure: {msg}"));
+                return Err(UpstreamError::FirecrawlFailure(msg.to_string()));
             }
             Ok(v)
         }
         .await;
-        r.map_err(|e| self.redact(e))
+        r.map_err(|e| e.map_text(|s| self.redact(s)))
     }
 
-    pub async fn scrape(
-        &self,
-        client: &reqwest::Client,
-        a: ScrapeArgs,
-    ) -> Result<ScrapeResult, String> {
+    /// The firecrawl_scrape tool.
+    pub async fn scrape(&self, client: &reqwest::Client, a: ScrapeArgs) -> Result<ScrapeResult> {
         crate::net::parse_http_url(&a.url)?;
         let formats = a.formats.unwrap_or_else(|| vec![ScrapeFormat::Markdown]);
         let v = self
@@ -190,11 +350,8 @@ impl Firecrawl {
         Ok(ScrapeResult { url: a.url, data })
     }
 
-    pub async fn crawl(
-        &self,
-        client: &reqwest::Client,
-        a: CrawlArgs,
-    ) -> Result<CrawlResult, String> {
+    /// The firecrawl_crawl tool.
+    pub async fn crawl(&self, client: &reqwest::Client, a: CrawlArgs) -> Result<CrawlResult> {
         crate::net::parse_http_url(&a.url)?;
         let limit = crate::limits::arg("limit", a.limit, 10, 1, 100)?;
         let timeout = Duration::from_millis(crate::limits::arg(
@@ -217,13 +374,13 @@ impl Firecrawl {
         let id = v
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| "firecrawl crawl response has no job id".to_string())?
+            .ok_or(UpstreamError::NoJobId)?
             .to_string();
         if !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err("firecrawl returned an invalid crawl job id".into());
+            return Err(UpstreamError::InvalidJobId);
         }
         let mut interval = Duration::from_millis(250);
         loop {
@@ -247,7 +404,7 @@ impl Firecrawl {
             let done = matches!(status.as_str(), "completed" | "failed" | "cancelled");
             if done || started.elapsed() + interval >= timeout {
                 if status == "failed" {
-                    return Err(format!("firecrawl crawl {id} failed"));
+                    return Err(UpstreamError::CrawlFailed(id));
                 }
                 return Ok(CrawlResult {
                     url: a.url,
@@ -270,6 +427,7 @@ impl Firecrawl {
 
 // ---------------------------------------------------------------- Ollama
 
+/// Ollama server client settings.
 #[derive(Debug, Clone)]
 pub struct Ollama {
     base: String,
@@ -328,10 +486,10 @@ pub struct ListModelsResult {
 
 /// Normalize OLLAMA_HOST the way the Ollama CLI does: default scheme http,
 /// default port 11434 when no scheme and no port are given.
-pub fn normalize_ollama_host(raw: &str) -> Result<String, String> {
+pub fn normalize_ollama_host(raw: &str) -> Result<String, OllamaHostError> {
     let raw = raw.trim().trim_end_matches('/');
     if raw.is_empty() {
-        return Err("OLLAMA_HOST is empty".into());
+        return Err(OllamaHostError::Empty);
     }
     let with_scheme = if raw.contains("://") {
         raw.to_string()
@@ -350,23 +508,25 @@ pub fn normalize_ollama_host(raw: &str) -> Result<String, String> {
             format!("http://{raw}:11434")
         }
     };
-    let u = crate::net::parse_http_url(&with_scheme)
-        .map_err(|e| format!("invalid OLLAMA_HOST: {e}"))?;
+    let u = crate::net::parse_http_url(&with_scheme).map_err(OllamaHostError::Invalid)?;
     Ok(u.as_str().trim_end_matches('/').to_string())
 }
 
 impl Ollama {
-    pub fn from_env() -> Option<Result<Self, String>> {
+    /// From OLLAMA_HOST; `None` when it is not set.
+    pub fn from_env() -> Option<Result<Self, OllamaHostError>> {
         let raw = std::env::var("OLLAMA_HOST")
             .ok()
             .filter(|v| !v.trim().is_empty())?;
         Some(normalize_ollama_host(&raw).map(Self::from_base))
     }
 
+    /// A client for the normalized base URL.
     pub fn from_base(base: String) -> Self {
         Self { base }
     }
 
+    /// The server base URL.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -378,7 +538,7 @@ impl Ollama {
         path: &str,
         body: Option<Value>,
         timeout: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = client.request(method, &url).timeout(timeout);
         if let Some(b) = body {
@@ -388,18 +548,26 @@ impl Ollama {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!(
-                    "ollama request to {url} timed out after {} ms",
-                    timeout.as_millis()
-                )
+                UpstreamError::Timeout {
+                    url: url.clone(),
+                    ms: timeout.as_millis(),
+                }
             } else {
-                format!("ollama request to {url} failed: {}", error_chain(&e))
+                UpstreamError::Request {
+                    service: "ollama",
+                    url: url.clone(),
+                    chain: error_chain(&e),
+                }
             }
         })?;
         let status = resp.status();
         let text = read_limited(resp)
             .await
-            .map_err(|e| format!("ollama response from {url}: {e}"))?;
+            .map_err(|error| UpstreamError::Body {
+                service: "ollama",
+                url: url.clone(),
+                error,
+            })?;
         let parsed: Option<Value> = serde_json::from_str(&text).ok();
         if !status.is_success() {
             let msg = parsed
@@ -408,16 +576,24 @@ impl Ollama {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| snippet(&text));
-            return Err(format!("ollama returned HTTP {}: {msg}", status.as_u16()));
+            return Err(UpstreamError::Status {
+                service: "ollama",
+                status: status.as_u16(),
+                message: msg,
+            });
         }
-        parsed.ok_or_else(|| format!("ollama returned invalid JSON: {}", snippet(&text)))
+        parsed.ok_or_else(|| UpstreamError::InvalidJson {
+            service: "ollama",
+            snippet: snippet(&text),
+        })
     }
 
+    /// The ollama_generate tool.
     pub async fn generate(
         &self,
         client: &reqwest::Client,
         a: GenerateArgs,
-    ) -> Result<GenerateResult, String> {
+    ) -> Result<GenerateResult> {
         let timeout = Duration::from_millis(crate::limits::arg(
             "timeout_ms",
             a.timeout_ms,
@@ -439,12 +615,12 @@ impl Ollama {
             )
             .await?;
         if let Some(err) = v.get("error").and_then(Value::as_str) {
-            return Err(format!("ollama error: {err}"));
+            return Err(UpstreamError::Ollama(err.to_string()));
         }
         let response = v
             .get("response")
             .and_then(Value::as_str)
-            .ok_or_else(|| "ollama response has no \"response\" field".to_string())?
+            .ok_or(UpstreamError::NoResponse)?
             .to_string();
         Ok(GenerateResult {
             model: v
@@ -463,7 +639,8 @@ impl Ollama {
         })
     }
 
-    pub async fn list_models(&self, client: &reqwest::Client) -> Result<ListModelsResult, String> {
+    /// The ollama_list_models tool.
+    pub async fn list_models(&self, client: &reqwest::Client) -> Result<ListModelsResult> {
         let v = self
             .call(
                 client,
@@ -476,7 +653,7 @@ impl Ollama {
         let models = v
             .get("models")
             .and_then(Value::as_array)
-            .ok_or_else(|| "ollama /api/tags response has no \"models\" list".to_string())?
+            .ok_or(UpstreamError::NoModels)?
             .iter()
             .filter_map(|m| {
                 Some(ModelInfo {
@@ -503,15 +680,15 @@ impl Ollama {
 
 // ---------------------------------------------------------------- helpers
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<String, String> {
+async fn read_limited(mut resp: reqwest::Response) -> Result<String, BodyError> {
     let mut buf = Vec::new();
     while let Some(c) = resp
         .chunk()
         .await
-        .map_err(|e| format!("reading body failed: {}", error_chain(&e)))?
+        .map_err(|e| BodyError::Read(error_chain(&e)))?
     {
         if buf.len() + c.len() > MAX_UPSTREAM_BYTES {
-            return Err(format!("body larger than {MAX_UPSTREAM_BYTES} bytes"));
+            return Err(BodyError::TooLarge);
         }
         buf.extend_from_slice(&c);
     }

@@ -8,17 +8,43 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::engine::{self, Active, RunOptions};
+use crate::engine::{self, Active, InputErrors, RunOptions};
 use crate::store::Store;
 use crate::tools::{State, ToolManager};
 use crate::workflow::{self, Workflow, WorkflowSet};
 
+/// Why a run request is refused before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum RunRequestError {
+    /// No loaded workflow has that name.
+    #[error("no workflow named {name:?} (known: {known:?})")]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// Loaded workflow names.
+        known: Vec<String>,
+    },
+    /// The workflow has validation problems.
+    #[error("workflow is invalid: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The inputs do not match the workflow's declarations.
+    #[error(transparent)]
+    Inputs(#[from] InputErrors),
+}
+
+/// State shared by the MCP server, the HTTP routes and the CLI commands.
 pub struct App {
+    /// Effective configuration.
     pub config: Config,
+    /// Loaded workflows (replaced on reload).
     pub workflows: RwLock<Arc<WorkflowSet>>,
+    /// When the process started (for uptime).
     pub started: Instant,
+    /// Tool server connections.
     pub tools: Arc<ToolManager>,
+    /// Run history.
     pub store: Store,
+    /// Runs in progress.
     pub active: Active,
     /// MCP client sessions, told when the tool list changes (hot reload).
     pub peers: Mutex<Vec<rmcp::service::Peer<rmcp::RoleServer>>>,
@@ -57,6 +83,7 @@ impl App {
         })
     }
 
+    /// The current workflow set.
     pub fn workflows(&self) -> Arc<WorkflowSet> {
         self.workflows
             .read()
@@ -64,10 +91,12 @@ impl App {
             .clone()
     }
 
+    /// Replaces the workflow set.
     pub fn set_workflows(&self, set: WorkflowSet) {
         *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
     }
 
+    /// Names of enabled tool servers.
     pub fn server_names(&self) -> Vec<String> {
         server_names(&self.config)
     }
@@ -97,7 +126,8 @@ impl App {
             }
         }
         for e in &new.errors {
-            if !old.errors.iter().any(|o| o.error == e.error) {
+            let text = e.error.to_string();
+            if !old.errors.iter().any(|o| o.error.to_string() == text) {
                 tracing::warn!("workflow not loaded: {}", e.error);
             }
         }
@@ -154,12 +184,14 @@ impl App {
         problems
     }
 
-    fn find(&self, name: &str) -> Result<Workflow, String> {
+    fn find(&self, name: &str) -> Result<Workflow, RunRequestError> {
         let set = self.workflows();
-        set.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&String> = set.workflows.keys().collect();
-            format!("no workflow named {name:?} (known: {known:?})")
-        })
+        set.get(name)
+            .cloned()
+            .ok_or_else(|| RunRequestError::UnknownWorkflow {
+                name: name.to_string(),
+                known: set.workflows.keys().cloned().collect(),
+            })
     }
 
     async fn run_with_id(
@@ -200,7 +232,7 @@ impl App {
         inputs: &Map<String, Value>,
         origin: &str,
         progress: Option<engine::Progress>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, RunRequestError> {
         let wf = self.find(name)?;
         Ok(self.run_with_id(&wf, inputs, origin, None, progress).await)
     }
@@ -212,10 +244,10 @@ impl App {
         name: &str,
         inputs: Map<String, Value>,
         origin: &'static str,
-    ) -> Result<String, String> {
+    ) -> Result<String, RunRequestError> {
         let wf = self.find(name)?;
         if !wf.is_valid() {
-            return Err(format!("workflow is invalid: {}", wf.problems.join("; ")));
+            return Err(RunRequestError::Invalid(wf.problems.clone()));
         }
         engine::resolve_inputs(&wf, &inputs)?;
         let run_id = engine::new_run_id();

@@ -1,15 +1,89 @@
 //! Configuration: YAML file at `AEL_CONFIG_PATH` plus environment overrides.
 
 use std::collections::BTreeMap;
+use std::num::ParseIntError;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::yaml::YamlError;
+
+/// Why the configuration (file or environment) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid YAML or does not match the schema.
+    #[error(transparent)]
+    Syntax(#[from] YamlError),
+    /// The file parsed but a value is inconsistent (the cause is the source).
+    #[error("{}: invalid configuration", path.display())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// The config file exists (or was asked for) but cannot be read.
+    #[error("cannot read config file {}: {error}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// A boolean setting has another value.
+    #[error("{name}: expected a boolean (true/false), got {value:?}")]
+    Bool {
+        /// Setting (environment variable) name.
+        name: String,
+        /// The value, trimmed and lower-cased.
+        value: String,
+    },
+    /// `AEL_LOG_FORMAT` is neither `text` nor `json`.
+    #[error("AEL_LOG_FORMAT: expected text or json, got {0:?}")]
+    LogFormat(String),
+    /// `AEL_HTTP_PORT` is not a port number.
+    #[error("AEL_HTTP_PORT: expected a port number 0-65535, got {value:?}")]
+    Port {
+        /// The raw value.
+        value: String,
+        /// Why it does not parse.
+        #[source]
+        source: ParseIntError,
+    },
+    /// Unknown log level.
+    #[error("log level: expected one of ERROR, WARN, INFO, DEBUG, TRACE, got {0:?}")]
+    LogLevel(String),
+    /// A tool server name that cannot be used as `SERVER` in `SERVER.TOOL`.
+    #[error("tool_servers: name {0:?} must be non-empty without '.' or spaces")]
+    ServerName(String),
+    /// A tool server with both `command` and `url`.
+    #[error("tool_servers.{0}: set either `command` or `url`, not both")]
+    CommandAndUrl(String),
+    /// A tool server with neither `command` nor `url`.
+    #[error("tool_servers.{0}: expected `command` (stdio) or `url` (streamable HTTP)")]
+    NoTransport(String),
+    /// A tool server `url` that is not http(s).
+    #[error("tool_servers.{name}.url: expected an http:// or https:// URL, got {url:?}")]
+    BadUrl {
+        /// Tool server name.
+        name: String,
+        /// The configured URL.
+        url: String,
+    },
+}
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// Default config file path.
 pub const DEFAULT_CONFIG_PATH: &str = "/app/config/ael-config.yaml";
+/// Default workflows directory.
 pub const DEFAULT_WORKFLOWS_DIR: &str = "/app/workflows";
+/// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "/app/data";
+/// Default bind address.
 pub const DEFAULT_HOST: &str = "0.0.0.0";
+/// Default HTTP port.
 pub const DEFAULT_PORT: u16 = 8082;
 
 /// Top-level configuration file schema (see docs/ael.md).
@@ -30,6 +104,7 @@ pub struct Config {
     pub reload_interval_ms: u64,
     /// Runs kept in the history (older ones are dropped at start-up; 0 = all).
     pub history_limit: usize,
+    /// HTTP transport settings.
     pub http: HttpConfig,
     /// Tool servers ael connects to as an MCP client, by name.
     pub tool_servers: BTreeMap<String, ToolServerConfig>,
@@ -51,10 +126,13 @@ impl Default for Config {
     }
 }
 
+/// The `http:` section: where and how the HTTP transport listens.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
+    /// Bind address.
     pub host: String,
+    /// Port (0 picks a free port).
     pub port: u16,
     /// Host header values accepted by the MCP endpoint (`/mcp`). Entries
     /// may be `name` or `name:port`; `"*"` accepts any Host.
@@ -104,6 +182,7 @@ pub struct ToolServerConfig {
     /// Executable to spawn (stdio transport).
     #[serde(default)]
     pub command: Option<String>,
+    /// Arguments of `command`.
     #[serde(default)]
     pub args: Vec<String>,
     /// Literal (non-secret) environment variables for the child.
@@ -147,23 +226,29 @@ fn default_call_timeout() -> u64 {
 }
 
 impl ToolServerConfig {
+    /// `http` for a `url` server, else `stdio`.
     pub fn transport_name(&self) -> &'static str {
         if self.url.is_some() { "http" } else { "stdio" }
     }
 }
 
+/// Log line format on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines.
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 /// Where the config came from, for diagnostics.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigSource {
+    /// The config file path that was considered.
     pub path: PathBuf,
+    /// Whether that file existed and was read.
     pub loaded: bool,
 }
 
@@ -172,40 +257,15 @@ pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Parses a boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`).
 pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        other => bail!("{name}: expected a boolean (true/false), got {other:?}"),
-    }
-}
-
-/// Formats a serde-saphyr error as `file:line:col: message`.
-pub fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> String {
-    let msg = err.without_snippet().to_string();
-    let mut msg = msg.lines().next().unwrap_or_default().trim().to_string();
-    // Drop the " at line X, column Y" suffix: the location is the prefix.
-    if let Some(i) = msg.rfind(" at line ") {
-        msg.truncate(i);
-    }
-    let msg = match msg.strip_prefix("invalid ") {
-        Some(t @ ("u8" | "u16" | "u32" | "u64" | "usize")) => {
-            format!("expected a non-negative integer ({t})")
-        }
-        Some(t @ ("i8" | "i16" | "i32" | "i64" | "isize")) => format!("expected an integer ({t})"),
-        Some(t @ ("f32" | "f64")) => format!("expected a number ({t})"),
-        Some("bool") => "expected a boolean (true/false)".to_string(),
-        _ => msg,
-    };
-    match err.location() {
-        Some(loc) => format!(
-            "{}:{}:{}: {}",
-            path.display(),
-            loc.line(),
-            loc.column(),
-            msg
-        ),
-        None => format!("{}: {}", path.display(), msg),
+        other => Err(ConfigError::Bool {
+            name: name.to_string(),
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -215,10 +275,11 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let cfg: Config =
-            serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!(yaml_error(path, &e)))?;
-        cfg.validate()
-            .with_context(|| format!("{}: invalid configuration", path.display()))?;
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| YamlError::new(path, &e))?;
+        cfg.validate().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
         Ok(cfg)
     }
 
@@ -237,7 +298,7 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
                 (Config::default(), false)
             }
-            Err(e) => bail!("cannot read config file {}: {e}", path.display()),
+            Err(error) => return Err(ConfigError::Read { path, error }),
         };
         cfg.apply_env()?;
         Ok((cfg, ConfigSource { path, loaded }))
@@ -252,16 +313,17 @@ impl Config {
             self.log_format = match v.trim().to_ascii_lowercase().as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                other => bail!("AEL_LOG_FORMAT: expected text or json, got {other:?}"),
+                other => return Err(ConfigError::LogFormat(other.to_string())),
             };
         }
         if let Some(v) = env_var("AEL_HTTP_HOST") {
             self.http.host = v;
         }
         if let Some(v) = env_var("AEL_HTTP_PORT") {
-            self.http.port = v.trim().parse().with_context(|| {
-                format!("AEL_HTTP_PORT: expected a port number 0-65535, got {v:?}")
-            })?;
+            self.http.port = v
+                .trim()
+                .parse()
+                .map_err(|source| ConfigError::Port { value: v, source })?;
         }
         if let Some(v) = env_var("AEL_HOT_RELOAD") {
             self.hot_reload = parse_bool("AEL_HOT_RELOAD", &v)?;
@@ -283,21 +345,21 @@ impl Config {
         Ok(())
     }
 
+    /// Checks values the schema cannot: log level and tool server entries.
     pub fn validate(&self) -> Result<()> {
         parse_log_level(&self.log_level)?;
         for (name, ts) in &self.tool_servers {
             if name.is_empty() || name.contains('.') || name.contains(char::is_whitespace) {
-                bail!("tool_servers: name {name:?} must be non-empty without '.' or spaces");
+                return Err(ConfigError::ServerName(name.clone()));
             }
             match (&ts.command, &ts.url) {
-                (Some(_), Some(_)) => {
-                    bail!("tool_servers.{name}: set either `command` or `url`, not both")
-                }
-                (None, None) => bail!(
-                    "tool_servers.{name}: expected `command` (stdio) or `url` (streamable HTTP)"
-                ),
+                (Some(_), Some(_)) => return Err(ConfigError::CommandAndUrl(name.clone())),
+                (None, None) => return Err(ConfigError::NoTransport(name.clone())),
                 (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                    bail!("tool_servers.{name}.url: expected an http:// or https:// URL, got {u:?}")
+                    return Err(ConfigError::BadUrl {
+                        name: name.clone(),
+                        url: u.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -306,6 +368,8 @@ impl Config {
     }
 }
 
+/// Parses a log level name (case-insensitive; WARNING, CRITICAL and FATAL
+/// are accepted as aliases).
 pub fn parse_log_level(s: &str) -> Result<tracing::Level> {
     match s.trim().to_ascii_uppercase().as_str() {
         "ERROR" | "CRITICAL" | "FATAL" => Ok(tracing::Level::ERROR),
@@ -313,7 +377,7 @@ pub fn parse_log_level(s: &str) -> Result<tracing::Level> {
         "INFO" => Ok(tracing::Level::INFO),
         "DEBUG" => Ok(tracing::Level::DEBUG),
         "TRACE" => Ok(tracing::Level::TRACE),
-        other => bail!("log level: expected one of ERROR, WARN, INFO, DEBUG, TRACE, got {other:?}"),
+        other => Err(ConfigError::LogLevel(other.to_string())),
     }
 }
 
@@ -357,11 +421,10 @@ mod tests {
     #[test]
     fn tool_server_needs_command_or_url() {
         let text = "tool_servers:\n  x:\n    required: true\n";
-        let err = format!(
-            "{:#}",
-            Config::from_yaml(Path::new("c.yaml"), text).unwrap_err()
-        );
-        assert!(err.contains("expected `command`"), "{err}");
+        let err = Config::from_yaml(Path::new("c.yaml"), text).unwrap_err();
+        assert_eq!(err.to_string(), "c.yaml: invalid configuration");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("expected `command`"), "{cause}");
     }
 
     #[test]

@@ -7,23 +7,131 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::definition::InputType;
 use crate::store::{Store, now};
-use crate::template;
-use crate::tools::ToolCaller;
-use crate::workflow::{InputType, Workflow};
+use crate::template::{self, TemplateError};
+use crate::tools::{ToolCaller, ToolError};
+use crate::workflow::Workflow;
+
+/// One reason the inputs of a run are refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InputError {
+    /// A value for an input the workflow does not declare.
+    #[error("unknown input `{name}` (known: {known})")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// Declared input names, comma-separated.
+        known: String,
+    },
+    /// A value outside the input's `enum`.
+    #[error("input `{name}`: {value} is not one of {allowed}")]
+    NotAllowed {
+        /// Input name.
+        name: String,
+        /// The value given.
+        value: Value,
+        /// The allowed values as JSON, comma-separated.
+        allowed: String,
+    },
+    /// A value of the wrong type.
+    #[error("input `{name}`: expected {expected}, got {value}")]
+    WrongType {
+        /// Input name.
+        name: String,
+        /// The declared type.
+        expected: &'static str,
+        /// The value given.
+        value: Value,
+    },
+    /// A required input without a value or default.
+    #[error("missing required input `{0}`")]
+    Missing(String),
+}
+
+/// Every reason the inputs of a run are refused; displays them joined by `; `.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputErrors(pub Vec<InputError>);
+
+impl std::fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InputErrors {}
+
+/// Why one attempt of a step's tool call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call did not complete (server unavailable, timeout, protocol).
+    #[error(transparent)]
+    Call(#[from] ToolError),
+    /// The tool ran and reported an error; its text is passed on as-is.
+    #[error("{0}")]
+    Reported(String),
+}
+
+/// Why a run stopped at a step.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The `if:` condition does not evaluate.
+    #[error("step `{step}`: if: {error}")]
+    Condition {
+        /// Step id.
+        step: String,
+        /// The template error (part of the message).
+        error: TemplateError,
+    },
+    /// `tool` is not `SERVER.TOOL`.
+    #[error("step `{step}`: bad tool {tool:?}")]
+    BadTool {
+        /// Step id.
+        step: String,
+        /// The `tool` value.
+        tool: String,
+    },
+    /// An argument template does not render.
+    #[error("step `{step}`: with.{arg}: {error}")]
+    Argument {
+        /// Step id.
+        step: String,
+        /// Argument name.
+        arg: String,
+        /// The template error (part of the message).
+        error: TemplateError,
+    },
+    /// The tool call failed (after retries) and the step does not continue on error.
+    #[error("step `{step}` failed: {error}")]
+    Failed {
+        /// Step id.
+        step: String,
+        /// The last attempt's error (part of the message).
+        error: CallError,
+    },
+}
 
 /// Resolves provided inputs against the workflow's declarations: applies
 /// defaults, checks required inputs and types, rejects unknown names.
 pub fn resolve_inputs(
     wf: &Workflow,
     provided: &Map<String, Value>,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, InputErrors> {
     let mut out = Map::new();
     let mut errors = Vec::new();
     for k in provided.keys() {
         if !wf.def.inputs.contains_key(k) {
             let known: Vec<&str> = wf.def.inputs.keys().map(String::as_str).collect();
-            errors.push(format!("unknown input `{k}` (known: {})", known.join(", ")));
+            errors.push(InputError::Unknown {
+                name: k.clone(),
+                known: known.join(", "),
+            });
         }
     }
     for (name, def) in &wf.def.inputs {
@@ -43,24 +151,26 @@ pub fn resolve_inputs(
                 };
                 if let Some(allowed) = def.allowed.as_ref().filter(|a| !a.contains(&v)) {
                     let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-                    errors.push(format!(
-                        "input `{name}`: {v} is not one of {}",
-                        list.join(", ")
-                    ));
+                    errors.push(InputError::NotAllowed {
+                        name: name.clone(),
+                        value: v,
+                        allowed: list.join(", "),
+                    });
                 } else if def.kind.matches(&v) {
                     out.insert(name.clone(), v);
                 } else {
-                    errors.push(format!(
-                        "input `{name}`: expected {}, got {v}",
-                        def.kind.as_str()
-                    ));
+                    errors.push(InputError::WrongType {
+                        name: name.clone(),
+                        expected: def.kind.as_str(),
+                        value: v,
+                    });
                 }
             }
             None => match &def.default {
                 Some(d) => {
                     out.insert(name.clone(), d.clone());
                 }
-                None if def.required => errors.push(format!("missing required input `{name}`")),
+                None if def.required => errors.push(InputError::Missing(name.clone())),
                 None => {
                     out.insert(name.clone(), Value::Null);
                 }
@@ -70,7 +180,7 @@ pub fn resolve_inputs(
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(errors.join("; "))
+        Err(InputErrors(errors))
     }
 }
 
@@ -81,6 +191,7 @@ pub struct Active {
 }
 
 impl Active {
+    /// Number of runs in progress.
     pub fn count(&self) -> usize {
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -89,7 +200,9 @@ impl Active {
 /// Progress callback: (steps done, total steps, message).
 pub type Progress = std::sync::Arc<dyn Fn(u64, u64, String) + Send + Sync>;
 
+/// How a run is started.
 pub struct RunOptions<'a> {
+    /// Who started the run (`cli`, `mcp`, ...), recorded in the history.
     pub origin: &'a str,
     /// Called before each step and when the run ends.
     pub progress: Option<Progress>,
@@ -99,6 +212,7 @@ pub struct RunOptions<'a> {
     pub stop: CancellationToken,
 }
 
+/// A fresh run id (UUID v4).
 pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -132,7 +246,7 @@ pub async fn run<T: ToolCaller>(
     }
     let inputs = match resolve_inputs(wf, provided) {
         Ok(i) => i,
-        Err(e) => return base("failed", Some(e)),
+        Err(e) => return base("failed", Some(e.to_string())),
     };
     store.run_started(&run_id, &name, &Value::Object(inputs.clone()), opts.origin);
     active
@@ -162,7 +276,7 @@ pub async fn run<T: ToolCaller>(
         .unwrap_or(Duration::MAX);
     let outcome: Result<(), (String, String)> = tokio::select! {
         r = tokio::time::timeout(total, body) => match r {
-            Ok(r) => r.map_err(|e| ("failed".to_string(), e)),
+            Ok(r) => r.map_err(|e| ("failed".to_string(), e.to_string())),
             Err(_) => Err(("failed".to_string(), format!("workflow timed out after {} ms", total.as_millis()))),
         },
         _ = opts.stop.cancelled() => Err(("interrupted".to_string(), "ael is shutting down".to_string())),
@@ -222,7 +336,7 @@ async fn execute<T: ToolCaller>(
     ctx: &mut Value,
     steps_rec: &mut Vec<Value>,
     progress: Option<&Progress>,
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let total = wf.def.steps.len() as u64;
     for (i, spanned) in wf.def.steps.iter().enumerate() {
         let step = &spanned.value;
@@ -231,8 +345,10 @@ async fn execute<T: ToolCaller>(
         }
         let t0 = Instant::now();
         if let Some(cond) = &step.condition {
-            let ok = template::eval_condition(cond, ctx)
-                .map_err(|e| format!("step `{}`: if: {e}", step.id))?;
+            let ok = template::eval_condition(cond, ctx).map_err(|error| StepError::Condition {
+                step: step.id.clone(),
+                error,
+            })?;
             if !ok {
                 store.log(
                     run_id,
@@ -250,13 +366,17 @@ async fn execute<T: ToolCaller>(
                 continue;
             }
         }
-        let (server, tool) = step
-            .target()
-            .ok_or_else(|| format!("step `{}`: bad tool {:?}", step.id, step.tool))?;
+        let (server, tool) = step.target().ok_or_else(|| StepError::BadTool {
+            step: step.id.clone(),
+            tool: step.tool.clone(),
+        })?;
         let mut args = Map::new();
         for (k, v) in &step.with {
-            let rendered = template::render_value(v, ctx)
-                .map_err(|e| format!("step `{}`: with.{k}: {e}", step.id))?;
+            let rendered = template::render_value(v, ctx).map_err(|error| StepError::Argument {
+                step: step.id.clone(),
+                arg: k.clone(),
+                error,
+            })?;
             args.insert(k.clone(), rendered);
         }
         let max_attempts = step
@@ -283,16 +403,16 @@ async fn execute<T: ToolCaller>(
                 Value::Null,
             );
             let r = match tools.call(server, tool, args.clone(), timeout).await {
-                Ok(out) if out.is_error => Err(match &out.value {
+                Ok(out) if out.is_error => Err(CallError::Reported(match &out.value {
                     Value::String(s) => s.clone(),
                     v => v
                         .get("error")
                         .and_then(Value::as_str)
                         .map(str::to_string)
                         .unwrap_or_else(|| v.to_string()),
-                }),
+                })),
                 Ok(out) => Ok(out.value),
-                Err(e) => Err(e),
+                Err(e) => Err(CallError::Call(e)),
             };
             match r {
                 Ok(v) => break Ok(v),
@@ -327,7 +447,8 @@ async fn execute<T: ToolCaller>(
                 );
                 steps_rec.push(json!({"id": step.id, "tool": step.tool, "status": "succeeded", "attempts": attempt, "duration_ms": ms}));
             }
-            Err(e) => {
+            Err(error) => {
+                let e = error.to_string();
                 store.log(
                     run_id,
                     "error",
@@ -343,7 +464,10 @@ async fn execute<T: ToolCaller>(
                 steps_rec.push(json!({"id": step.id, "tool": step.tool, "status": "failed", "attempts": attempt,
                                       "duration_ms": ms, "error": e}));
                 if !step.continue_on_error {
-                    return Err(format!("step `{}` failed: {e}", step.id));
+                    return Err(StepError::Failed {
+                        step: step.id.clone(),
+                        error,
+                    });
                 }
             }
         }
@@ -374,7 +498,7 @@ mod tests {
             tool: &str,
             args: Map<String, Value>,
             timeout: Option<Duration>,
-        ) -> Result<ToolOutput, String> {
+        ) -> Result<ToolOutput, ToolError> {
             self.calls.lock().unwrap().push(format!("{server}.{tool}"));
             match tool {
                 "echo" => Ok(ToolOutput {
@@ -383,7 +507,7 @@ mod tests {
                 }),
                 "flaky" => {
                     if self.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
-                        Err("transient".into())
+                        Err(ToolError::Connecting(server.to_string()))
                     } else {
                         Ok(ToolOutput {
                             value: json!({"ok": true}),
@@ -403,10 +527,14 @@ mod tests {
                             value: json!("late"),
                             is_error: false,
                         }),
-                        Err(_) => Err(format!("timed out after {} ms", t.as_millis())),
+                        Err(_) => Err(ToolError::Timeout {
+                            server: server.to_string(),
+                            tool: tool.to_string(),
+                            ms: t.as_millis(),
+                        }),
                     }
                 }
-                _ => Err(format!("no tool {tool}")),
+                _ => Err(ToolError::NotConfigured(server.to_string())),
             }
         }
     }
@@ -537,7 +665,7 @@ output:
             rec["error"]
                 .as_str()
                 .unwrap()
-                .contains("step `y` failed: timed out"),
+                .contains("step `y` failed: t.slow: timed out after 50 ms"),
             "{rec}"
         );
         assert_eq!(fake.calls.lock().unwrap().as_slice(), ["t.fail", "t.slow"]);

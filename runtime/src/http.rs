@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -24,6 +23,52 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::mcp::AelServer;
+
+/// Why the HTTP server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address cannot be bound.
+    #[error("cannot bind {addr}")]
+    Bind {
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket has no local address.
+    #[error(transparent)]
+    LocalAddr(std::io::Error),
+    /// The server failed while running.
+    #[error("http server")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Why `ael health` got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The URL is not `http://...`.
+    #[error("only http:// URLs are supported")]
+    UnsupportedUrl,
+    /// The TCP connection failed.
+    #[error("connect {authority}")]
+    Connect {
+        /// `host:port`.
+        authority: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sending the request or reading the answer failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The answer has no HTTP status line.
+    #[error("malformed HTTP response")]
+    Malformed,
+    /// No complete answer within the timeout.
+    #[error("health check timed out")]
+    Timeout(#[source] tokio::time::error::Elapsed),
+}
 
 async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
     let (ok, body) = app.health();
@@ -48,6 +93,7 @@ impl Drop for InFlightGuard {
 }
 
 impl InFlight {
+    /// Requests in flight.
     pub fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
     }
@@ -116,17 +162,18 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: CancellationToken,
     token: Option<String>,
-) -> Result<()> {
+) -> Result<(), ServeError> {
     let host = app.config.http.host.trim();
     let addr = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{}", app.config.http.port) // IPv6 literal
     } else {
         format!("{host}:{}", app.config.http.port)
     };
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot bind {addr}"))?;
-    let local: SocketAddr = listener.local_addr()?;
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(source) => return Err(ServeError::Bind { addr, source }),
+    };
+    let local: SocketAddr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     tracing::info!(
         %local,
         mcp_auth = if token.is_some() { "bearer token" } else { "none" },
@@ -141,7 +188,7 @@ pub async fn serve(
         axum::serve(listener, router).with_graceful_shutdown(async move { sd.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
-        r = &mut server => return r.context("http server"),
+        r = &mut server => return r.map_err(ServeError::Serve),
         _ = shutdown.cancelled() => {}
     }
     // New connections are refused now. Let in-flight MCP requests and
@@ -150,7 +197,7 @@ pub async fn serve(
     let deadline = tokio::time::Instant::now() + grace;
     while busy() && tokio::time::Instant::now() < deadline {
         tokio::select! {
-            r = &mut server => return r.context("http server"),
+            r = &mut server => return r.map_err(ServeError::Serve),
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
@@ -165,7 +212,7 @@ pub async fn serve(
         let flush = tokio::time::Instant::now() + Duration::from_millis(500);
         while busy() && tokio::time::Instant::now() < flush {
             tokio::select! {
-                r = &mut server => return r.context("http server"),
+                r = &mut server => return r.map_err(ServeError::Serve),
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             }
         }
@@ -173,17 +220,17 @@ pub async fn serve(
     // Close MCP sessions (idle SSE streams) so the connections end.
     mcp_ct.cancel();
     match tokio::time::timeout(Duration::from_millis(500), &mut server).await {
-        Ok(r) => r.context("http server")?,
+        Ok(r) => r.map_err(ServeError::Serve)?,
         Err(_) => tracing::debug!("closing remaining connections"),
     }
     Ok(())
 }
 
 /// `ael health`: GET the health URL with a short timeout.
-pub async fn probe(url: &str, timeout: Duration) -> Result<(u16, String)> {
+pub async fn probe(url: &str, timeout: Duration) -> Result<(u16, String), ProbeError> {
     let rest = url
         .strip_prefix("http://")
-        .context("only http:// URLs are supported")?;
+        .ok_or(ProbeError::UnsupportedUrl)?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/health"),
@@ -192,7 +239,10 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(authority)
             .await
-            .with_context(|| format!("connect {authority}"))?;
+            .map_err(|source| ProbeError::Connect {
+                authority: authority.to_string(),
+                source,
+            })?;
         let req = format!(
             "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
         );
@@ -204,14 +254,14 @@ pub async fn probe(url: &str, timeout: Duration) -> Result<(u16, String)> {
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .context("malformed HTTP response")?;
+            .ok_or(ProbeError::Malformed)?;
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
             .unwrap_or_default();
-        Ok::<_, anyhow::Error>((status, body))
+        Ok::<_, ProbeError>((status, body))
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .context("health check timed out")?
+        .map_err(ProbeError::Timeout)?
 }

@@ -19,18 +19,21 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::workflow;
 
+/// The MCP server: fixed tools plus one `wf_*` tool per valid workflow.
 #[derive(Clone)]
 pub struct AelServer {
     app: Arc<App>,
     tool_router: ToolRouter<Self>,
 }
 
+// Arguments of `workflow_describe`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct NameArgs {
     /// Workflow name.
     pub name: String,
 }
 
+// Arguments of `workflow_validate`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ValidateArgs {
     /// Name of a loaded workflow to validate (re-reads its file).
@@ -41,6 +44,7 @@ pub struct ValidateArgs {
     pub yaml: Option<String>,
 }
 
+// Arguments of `workflow_run`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunArgs {
     /// Workflow name.
@@ -54,6 +58,7 @@ pub struct RunArgs {
     pub wait: Option<bool>,
 }
 
+// Arguments of `run_get`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunGetArgs {
     /// Run id returned by workflow_run.
@@ -63,6 +68,7 @@ pub struct RunGetArgs {
     pub logs: bool,
 }
 
+// Arguments of `runs_list`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct RunsArgs {
     /// Only runs of this workflow.
@@ -76,6 +82,7 @@ pub struct RunsArgs {
     pub logs: bool,
 }
 
+// Arguments of `tool_call`. A doc comment here would change the tool schema.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CallArgs {
     /// Tool server name from the config.
@@ -91,6 +98,7 @@ fn ok(v: Value) -> CallToolResult {
     CallToolResult::structured(v)
 }
 
+/// A tool error result; `msg` is the text the client sees.
 fn err(msg: impl Into<String>) -> CallToolResult {
     CallToolResult::structured_error(json!({"error": msg.into()}))
 }
@@ -102,12 +110,13 @@ pub fn validate_text(app: &App, file: &Path, text: &str) -> Value {
             let problems = app.live_problems(&wf);
             json!({"valid": problems.is_empty(), "name": wf.name(), "problems": problems})
         }
-        Err(e) => json!({"valid": false, "name": null, "problems": [e]}),
+        Err(e) => json!({"valid": false, "name": null, "problems": [e.to_string()]}),
     }
 }
 
 #[tool_router]
 impl AelServer {
+    /// A server (one per MCP session) over the shared app state.
     pub fn new(app: Arc<App>) -> Self {
         Self {
             app,
@@ -225,7 +234,7 @@ impl AelServer {
         {
             Ok(out) if !out.is_error => ok(json!({"result": out.value})),
             Ok(out) => CallToolResult::structured_error(json!({"error": out.value})),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         }
     }
 }
@@ -259,7 +268,7 @@ impl AelServer {
         if wait == Some(false) {
             return match self.app.start_workflow(name, inputs, "mcp") {
                 Ok(run_id) => ok(json!({"run_id": run_id, "workflow": name, "status": "running"})),
-                Err(e) => err(e),
+                Err(e) => err(e.to_string()),
             };
         }
         let mut forwarder = None;
@@ -291,7 +300,7 @@ impl AelServer {
         match result {
             Ok(rec) if rec["status"] == "succeeded" => ok(rec),
             Ok(rec) => CallToolResult::structured_error(rec),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         }
     }
 

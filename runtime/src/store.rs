@@ -10,17 +10,42 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
+/// Run records file in the data directory.
 pub const RUNS_FILE: &str = "runs.jsonl";
+/// Step log file in the data directory.
 pub const LOGS_FILE: &str = "logs.jsonl";
 
+/// Why the run history is disabled.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory cannot be created.
+    #[error("cannot create {}: {error}", dir.display())]
+    Create {
+        /// The data directory.
+        dir: PathBuf,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// The runs file cannot be opened for appending.
+    #[error("cannot write {}: {error}", file.display())]
+    Write {
+        /// The runs file.
+        file: PathBuf,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+}
+
+/// The current UTC time in RFC 3339 with milliseconds.
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Run history and logs in the data directory (append-only JSON lines).
 pub struct Store {
     dir: PathBuf,
-    /// None when the data directory is not writable (history disabled).
-    error: Option<String>,
+    /// Set when the data directory is not writable (history disabled).
+    error: Option<StoreError>,
     lock: Mutex<()>,
 }
 
@@ -34,7 +59,10 @@ impl Store {
             _ => Ok(()),
         };
         let error = match created {
-            Err(e) => Some(format!("cannot create {}: {e}", dir.display())),
+            Err(error) => Some(StoreError::Create {
+                dir: dir.to_path_buf(),
+                error,
+            }),
             Ok(()) => {
                 let probe = dir.join(RUNS_FILE);
                 std::fs::OpenOptions::new()
@@ -42,7 +70,7 @@ impl Store {
                     .append(true)
                     .open(&probe)
                     .err()
-                    .map(|e| format!("cannot write {}: {e}", probe.display()))
+                    .map(|error| StoreError::Write { file: probe, error })
             }
         };
         if let Some(e) = &error {
@@ -55,12 +83,15 @@ impl Store {
         }
     }
 
+    /// Whether runs are recorded.
     pub fn writable(&self) -> bool {
         self.error.is_none()
     }
 
+    /// Status for /health: directory, writable, and why not.
     pub fn status(&self) -> Value {
-        json!({"dir": self.dir, "writable": self.writable(), "error": self.error})
+        let error = self.error.as_ref().map(ToString::to_string);
+        json!({"dir": self.dir, "writable": self.writable(), "error": error})
     }
 
     fn append(&self, file: &str, v: &Value) {
@@ -80,6 +111,7 @@ impl Store {
         }
     }
 
+    /// Appends the `started` record of a run.
     pub fn run_started(&self, run_id: &str, workflow: &str, inputs: &Value, origin: &str) {
         self.append(
             RUNS_FILE,
@@ -98,6 +130,7 @@ impl Store {
         self.append(RUNS_FILE, &v);
     }
 
+    /// Appends a log record of a run (optionally of one step).
     pub fn log(&self, run_id: &str, level: &str, step: Option<&str>, message: &str, extra: Value) {
         self.append(
             LOGS_FILE,

@@ -17,30 +17,135 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+/// A syntax error in an expression or template, or a reference to a name
+/// that is not in scope.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    /// A numeric literal that does not parse.
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    /// A quote without its closing quote.
+    #[error("unterminated string literal")]
+    UnterminatedString,
+    /// A character that starts no token.
+    #[error("unexpected character {0:?}")]
+    UnexpectedChar(char),
+    /// A required operator or punctuation is missing.
+    #[error("expected `{0}`")]
+    Expected(&'static str),
+    /// The expression stops where an operand is needed.
+    #[error("unexpected end of expression")]
+    UnexpectedEnd,
+    /// An operator where an operand is needed.
+    #[error("unexpected `{0}`")]
+    UnexpectedOp(&'static str),
+    /// A call of a function that does not exist.
+    #[error("unknown function `{name}` (known: {known})")]
+    UnknownFunction {
+        /// The name called.
+        name: String,
+        /// Known function names, comma-separated.
+        known: String,
+    },
+    /// A function called with the wrong number of arguments.
+    #[error("{name}() takes {arity} argument(s), got {got}")]
+    Arity {
+        /// Function name.
+        name: String,
+        /// Arguments it takes.
+        arity: usize,
+        /// Arguments given.
+        got: usize,
+    },
+    /// `.` not followed by a name or index.
+    #[error("expected a name after `.`")]
+    ExpectedName,
+    /// `[` not followed by an index or quoted key.
+    #[error("expected an index or a quoted key inside `[]`")]
+    ExpectedIndex,
+    /// Nothing inside `${{ }}`.
+    #[error("empty expression")]
+    Empty,
+    /// A complete expression followed by more tokens.
+    #[error("unexpected trailing input in {0:?}")]
+    Trailing(String),
+    /// `${{` without `}}`.
+    #[error("unclosed `${{{{` in {0:?}")]
+    Unclosed(String),
+    /// An error inside one `${{ expr }}` of a template.
+    #[error("in `${{{{{expr}}}}}`: {error}")]
+    InTemplate {
+        /// The expression text between the delimiters.
+        expr: String,
+        /// The error in it.
+        error: Box<TemplateError>,
+    },
+    /// `inputs.X` where X is not declared.
+    #[error("unknown input `{0}`")]
+    UnknownInput(String),
+    /// `steps.X.Y` where Y is not a step field.
+    #[error("steps.{step}.{field}: expected output, status, error or attempts")]
+    StepField {
+        /// Step id.
+        step: String,
+        /// The field asked for.
+        field: String,
+    },
+    /// `steps.X` where X is not an earlier step.
+    #[error("step `{0}` is not defined before this point")]
+    StepNotDefined(String),
+    /// A path starting with an unknown name.
+    #[error("unknown name `{0}` (expected inputs, steps, workflow or run)")]
+    UnknownName(String),
+    /// A path starting with an index.
+    #[error("a path must start with a name")]
+    PathStart,
+}
+
+type Result<T, E = TemplateError> = std::result::Result<T, E>;
+
+/// One step of a path: `.key` / `["key"]` or `[index]`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seg {
+    /// Object key.
     Key(String),
+    /// Array index.
     Index(usize),
 }
 
+/// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// A literal value.
     Lit(Value),
+    /// A path into the context (`inputs.x`, `steps.a.output[0]`).
     Path(Vec<Seg>),
+    /// `!a`
     Not(Box<Expr>),
+    /// `a && b` (yields the deciding operand).
     And(Box<Expr>, Box<Expr>),
+    /// `a || b` (yields the deciding operand).
     Or(Box<Expr>, Box<Expr>),
+    /// A comparison.
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// A function call.
     Call(String, Vec<Expr>),
 }
 
+/// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CmpOp {
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
 }
 
@@ -60,7 +165,7 @@ enum Tok {
     Op(&'static str),
 }
 
-fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
+fn tokenize(s: &str) -> Result<Vec<Tok>> {
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
@@ -94,7 +199,9 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             }
             let text: String = chars[start..i].iter().collect();
             let is_int = !text.contains(['.', 'e', 'E']);
-            let n: f64 = text.parse().map_err(|_| format!("bad number {text:?}"))?;
+            let n: f64 = text
+                .parse()
+                .map_err(|_| TemplateError::BadNumber(text.clone()))?;
             out.push(Tok::Num(n, is_int));
             continue;
         }
@@ -104,7 +211,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
             let mut s = String::new();
             loop {
                 match chars.get(i) {
-                    None => return Err("unterminated string literal".into()),
+                    None => return Err(TemplateError::UnterminatedString),
                     Some(&ch) if ch == quote => {
                         i += 1;
                         break;
@@ -114,7 +221,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                             Some('n') => s.push('\n'),
                             Some('t') => s.push('\t'),
                             Some(&other) => s.push(other),
-                            None => return Err("unterminated string literal".into()),
+                            None => return Err(TemplateError::UnterminatedString),
                         }
                         i += 2;
                     }
@@ -144,7 +251,7 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
                 out.push(Tok::Op(op));
                 i += 1;
             }
-            None => return Err(format!("unexpected character {c:?}")),
+            None => return Err(TemplateError::UnexpectedChar(c)),
         }
     }
     Ok(out)
@@ -167,34 +274,34 @@ impl Parser {
             false
         }
     }
-    fn expect_op(&mut self, op: &str) -> Result<(), String> {
+    fn expect_op(&mut self, op: &'static str) -> Result<()> {
         if self.eat_op(op) {
             Ok(())
         } else {
-            Err(format!("expected `{op}`"))
+            Err(TemplateError::Expected(op))
         }
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr> {
         let mut left = self.and()?;
         while self.eat_op("||") {
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr> {
         let mut left = self.unary()?;
         while self.eat_op("&&") {
             left = Expr::And(Box::new(left), Box::new(self.unary()?));
         }
         Ok(left)
     }
-    fn unary(&mut self) -> Result<Expr, String> {
+    fn unary(&mut self) -> Result<Expr> {
         if self.eat_op("!") {
             return Ok(Expr::Not(Box::new(self.unary()?)));
         }
         self.cmp()
     }
-    fn cmp(&mut self) -> Result<Expr, String> {
+    fn cmp(&mut self) -> Result<Expr> {
         let left = self.primary()?;
         let op = match self.peek() {
             Some(Tok::Op("==")) => CmpOp::Eq,
@@ -209,8 +316,8 @@ impl Parser {
         let right = self.primary()?;
         Ok(Expr::Cmp(op, Box::new(left), Box::new(right)))
     }
-    fn primary(&mut self) -> Result<Expr, String> {
-        let tok = self.peek().cloned().ok_or("unexpected end of expression")?;
+    fn primary(&mut self) -> Result<Expr> {
+        let tok = self.peek().cloned().ok_or(TemplateError::UnexpectedEnd)?;
         self.pos += 1;
         match tok {
             Tok::Num(n, is_int) => Ok(Expr::Lit(if is_int && n.abs() < 9.0e15 {
@@ -226,7 +333,7 @@ impl Parser {
                 self.expect_op(")")?;
                 Ok(e)
             }
-            Tok::Op(o) => Err(format!("unexpected `{o}`")),
+            Tok::Op(o) => Err(TemplateError::UnexpectedOp(o)),
             Tok::Ident(id) => match id.as_str() {
                 "true" => Ok(Expr::Lit(Value::Bool(true))),
                 "false" => Ok(Expr::Lit(Value::Bool(false))),
@@ -234,10 +341,10 @@ impl Parser {
                 _ if self.eat_op("(") => {
                     let Some(&(_, arity)) = FUNCS.iter().find(|(n, _)| *n == id) else {
                         let known: Vec<&str> = FUNCS.iter().map(|(n, _)| *n).collect();
-                        return Err(format!(
-                            "unknown function `{id}` (known: {})",
-                            known.join(", ")
-                        ));
+                        return Err(TemplateError::UnknownFunction {
+                            name: id,
+                            known: known.join(", "),
+                        });
                     };
                     let mut args = Vec::new();
                     if !self.eat_op(")") {
@@ -250,10 +357,11 @@ impl Parser {
                         }
                     }
                     if args.len() != arity {
-                        return Err(format!(
-                            "{id}() takes {arity} argument(s), got {}",
-                            args.len()
-                        ));
+                        return Err(TemplateError::Arity {
+                            name: id,
+                            arity,
+                            got: args.len(),
+                        });
                     }
                     Ok(Expr::Call(id, args))
                 }
@@ -270,7 +378,7 @@ impl Parser {
                                     self.pos += 1;
                                     segs.push(Seg::Index(n as usize));
                                 }
-                                _ => return Err("expected a name after `.`".into()),
+                                _ => return Err(TemplateError::ExpectedName),
                             }
                         } else if self.eat_op("[") {
                             match self.peek().cloned() {
@@ -278,11 +386,7 @@ impl Parser {
                                     segs.push(Seg::Index(n as usize))
                                 }
                                 Some(Tok::Str(k)) => segs.push(Seg::Key(k)),
-                                _ => {
-                                    return Err(
-                                        "expected an index or a quoted key inside `[]`".into()
-                                    );
-                                }
+                                _ => return Err(TemplateError::ExpectedIndex),
                             }
                             self.pos += 1;
                             self.expect_op("]")?;
@@ -298,15 +402,15 @@ impl Parser {
 }
 
 /// Parses an expression (without the `${{ }}` delimiters).
-pub fn parse_expr(s: &str) -> Result<Expr, String> {
+pub fn parse_expr(s: &str) -> Result<Expr> {
     let toks = tokenize(s)?;
     if toks.is_empty() {
-        return Err("empty expression".into());
+        return Err(TemplateError::Empty);
     }
     let mut p = Parser { toks, pos: 0 };
     let e = p.or()?;
     if p.pos != p.toks.len() {
-        return Err(format!("unexpected trailing input in {s:?}"));
+        return Err(TemplateError::Trailing(s.to_string()));
     }
     Ok(e)
 }
@@ -314,12 +418,14 @@ pub fn parse_expr(s: &str) -> Result<Expr, String> {
 /// A piece of a template string.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
+    /// Literal text.
     Text(String),
+    /// A `${{ expr }}`.
     Expr(Expr),
 }
 
 /// Splits a string into literal text and `${{ expr }}` parts.
-pub fn parse_template(s: &str) -> Result<Vec<Part>, String> {
+pub fn parse_template(s: &str) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find("${{") {
@@ -329,11 +435,14 @@ pub fn parse_template(s: &str) -> Result<Vec<Part>, String> {
         let after = &rest[start + 3..];
         let end = after
             .find("}}")
-            .ok_or_else(|| format!("unclosed `${{{{` in {s:?}"))?;
-        parts
-            .push(Part::Expr(parse_expr(&after[..end]).map_err(|e| {
-                format!("in `${{{{{}}}}}`: {e}", &after[..end])
-            })?));
+            .ok_or_else(|| TemplateError::Unclosed(s.to_string()))?;
+        let expr = &after[..end];
+        parts.push(Part::Expr(parse_expr(expr).map_err(|e| {
+            TemplateError::InTemplate {
+                expr: expr.to_string(),
+                error: Box::new(e),
+            }
+        })?));
         rest = &after[end + 2..];
     }
     if !rest.is_empty() {
@@ -344,11 +453,13 @@ pub fn parse_template(s: &str) -> Result<Vec<Part>, String> {
 
 /// Names visible to templates at some point of a workflow.
 pub struct Scope<'a> {
+    /// Declared input names.
     pub inputs: &'a HashSet<&'a str>,
+    /// Ids of the steps before this point.
     pub steps: &'a HashSet<&'a str>,
 }
 
-fn check_refs(e: &Expr, scope: &Scope) -> Result<(), String> {
+fn check_refs(e: &Expr, scope: &Scope) -> Result<()> {
     match e {
         Expr::Lit(_) => Ok(()),
         Expr::Path(segs) => {
@@ -359,24 +470,23 @@ fn check_refs(e: &Expr, scope: &Scope) -> Result<(), String> {
             match key(0) {
                 Some("inputs") => match key(1) {
                     Some(n) if scope.inputs.contains(n) => Ok(()),
-                    Some(n) => Err(format!("unknown input `{n}`")),
+                    Some(n) => Err(TemplateError::UnknownInput(n.to_string())),
                     None => Ok(()),
                 },
                 Some("steps") => match key(1) {
                     Some(n) if scope.steps.contains(n) => match key(2) {
                         None | Some("output" | "status" | "error" | "attempts") => Ok(()),
-                        Some(other) => Err(format!(
-                            "steps.{n}.{other}: expected output, status, error or attempts"
-                        )),
+                        Some(other) => Err(TemplateError::StepField {
+                            step: n.to_string(),
+                            field: other.to_string(),
+                        }),
                     },
-                    Some(n) => Err(format!("step `{n}` is not defined before this point")),
+                    Some(n) => Err(TemplateError::StepNotDefined(n.to_string())),
                     None => Ok(()),
                 },
                 Some("workflow" | "run") => Ok(()),
-                Some(other) => Err(format!(
-                    "unknown name `{other}` (expected inputs, steps, workflow or run)"
-                )),
-                None => Err("a path must start with a name".into()),
+                Some(other) => Err(TemplateError::UnknownName(other.to_string())),
+                None => Err(TemplateError::PathStart),
             }
         }
         Expr::Not(a) => check_refs(a, scope),
@@ -389,7 +499,7 @@ fn check_refs(e: &Expr, scope: &Scope) -> Result<(), String> {
 }
 
 /// Checks every template in a (nested) value.
-pub fn check_value(v: &Value, scope: &Scope) -> Vec<String> {
+pub fn check_value(v: &Value, scope: &Scope) -> Vec<TemplateError> {
     let mut errs = Vec::new();
     walk_strings(v, &mut |s| match parse_template(s) {
         Ok(parts) => {
@@ -407,12 +517,12 @@ pub fn check_value(v: &Value, scope: &Scope) -> Vec<String> {
 }
 
 /// Checks an `if:` condition, written either as a bare expression or as a template.
-pub fn check_expr_or_template(s: &str, scope: &Scope) -> Result<(), String> {
+pub fn check_expr_or_template(s: &str, scope: &Scope) -> Result<()> {
     let e = condition_expr(s)?;
     check_refs(&e, scope)
 }
 
-fn condition_expr(s: &str) -> Result<Expr, String> {
+fn condition_expr(s: &str) -> Result<Expr> {
     let t = s.trim();
     if t.starts_with("${{") && t.ends_with("}}") && t.matches("${{").count() == 1 {
         parse_expr(&t[3..t.len() - 2])
@@ -430,6 +540,7 @@ fn walk_strings(v: &Value, f: &mut dyn FnMut(&str)) {
     }
 }
 
+/// Truthiness: null, false, 0, "" and empty collections are false.
 pub fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
@@ -533,7 +644,7 @@ fn to_text(v: &Value) -> String {
 
 /// Renders a template string. A string that is exactly one `${{ expr }}`
 /// keeps the expression's JSON type; otherwise parts are concatenated as text.
-pub fn render_str(s: &str, ctx: &Value) -> Result<Value, String> {
+pub fn render_str(s: &str, ctx: &Value) -> Result<Value> {
     let parts = parse_template(s)?;
     if let [Part::Expr(e)] = parts.as_slice() {
         return Ok(eval(e, ctx));
@@ -549,7 +660,7 @@ pub fn render_str(s: &str, ctx: &Value) -> Result<Value, String> {
 }
 
 /// Renders every string inside a value.
-pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
+pub fn render_value(v: &Value, ctx: &Value) -> Result<Value> {
     Ok(match v {
         Value::String(s) => render_str(s, ctx)?,
         Value::Array(a) => Value::Array(
@@ -560,14 +671,14 @@ pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| Ok((k.clone(), render_value(x, ctx)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_>>()?,
         ),
         other => other.clone(),
     })
 }
 
 /// Evaluates an `if:` condition.
-pub fn eval_condition(s: &str, ctx: &Value) -> Result<bool, String> {
+pub fn eval_condition(s: &str, ctx: &Value) -> Result<bool> {
     Ok(truthy(&eval(&condition_expr(s)?, ctx)))
 }
 
@@ -636,6 +747,7 @@ mod tests {
         assert!(
             parse_expr("nope(1)")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown function")
         );
         assert!(parse_template("${{ inputs.x").is_err());
@@ -652,11 +764,20 @@ mod tests {
         assert!(check_value(&json!("${{ inputs.path }}"), &scope).is_empty());
         assert_eq!(
             check_value(&json!({"a": "${{ inputs.nope }}"}), &scope),
-            vec!["unknown input `nope`"]
+            vec![TemplateError::UnknownInput("nope".into())]
         );
         assert!(
             check_value(&json!("${{ steps.later.output }}"), &scope)[0]
+                .to_string()
                 .contains("not defined before")
+        );
+        assert_eq!(
+            parse_template("${{ 1 + }}").unwrap_err().to_string(),
+            "in `${{ 1 + }}`: unexpected character '+'"
+        );
+        assert_eq!(
+            parse_template("${{ x").unwrap_err().to_string(),
+            "unclosed `${{` in \"${{ x\""
         );
         assert!(check_expr_or_template("steps.read.status == 'succeeded'", &scope).is_ok());
     }

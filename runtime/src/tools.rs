@@ -8,13 +8,79 @@ use std::time::Duration;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
 };
-use rmcp::service::{Peer, RoleClient, RunningService, ServiceExt};
+use rmcp::service::{ClientInitializeError, Peer, RoleClient, RunningService, ServiceExt};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ToolServerConfig, env_var};
+
+/// Why a tool call did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// No (enabled) tool server of that name.
+    #[error("tool server `{0}` is not configured")]
+    NotConfigured(String),
+    /// The server did not finish connecting within its connect timeout.
+    #[error("tool server `{0}` is still connecting")]
+    Connecting(String),
+    /// The server is not connected (failed or stopped).
+    #[error(
+        "tool server `{name}` is unavailable ({state:?}{})",
+        .reason.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+    )]
+    Unavailable {
+        /// Server name.
+        name: String,
+        /// Its connection state.
+        state: State,
+        /// The last connection error.
+        reason: Option<String>,
+    },
+    /// The call did not answer in time.
+    #[error("{server}.{tool}: timed out after {ms} ms")]
+    Timeout {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+        /// The timeout.
+        ms: u128,
+    },
+    /// The MCP request failed.
+    #[error("{server}.{tool}: {error}")]
+    Failed {
+        /// Server name.
+        server: String,
+        /// Tool name.
+        tool: String,
+        /// The protocol error (part of the message).
+        error: rmcp::ServiceError,
+    },
+}
+
+/// Why connecting to a tool server failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("environment variable {0} (bearer token) is not set")]
+    TokenUnset(String),
+    #[error(transparent)]
+    Http(Box<ClientInitializeError>),
+    #[error("no command")]
+    NoCommand,
+    #[error("cannot start {command}: {error}")]
+    Spawn {
+        command: String,
+        error: std::io::Error,
+    },
+    #[error("no {0}")]
+    NoPipe(&'static str),
+    #[error("initialize failed: {0}")]
+    Initialize(Box<ClientInitializeError>),
+    #[error("connect timed out after {0} ms")]
+    Timeout(u128),
+}
 
 /// Environment variables always passed to spawned tool servers (if set).
 const BASE_ENV: &[&str] = &[
@@ -26,37 +92,53 @@ const BASE_ENV: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
+/// Connection state of a tool server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
+    /// Starting or initializing.
     Connecting,
+    /// Ready for calls.
     Connected,
+    /// The last attempt failed; retrying with backoff.
     Failed,
+    /// Shut down.
     Stopped,
 }
 
 /// Public status of one tool server (safe to show in /health: no secrets).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// Connection state.
     pub state: State,
+    /// `stdio` or `http`.
     pub transport: &'static str,
+    /// Whether /health needs this server.
     pub required: bool,
+    /// Last connection error, as shown in /health.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Tool names the server listed.
     pub tools: Vec<String>,
+    /// Successful connections so far.
     pub connects: u32,
+    /// Child process id (stdio servers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
 }
 
+/// One configured tool server and its live connection.
 pub struct ToolServer {
+    /// Name from the config.
     pub name: String,
+    /// Its configuration.
     pub cfg: ToolServerConfig,
     status: watch::Sender<Status>,
     peer: Mutex<Option<Peer<RoleClient>>>,
 }
 
 impl ToolServer {
+    /// Current status.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
     }
@@ -74,7 +156,7 @@ impl ToolServer {
     }
 
     /// Waits while the server is connecting (bounded), then returns a peer.
-    async fn ready_peer(&self, wait: Duration) -> Result<Peer<RoleClient>, String> {
+    async fn ready_peer(&self, wait: Duration) -> Result<Peer<RoleClient>, ToolError> {
         let mut rx = self.status.subscribe();
         let res = tokio::time::timeout(wait, rx.wait_for(|s| s.state != State::Connecting)).await;
         if let Some(p) = self.peer() {
@@ -82,13 +164,12 @@ impl ToolServer {
         }
         let st = self.status();
         match res {
-            Err(_) => Err(format!("tool server `{}` is still connecting", self.name)),
-            Ok(_) => Err(format!(
-                "tool server `{}` is unavailable ({:?}{})",
-                self.name,
-                st.state,
-                st.error.map(|e| format!(": {e}")).unwrap_or_default()
-            )),
+            Err(_) => Err(ToolError::Connecting(self.name.clone())),
+            Ok(_) => Err(ToolError::Unavailable {
+                name: self.name.clone(),
+                state: st.state,
+                reason: st.error,
+            }),
         }
     }
 }
@@ -96,7 +177,9 @@ impl ToolServer {
 /// Result of a successful tool call.
 #[derive(Debug, Clone)]
 pub struct ToolOutput {
+    /// The result as JSON (see [`result_value`]).
     pub value: Value,
+    /// The tool reported an error (`isError`).
     pub is_error: bool,
 }
 
@@ -126,10 +209,12 @@ pub trait ToolCaller: Send + Sync {
         tool: &str,
         args: Map<String, Value>,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<ToolOutput, String>> + Send;
+    ) -> impl Future<Output = Result<ToolOutput, ToolError>> + Send;
 }
 
+/// The tool servers ael is a client of, each kept connected by a supervisor task.
 pub struct ToolManager {
+    /// Servers by name.
     pub servers: BTreeMap<String, Arc<ToolServer>>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -182,6 +267,7 @@ impl ToolManager {
         let _ = tokio::time::timeout(timeout, futures::future::join_all(waits)).await;
     }
 
+    /// Status of every server, by name.
     pub fn statuses(&self) -> BTreeMap<String, Status> {
         self.servers
             .iter()
@@ -222,11 +308,11 @@ impl ToolCaller for ToolManager {
         tool: &str,
         args: Map<String, Value>,
         timeout: Option<Duration>,
-    ) -> Result<ToolOutput, String> {
+    ) -> Result<ToolOutput, ToolError> {
         let srv = self
             .servers
             .get(server)
-            .ok_or_else(|| format!("tool server `{server}` is not configured"))?;
+            .ok_or_else(|| ToolError::NotConfigured(server.to_string()))?;
         let peer = srv
             .ready_peer(Duration::from_millis(srv.cfg.connect_timeout_ms))
             .await?;
@@ -234,13 +320,16 @@ impl ToolCaller for ToolManager {
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
         let res = tokio::time::timeout(timeout, peer.call_tool(params))
             .await
-            .map_err(|_| {
-                format!(
-                    "{server}.{tool}: timed out after {} ms",
-                    timeout.as_millis()
-                )
+            .map_err(|_| ToolError::Timeout {
+                server: server.to_string(),
+                tool: tool.to_string(),
+                ms: timeout.as_millis(),
             })?
-            .map_err(|e| format!("{server}.{tool}: {e}"))?;
+            .map_err(|error| ToolError::Failed {
+                server: server.to_string(),
+                tool: tool.to_string(),
+                error,
+            })?;
         Ok(ToolOutput {
             value: result_value(&res),
             is_error: res.is_error.unwrap_or(false),
@@ -319,7 +408,7 @@ fn client_info() -> ClientConfig {
     )
 }
 
-async fn connect(server: &ToolServer) -> Result<Conn, String> {
+async fn connect(server: &ToolServer) -> Result<Conn, ConnectError> {
     let cfg = &server.cfg;
     let ct = CancellationToken::new();
     if let Some(url) = &cfg.url {
@@ -327,18 +416,17 @@ async fn connect(server: &ToolServer) -> Result<Conn, String> {
         use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
         let mut tcfg = StreamableHttpClientTransportConfig::with_uri(url.clone());
         if let Some(var) = &cfg.bearer_token_env {
-            let token = env_var(var)
-                .ok_or_else(|| format!("environment variable {var} (bearer token) is not set"))?;
+            let token = env_var(var).ok_or_else(|| ConnectError::TokenUnset(var.clone()))?;
             tcfg = tcfg.auth_header(token);
         }
         let transport = StreamableHttpClientTransport::from_config(tcfg);
         let service = client_info()
             .serve_with_ct(transport, ct.clone())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConnectError::Http(Box::new(e)))?;
         return Ok(Conn::new(service, None, ct));
     }
-    let command = cfg.command.as_deref().ok_or("no command")?;
+    let command = cfg.command.as_deref().ok_or(ConnectError::NoCommand)?;
     let mut cmd = tokio::process::Command::new(command);
     cmd.args(&cfg.args)
         .env_clear()
@@ -360,12 +448,13 @@ async fn connect(server: &ToolServer) -> Result<Conn, String> {
     if let Some(d) = &cfg.cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {command}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|error| ConnectError::Spawn {
+        command: command.to_string(),
+        error,
+    })?;
     let pid = child.id();
-    let stdin = child.stdin.take().ok_or("no stdin")?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stdin = child.stdin.take().ok_or(ConnectError::NoPipe("stdin"))?;
+    let stdout = child.stdout.take().ok_or(ConnectError::NoPipe("stdout"))?;
     if let Some(stderr) = child.stderr.take() {
         let name = server.name.clone();
         tokio::spawn(async move {
@@ -384,7 +473,7 @@ async fn connect(server: &ToolServer) -> Result<Conn, String> {
         Ok(service) => Ok(Conn::new(service, Some(child), ct)),
         Err(e) => {
             let _ = child.kill().await;
-            Err(format!("initialize failed: {e}"))
+            Err(ConnectError::Initialize(Box::new(e)))
         }
     }
 }
@@ -420,7 +509,7 @@ async fn supervise(server: Arc<ToolServer>, shutdown: CancellationToken) {
         });
         let timeout = Duration::from_millis(server.cfg.connect_timeout_ms);
         let attempt = tokio::select! {
-            r = tokio::time::timeout(timeout, connect(&server)) => r.unwrap_or_else(|_| Err(format!("connect timed out after {} ms", timeout.as_millis()))),
+            r = tokio::time::timeout(timeout, connect(&server)) => r.unwrap_or_else(|_| Err(ConnectError::Timeout(timeout.as_millis()))),
             _ = shutdown.cancelled() => break,
         };
         match attempt {
@@ -471,7 +560,7 @@ async fn supervise(server: Arc<ToolServer>, shutdown: CancellationToken) {
                 tracing::warn!(server = %server.name, "tool server unavailable: {e}");
                 server.update(|s| {
                     s.state = State::Failed;
-                    s.error = Some(e);
+                    s.error = Some(e.to_string());
                     s.pid = None;
                 });
             }

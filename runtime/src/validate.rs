@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use crate::definition::WorkflowDef;
 use crate::template;
-use crate::workflow::WorkflowDef;
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
@@ -114,79 +114,4 @@ pub fn check(def: &WorkflowDef, file: &Path, servers: Option<&[String]>) -> Vec<
         }
     }
     problems
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::workflow::parse_workflow;
-    use std::path::Path;
-
-    fn problems(yaml: &str) -> Vec<String> {
-        parse_workflow(Path::new("w.yaml"), yaml, Some(&["native".to_string()]))
-            .unwrap()
-            .problems
-    }
-
-    #[test]
-    fn valid_workflow_has_no_problems() {
-        let p = problems(
-            "name: ok\ninputs:\n  p: {type: string, required: true}\nsteps:\n  - id: a\n    tool: native.fs_read\n    with: {path: '${{ inputs.p }}'}\n  - id: b\n    tool: native.fs_stat\n    if: steps.a.status == 'succeeded'\n    with: {path: '${{ steps.a.output.path }}'}\noutput: '${{ steps.b.output }}'\n",
-        );
-        assert!(p.is_empty(), "{p:?}");
-    }
-
-    #[test]
-    fn reports_semantic_problems_with_lines() {
-        let p = problems(
-            "name: bad\ninputs:\n  n: {type: integer, default: 'x'}\nsteps:\n  - id: a\n    tool: other.fs_read\n  - id: a\n    tool: nodot\n  - id: c\n    tool: native.fs_read\n    if: steps.later.status\n    with: {x: '${{ inputs.missing }}'}\n    retry: {max_attempts: 0}\n  - id: later\n    tool: native.fs_read\n",
-        );
-        let all = p.join("\n");
-        assert!(
-            all.contains("input `n`: default \"x\" is not of type integer"),
-            "{all}"
-        );
-        assert!(
-            all.contains("w.yaml:5: step `a`: tool server `other` is not configured"),
-            "{all}"
-        );
-        assert!(
-            all.contains("w.yaml:7: step `a`: duplicate step id"),
-            "{all}"
-        );
-        assert!(
-            all.contains("w.yaml:7: step `a`: tool \"nodot\" must be SERVER.TOOL"),
-            "{all}"
-        );
-        assert!(
-            all.contains("w.yaml:9: step `c`: if: step `later` is not defined before this point"),
-            "{all}"
-        );
-        assert!(
-            all.contains("w.yaml:9: step `c`: with.x: unknown input `missing`"),
-            "{all}"
-        );
-        assert!(
-            all.contains("retry.max_attempts must be at least 1"),
-            "{all}"
-        );
-    }
-
-    #[test]
-    fn syntax_errors_carry_line_and_column() {
-        let e = parse_workflow(
-            Path::new("w.yaml"),
-            "name: x\nsteps:\n  - id: a\n    tool: a.b\n    unknown: 1\n",
-            None,
-        )
-        .unwrap_err();
-        assert!(e.starts_with("w.yaml:5:5: unknown field `unknown`"), "{e}");
-        let e = parse_workflow(
-            Path::new("w.yaml"),
-            "name: x\ninputs:\n  a: {type: text}\nsteps: []\n",
-            None,
-        )
-        .unwrap_err();
-        assert!(e.starts_with("w.yaml:3:"), "{e}");
-        assert!(e.contains("string"), "{e}");
-    }
 }

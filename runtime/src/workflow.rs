@@ -4,179 +4,54 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
-use serde_saphyr::Spanned;
 
-use crate::config::yaml_error;
+use crate::definition::WorkflowDef;
+use crate::yaml::YamlError;
 
-/// Type of a workflow input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum InputType {
-    #[default]
-    String,
-    Integer,
-    Number,
-    Boolean,
-    Object,
-    Array,
+/// Why a workflow file (or the directory) could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The workflows directory cannot be listed.
+    #[error("cannot read workflows directory: {0}")]
+    ReadDir(std::io::Error),
+    /// A workflow file cannot be read.
+    #[error("{}: {error}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error (part of the message).
+        error: std::io::Error,
+    },
+    /// A workflow file is not valid YAML or does not match the schema.
+    #[error(transparent)]
+    Syntax(#[from] YamlError),
+    /// Two files define the same workflow name.
+    #[error("{}: duplicate workflow name {name:?} (already defined in {})", file.display(), first.display())]
+    DuplicateName {
+        /// The file loaded second.
+        file: PathBuf,
+        /// The workflow name.
+        name: String,
+        /// The file that defined the name first.
+        first: PathBuf,
+    },
 }
 
-impl InputType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InputType::String => "string",
-            InputType::Integer => "integer",
-            InputType::Number => "number",
-            InputType::Boolean => "boolean",
-            InputType::Object => "object",
-            InputType::Array => "array",
-        }
-    }
-
-    /// Whether a JSON value has this type.
-    pub fn matches(self, v: &Value) -> bool {
-        match self {
-            InputType::String => v.is_string(),
-            InputType::Integer => v.is_i64() || v.is_u64(),
-            InputType::Number => v.is_number(),
-            InputType::Boolean => v.is_boolean(),
-            InputType::Object => v.is_object(),
-            InputType::Array => v.is_array(),
-        }
-    }
-
-    /// Converts a command-line string (`--input k=v`) to a value of this type.
-    pub fn parse_cli(self, raw: &str) -> Result<Value, String> {
-        let bad =
-            |e: &dyn std::fmt::Display| format!("expected {}, got {raw:?} ({e})", self.as_str());
-        match self {
-            InputType::String => Ok(Value::String(raw.to_string())),
-            InputType::Integer => raw
-                .trim()
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|e| bad(&e)),
-            InputType::Number => raw
-                .trim()
-                .parse::<f64>()
-                .map_err(|e| bad(&e))
-                .and_then(|f| {
-                    serde_json::Number::from_f64(f)
-                        .map(Value::Number)
-                        .ok_or_else(|| bad(&"not finite"))
-                }),
-            InputType::Boolean => crate::config::parse_bool("input", raw)
-                .map(Value::Bool)
-                .map_err(|e| bad(&e)),
-            InputType::Object | InputType::Array => {
-                let v: Value = serde_json::from_str(raw).map_err(|e| bad(&e))?;
-                if self.matches(&v) {
-                    Ok(v)
-                } else {
-                    Err(bad(&"wrong JSON type"))
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputDef {
-    #[serde(rename = "type", default)]
-    pub kind: InputType,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    #[serde(default)]
-    pub required: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<Value>,
-    /// Allowed values (optional).
-    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
-    pub allowed: Option<Vec<Value>>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryDef {
-    /// Total attempts including the first one.
-    #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
-    /// Delay before the first retry.
-    #[serde(default = "default_delay")]
-    pub delay_ms: u64,
-    /// Multiplier applied to the delay after each retry.
-    #[serde(default = "default_backoff")]
-    pub backoff: f64,
-}
-
-fn default_attempts() -> u32 {
-    3
-}
-fn default_delay() -> u64 {
-    500
-}
-fn default_backoff() -> f64 {
-    2.0
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepDef {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    /// `SERVER.TOOL`, e.g. `native.fs_read`.
-    pub tool: String,
-    /// Tool arguments; strings may contain `${{ expr }}` templates.
-    #[serde(default, rename = "with", alias = "arguments")]
-    pub with: IndexMap<String, Value>,
-    /// Condition expression; the step is skipped when it is falsy.
-    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryDef>,
-    /// Keep going when this step fails (its `error` is then available).
-    #[serde(default)]
-    pub continue_on_error: bool,
-}
-
-impl StepDef {
-    /// Splits `tool` into (server, tool).
-    pub fn target(&self) -> Option<(&str, &str)> {
-        let (s, t) = self.tool.split_once('.')?;
-        (!s.is_empty() && !t.is_empty()).then_some((s, t))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkflowDef {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(default)]
-    pub inputs: IndexMap<String, InputDef>,
-    pub steps: Vec<Spanned<StepDef>>,
-    /// Output template (any YAML value; strings are templated).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-    /// Whole-run timeout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+fn serialize_display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 /// A successfully parsed workflow file.
 #[derive(Debug, Clone)]
 pub struct Workflow {
+    /// The parsed document.
     pub def: WorkflowDef,
+    /// The file it came from.
     pub file: PathBuf,
     /// Static validation problems (`file:line: message`); a workflow with
     /// problems is listed but refuses to run.
@@ -184,25 +59,33 @@ pub struct Workflow {
 }
 
 impl Workflow {
+    /// The workflow's name.
     pub fn name(&self) -> &str {
         &self.def.name
     }
+    /// True when static validation found no problems.
     pub fn is_valid(&self) -> bool {
         self.problems.is_empty()
     }
 }
 
-/// A workflow file that could not be loaded.
-#[derive(Debug, Clone, Serialize)]
+/// A workflow file that could not be loaded; serialized as
+/// `{"file": ..., "error": "<message>"}`.
+#[derive(Debug, Serialize)]
 pub struct LoadError {
+    /// The file (or the directory, when it cannot be read).
     pub file: PathBuf,
-    pub error: String,
+    /// What went wrong.
+    #[serde(serialize_with = "serialize_display")]
+    pub error: WorkflowError,
 }
 
 /// All workflows found in a directory.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct WorkflowSet {
+    /// Loaded workflows by name (valid or not).
     pub workflows: BTreeMap<String, Workflow>,
+    /// Files that could not be loaded.
     pub errors: Vec<LoadError>,
 }
 
@@ -238,8 +121,8 @@ pub fn parse_workflow(
     file: &Path,
     text: &str,
     servers: Option<&[String]>,
-) -> Result<Workflow, String> {
-    let def: WorkflowDef = serde_saphyr::from_str(text).map_err(|e| yaml_error(file, &e))?;
+) -> Result<Workflow, YamlError> {
+    let def: WorkflowDef = serde_saphyr::from_str(text).map_err(|e| YamlError::new(file, &e))?;
     let problems = crate::validate::check(&def, file, servers);
     Ok(Workflow {
         def,
@@ -258,7 +141,7 @@ impl WorkflowSet {
             Err(e) => {
                 set.errors.push(LoadError {
                     file: dir.to_path_buf(),
-                    error: format!("cannot read workflows directory: {e}"),
+                    error: WorkflowError::ReadDir(e),
                 });
                 return set;
             }
@@ -266,10 +149,13 @@ impl WorkflowSet {
         for file in files.keys() {
             let text = match std::fs::read_to_string(file) {
                 Ok(t) => t,
-                Err(e) => {
+                Err(error) => {
                     set.errors.push(LoadError {
                         file: file.clone(),
-                        error: format!("{}: {e}", file.display()),
+                        error: WorkflowError::Read {
+                            file: file.clone(),
+                            error,
+                        },
                     });
                     continue;
                 }
@@ -279,26 +165,26 @@ impl WorkflowSet {
                     if let Some(prev) = set.workflows.get(wf.name()) {
                         set.errors.push(LoadError {
                             file: file.clone(),
-                            error: format!(
-                                "{}: duplicate workflow name {:?} (already defined in {})",
-                                file.display(),
-                                wf.name(),
-                                prev.file.display()
-                            ),
+                            error: WorkflowError::DuplicateName {
+                                file: file.clone(),
+                                name: wf.name().to_string(),
+                                first: prev.file.clone(),
+                            },
                         });
                     } else {
                         set.workflows.insert(wf.name().to_string(), wf);
                     }
                 }
-                Err(error) => set.errors.push(LoadError {
+                Err(e) => set.errors.push(LoadError {
                     file: file.clone(),
-                    error,
+                    error: e.into(),
                 }),
             }
         }
         set
     }
 
+    /// The workflow named `name`.
     pub fn get(&self, name: &str) -> Option<&Workflow> {
         self.workflows.get(name)
     }
@@ -366,4 +252,81 @@ pub fn input_schema(def: &WorkflowDef) -> Value {
         props.insert(name.clone(), Value::Object(p));
     }
     serde_json::json!({"type": "object", "properties": props, "required": required})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_workflow;
+    use std::path::Path;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        parse_workflow(Path::new("w.yaml"), yaml, Some(&["native".to_string()]))
+            .unwrap()
+            .problems
+    }
+
+    #[test]
+    fn valid_workflow_has_no_problems() {
+        let p = problems(
+            "name: ok\ninputs:\n  p: {type: string, required: true}\nsteps:\n  - id: a\n    tool: native.fs_read\n    with: {path: '${{ inputs.p }}'}\n  - id: b\n    tool: native.fs_stat\n    if: steps.a.status == 'succeeded'\n    with: {path: '${{ steps.a.output.path }}'}\noutput: '${{ steps.b.output }}'\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn reports_semantic_problems_with_lines() {
+        let p = problems(
+            "name: bad\ninputs:\n  n: {type: integer, default: 'x'}\nsteps:\n  - id: a\n    tool: other.fs_read\n  - id: a\n    tool: nodot\n  - id: c\n    tool: native.fs_read\n    if: steps.later.status\n    with: {x: '${{ inputs.missing }}'}\n    retry: {max_attempts: 0}\n  - id: later\n    tool: native.fs_read\n",
+        );
+        let all = p.join("\n");
+        assert!(
+            all.contains("input `n`: default \"x\" is not of type integer"),
+            "{all}"
+        );
+        assert!(
+            all.contains("w.yaml:5: step `a`: tool server `other` is not configured"),
+            "{all}"
+        );
+        assert!(
+            all.contains("w.yaml:7: step `a`: duplicate step id"),
+            "{all}"
+        );
+        assert!(
+            all.contains("w.yaml:7: step `a`: tool \"nodot\" must be SERVER.TOOL"),
+            "{all}"
+        );
+        assert!(
+            all.contains("w.yaml:9: step `c`: if: step `later` is not defined before this point"),
+            "{all}"
+        );
+        assert!(
+            all.contains("w.yaml:9: step `c`: with.x: unknown input `missing`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("retry.max_attempts must be at least 1"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let e = parse_workflow(
+            Path::new("w.yaml"),
+            "name: x\nsteps:\n  - id: a\n    tool: a.b\n    unknown: 1\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("w.yaml:5:5: unknown field `unknown`"), "{e}");
+        let e = parse_workflow(
+            Path::new("w.yaml"),
+            "name: x\ninputs:\n  a: {type: text}\nsteps: []\n",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("w.yaml:3:"), "{e}");
+        assert!(e.contains("string"), "{e}");
+    }
 }
