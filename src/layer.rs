@@ -109,7 +109,7 @@ pub enum Codec {
     /// gzip (`…tar+gzip`): every engine reads it.
     Gzip,
     /// zstd (`…tar+zstd`): faster and smaller, read by containerd ≥ 1.5,
-    /// podman/CRI-O (containers/image ≥ 5.x), Docker ≥ 23.
+    /// Docker ≥ 23 and podman 4 (tested), not by umoci 0.4.
     Zstd,
 }
 

@@ -56,7 +56,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
     /// Layer compression: gzip (every engine reads it) or zstd (faster and
-    /// smaller; needs containerd ≥ 1.5, podman ≥ 2 or Docker ≥ 23).
+    /// smaller; needs Docker ≥ 23, containerd ≥ 1.5 or podman 4; umoci 0.4 cannot unpack it).
     #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd"])]
     compression: String,
     /// Compression level: gzip 1–9 (default 6), zstd 1–19 (default 3).
