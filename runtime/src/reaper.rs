@@ -66,18 +66,30 @@ pub fn reap_once(tools: Option<&ToolManager>) -> usize {
     n
 }
 
-/// Runs the reaper when ael is PID 1 (or `force`), on SIGCHLD and every 2 s.
+/// Whether ael reaps orphans: when it is PID 1, or when `force` is set; with
+/// `force` outside PID 1, ael becomes a child subreaper here, so orphaned
+/// descendants (e.g. of tool servers) are re-parented to it.
 ///
-/// With `force` outside PID 1, ael also becomes a child subreaper so that
-/// orphaned descendants (e.g. of tool servers) are re-parented to it.
-pub fn spawn(tools: Arc<ToolManager>, stop: CancellationToken, force: bool) {
-    if std::process::id() != 1 {
-        if !force {
-            return;
-        }
-        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            tracing::warn!("cannot become a child subreaper: {e}");
-        }
+/// Call it before any child is started: a process orphaned before ael is a
+/// subreaper goes to the host's init instead.
+#[must_use]
+pub fn adopt_orphans(force: bool) -> bool {
+    if std::process::id() == 1 {
+        return true;
+    }
+    if !force {
+        return false;
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
+    true
+}
+
+/// Runs the reaper on SIGCHLD and every 2 s, when [`adopt_orphans`] said so.
+pub fn spawn(tools: Arc<ToolManager>, stop: CancellationToken, reaping: bool) {
+    if !reaping {
+        return;
     }
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

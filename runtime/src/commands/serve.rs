@@ -104,6 +104,12 @@ pub async fn serve(cfg: Config, transport: Transport) -> Result<()> {
         Transport::Http => bearer_auth::token_from_env("AEL_HTTP")?,
         Transport::Stdio => None,
     };
+    // Before any tool server starts, so that orphans of their launchers
+    // come to ael and not to the host's init.
+    let reaping = reaper::adopt_orphans(
+        config::env_var("AEL_REAP_ORPHANS")
+            .is_some_and(|v| config::parse_bool("AEL_REAP_ORPHANS", &v).unwrap_or(false)),
+    );
     let app = App::new(cfg, None);
     app.store.recover();
     app.store.compact(app.config.history_limit);
@@ -116,12 +122,7 @@ pub async fn serve(cfg: Config, transport: Transport) -> Result<()> {
             stop.cancel();
         });
     }
-    reaper::spawn(
-        app.tools.clone(),
-        shutdown.clone(),
-        config::env_var("AEL_REAP_ORPHANS")
-            .is_some_and(|v| config::parse_bool("AEL_REAP_ORPHANS", &v).unwrap_or(false)),
-    );
+    reaper::spawn(app.tools.clone(), shutdown.clone(), reaping);
     if app.config.hot_reload {
         spawn_reloader(app.clone(), shutdown.clone());
     }
