@@ -35,7 +35,7 @@ pub fn resolve(spec: &LoadedSpec, opts: &PlanOptions, ws: &dyn Workspace) -> Res
     for wanted in &opts.only {
         if !known.contains(&wanted.as_str()) {
             return Err(Error::Request(format!(
-                "no image named `{wanted}`: {} defines no image of that name (it defines: {})",
+                "{} defines no image named `{wanted}` (it defines: {})",
                 spec.path.display(),
                 known.join(", ")
             )));
