@@ -118,6 +118,15 @@ pub fn host_platform() -> String {
     format!("linux/{}", host_arch())
 }
 
+/// The host's platform as aelimg names it in messages and reports (arm64
+/// with its variant, as in an index).
+pub fn host_platform_name() -> &'static str {
+    match host_arch() {
+        "arm64" => "linux/arm64/v8",
+        _ => "linux/amd64",
+    }
+}
+
 /// Runs a command that must succeed and returns its stdout.
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
