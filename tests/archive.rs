@@ -4,10 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{PODMAN_RUN_LIMITS, aelimg, free_port, http_get, json, ok, podman, run, scratch};
+use common::{
+    Daemon, PODMAN_RUN_LIMITS, aelimg, free_port, host_platform, http_get, json, ok, podman, poll,
+    run, scratch, wait_until,
+};
 
 /// A spec with one small image (no cargo binary) named `name`.
 fn spec(dir: &Path, name: &str, platforms: &str) -> PathBuf {
@@ -60,29 +63,29 @@ impl Drop for LoadedImage {
 
 /// `podman system service` on a socket of our own, stopped by PID.
 struct Service {
-    child: Child,
+    _daemon: Daemon,
     socket: PathBuf,
 }
 
 impl Service {
     fn start(dir: &Path) -> Self {
         let socket = dir.join("podman.sock");
-        let child = podman()
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", socket.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !socket.exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "podman service did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        let daemon = Daemon::spawn(
+            podman()
+                .args(["system", "service", "--time=0"])
+                .arg(format!("unix://{}", socket.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_until(
+            Duration::from_secs(20),
+            || socket.exists(),
+            || "podman service did not start".into(),
+        );
+        Self {
+            _daemon: daemon,
+            socket,
         }
-        Self { child, socket }
     }
 
     fn docker(&self) -> Command {
@@ -92,18 +95,11 @@ impl Service {
     }
 }
 
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn podman_load_and_docker_load_accept_the_archive_with_its_tag() {
     let dir = scratch("archive-load");
     let name = "aelimg-archive-test";
-    let file = spec(&dir.join("spec"), name, "linux/amd64");
+    let file = spec(&dir.join("spec"), name, &host_platform());
     ok(aelimg()
         .args(["build", "-f"])
         .arg(&file)
@@ -204,14 +200,8 @@ fn several_platforms_and_no_platform_is_a_usage_error() {
 fn the_loaded_ael_image_answers_health() {
     let dir = scratch("archive-ael");
     ok(aelimg()
-        .args([
-            "build",
-            "--image",
-            "ael",
-            "--platform",
-            "linux/amd64",
-            "--output",
-        ])
+        .args(["build", "--image", "ael", "--platform", &host_platform()])
+        .arg("--output")
         .arg(format!("docker-archive:{}", dir.join("archives").display()))
         .arg("--output")
         .arg(format!("oci:{}", dir.join("oci").display())));
@@ -232,15 +222,12 @@ fn the_loaded_ael_image_answers_health() {
     ]))
     .trim()
     .to_string();
-    let start = Instant::now();
-    let mut health = None;
-    while start.elapsed() < Duration::from_secs(30) {
-        if let Ok((200, body)) = http_get(port, "/health") {
-            health = Some(body);
-            break;
+    let health = poll(Duration::from_secs(30), || {
+        match http_get(port, "/health") {
+            Ok((200, body)) => Some(body),
+            _ => None,
         }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let logs = run(podman().args(["logs", &cid]));
     let _ = run(podman().args(["rm", "-f", "-t", "2", &cid]));
     assert!(

@@ -91,7 +91,7 @@ fn each_image_is_an_index_of_amd64_and_arm64_v8() {
                 "inspect",
                 &format!("oci:{}:latest", layout.display()),
             ])));
-        assert_eq!(host["Architecture"], "amd64");
+        assert_eq!(host["Architecture"], common::host_arch());
     }
 }
 
@@ -128,9 +128,27 @@ fn arm64_rootfs_runs_under_qemu() {
     }
 }
 
+/// The host's platform, and the other one aelimg builds for.
+fn host_and_other() -> (Platform, Platform) {
+    match common::host_arch() {
+        "amd64" => (Platform::LinuxAmd64, Platform::LinuxArm64),
+        "arm64" => (Platform::LinuxArm64, Platform::LinuxAmd64),
+        other => unreachable!("{other}"),
+    }
+}
+
+/// The ELF machine name aelimg's messages give a platform's binaries.
+fn elf_machine(platform: Platform) -> &'static str {
+    match platform {
+        Platform::LinuxAmd64 => "X86_64",
+        Platform::LinuxArm64 => "AARCH64",
+    }
+}
+
 /// Builds the ael image for `platform` from `--prebuilt` binaries that are
-/// all copies of this test's own executable (an x86-64 ELF file linked
-/// against glibc); asserts exit 1 and that nothing was written; returns stderr.
+/// all copies of this test's own executable (an ELF file of the host's
+/// architecture, linked against glibc); asserts exit 1 and that nothing was
+/// written; returns stderr.
 fn refused(name: &str, platform: Platform) -> String {
     let dir = scratch(name);
     let t = dir.join(platform.rust_target());
@@ -162,18 +180,19 @@ fn refused(name: &str, platform: Platform) -> String {
 }
 
 #[test]
-fn an_amd64_binary_in_an_arm64_image_is_refused() {
-    let stderr = refused("wrong-arch", Platform::LinuxArm64);
-    assert!(
-        stderr.contains(
-            "is a 64-bit X86_64 binary: expected a 64-bit AARCH64 binary for linux/arm64/v8"
-        ),
-        "{stderr}"
+fn a_binary_of_the_host_architecture_in_the_other_platforms_image_is_refused() {
+    let (host, other) = host_and_other();
+    let stderr = refused("wrong-arch", other);
+    let expected = format!(
+        "is a 64-bit {} binary: expected a 64-bit {} binary for {other}",
+        elf_machine(host),
+        elf_machine(other)
     );
+    assert!(stderr.contains(&expected), "{stderr}");
 }
 
 #[test]
 fn a_dynamically_linked_binary_is_refused_for_a_scratch_image() {
-    let stderr = refused("dynamic", Platform::LinuxAmd64);
+    let stderr = refused("dynamic", host_and_other().0);
     assert!(stderr.contains("is dynamically linked"), "{stderr}");
 }

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{PODMAN_RUN_LIMITS, default_images, free_port, http_get, json, ok, podman, run};
+use common::{PODMAN_RUN_LIMITS, default_images, free_port, http_get, json, ok, podman, poll, run};
 
 fn images() -> &'static Path {
     default_images("podman")
@@ -35,15 +35,12 @@ fn ael_serves_health_on_a_mapped_port_and_stops_promptly_on_sigterm() {
     .trim()
     .to_string();
     let container = Container(id);
-    let start = Instant::now();
-    let mut health = None;
-    while start.elapsed() < Duration::from_secs(20) {
-        if let Ok((200, body)) = http_get(port, "/health") {
-            health = Some(body);
-            break;
+    let health = poll(Duration::from_secs(20), || {
+        match http_get(port, "/health") {
+            Ok((200, body)) => Some(body),
+            _ => None,
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let logs =
         || String::from_utf8_lossy(&run(podman().args(["logs", &container.0])).stderr).into_owned();
     let body =

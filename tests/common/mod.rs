@@ -1,10 +1,16 @@
 //! Helpers shared by the integration tests: running aelimg, building the
-//! default images once per test binary, and running the outside tools.
+//! default images once per test binary, running the outside tools, and
+//! waiting for them (on a condition, with a deadline: never a fixed sleep).
 #![allow(dead_code)]
 
+pub mod fake_http;
+pub mod proxy;
+pub mod registry;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -24,6 +30,101 @@ pub fn aelimg() -> Command {
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? see .ci/run)"))
+}
+
+/// A background process of a test (a registry, a token service, a podman
+/// service), killed by its PID and reaped when dropped.
+pub struct Daemon(Child);
+
+impl Daemon {
+    /// Starts `cmd`, panicking if it cannot be started (as [`run`] does).
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(
+            cmd.spawn().unwrap_or_else(|e| {
+                panic!("cannot start {cmd:?}: {e} (is it installed? see .ci/run)")
+            }),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_some()
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Calls `f` every 50 ms until it gives `Some`, for at most `timeout`.
+pub fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `cond` holds; after `timeout`, panics with `what()` (which
+/// can read a log to say why).
+pub fn wait_until(
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+    what: impl FnOnce() -> String,
+) {
+    if poll(timeout, || cond().then_some(())).is_none() {
+        panic!("waited {timeout:?} in vain: {}", what());
+    }
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration, what: impl FnOnce() -> String) {
+    wait_until(
+        timeout,
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        what,
+    );
+}
+
+/// The OCI architecture of the machine the tests run on (what podman runs
+/// and skopeo picks out of an index here).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("the tests know no OCI architecture for a {other} host"),
+    }
+}
+
+/// `linux/<host_arch()>`.
+pub fn host_platform() -> String {
+    format!("linux/{}", host_arch())
+}
+
+/// The host's platform as aelimg names it in messages and reports (arm64
+/// with its variant, as in an index).
+pub fn host_platform_name() -> &'static str {
+    match host_arch() {
+        "arm64" => "linux/arm64/v8",
+        _ => "linux/amd64",
+    }
 }
 
 /// Runs a command that must succeed and returns its stdout.
