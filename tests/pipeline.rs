@@ -152,33 +152,8 @@ fn the_command_line_never_starts_cargo_build_for_an_unresolvable_base() {
     .unwrap();
     // A `cargo` first on PATH that logs its arguments and runs the real one
     // (the plan asks `cargo metadata` about the workspace).
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let real = String::from_utf8(
-        Command::new("sh")
-            .args(["-c", "command -v cargo"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let log = dir.join("cargo.log");
-    let wrapper = bin.join("cargo");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.trim()
-        ),
-    )
-    .unwrap();
-    ok(Command::new("chmod").arg("+x").arg(&wrapper));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (bin, log) = common::cargo_spy(&dir);
+    let path = common::path_with(&bin);
     let out = common::run(
         common::aelimg()
             .env("PATH", path)

@@ -390,3 +390,35 @@ pub fn redact_repo(text: &str) -> String {
     let root = root.to_str().unwrap().trim_end_matches('/');
     text.replace(root, "<repo>")
 }
+
+/// A `cargo` that logs its arguments (one line per call) to a file and runs
+/// the real cargo: put `bin` first on PATH and remove `CARGO` from the
+/// environment (cargo_metadata prefers it), then read the log to see which
+/// cargo commands ran. Returns (bin directory, log file).
+pub fn cargo_spy(dir: &Path) -> (PathBuf, PathBuf) {
+    let bin = dir.join("spy-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = ok(Command::new("sh").args(["-c", "command -v cargo"]));
+    let log = dir.join("cargo-calls.log");
+    let wrapper = bin.join("cargo");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    ok(Command::new("chmod").arg("+x").arg(&wrapper));
+    (bin, log)
+}
+
+/// PATH with `bin` first.
+pub fn path_with(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}

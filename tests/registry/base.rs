@@ -60,6 +60,46 @@ fn an_image_on_a_registry_base_runs_with_the_bases_files_and_our_layers() {
     assert!(out.contains("from our layer"), "{out}");
 }
 
+#[test]
+fn an_unknown_base_tag_fails_before_cargo_build_starts() {
+    let dir = scratch("registry-base-unknown-tag");
+    let reg = Registry::start(&dir.join("reg"), false, Auth::Anonymous);
+    std::fs::create_dir_all(dir.join("spec")).unwrap();
+    let spec = dir.join("spec/images.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\nimages:\n  - name: onbase\n    base: {}/acme/base:no-such-tag\n    platforms: [{}]\n    user: {{name: app, uid: 10001}}\n    layers:\n      - name: bin\n        contents:\n          - cargo: ael\n            dest: /usr/local/bin/ael\n",
+            reg.host(),
+            host_platform()
+        ),
+    )
+    .unwrap();
+    let (bin, log) = common::cargo_spy(&dir);
+    let out = run(aelimg_in(&dir, &dir.join("docker-none"))
+        .env("PATH", common::path_with(&bin))
+        .env_remove("CARGO")
+        .args(["build", "--retries", "0", "-f"])
+        .arg(&spec)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("out").display())));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("404") && stderr.contains("no-such-tag"),
+        "the registry's answer is reported: {stderr}"
+    );
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(calls.contains("metadata"), "{calls}");
+    assert!(
+        !calls.lines().any(|l| l.starts_with("build")),
+        "cargo build ran although the base tag does not exist: {calls}"
+    );
+    assert!(!dir.join("out").exists(), "nothing is written");
+}
+
 /// Makes a small busybox base for the host's platform with buildah (a
 /// marker file, env and a label) and pushes it to `HOST/<repo_ref>`;
 /// returns its manifest's bytes as skopeo reads them.
