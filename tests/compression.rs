@@ -258,7 +258,12 @@ fn a_zstd_image_runs_under_podman_from_a_layout_and_from_a_docker_archive() {
         .arg("--file")
         .arg(&spec)
         // The host's platform: podman runs it.
-        .args(["--prebuilt", PREBUILT, "--platform", &common::host_platform()])
+        .args([
+            "--prebuilt",
+            PREBUILT,
+            "--platform",
+            &common::host_platform(),
+        ])
         .args(["--image", "ael", "--compression", "zstd"])
         .arg("--cache-dir")
         .arg(dir.join("cache"))
