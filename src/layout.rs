@@ -124,20 +124,7 @@ impl Layout {
     /// # Errors
     /// When the blob is missing or does not match its digest.
     pub fn read(&self, desc: &Descriptor) -> Result<Document> {
-        let digest = Digest::from_oci(desc.digest())?;
-        let bytes = self.store.read(&digest)?;
-        if Digest::of(&bytes) != digest {
-            return Err(LayoutError::Corrupt {
-                root: self.root.clone(),
-                digest,
-            }
-            .into());
-        }
-        Ok(Document {
-            media_type: desc.media_type().to_string(),
-            bytes,
-            digest,
-        })
+        read_verified(&self.store, desc)
     }
 
     /// The document tagged `tag` (or the only entry when `tag` is `None`),
@@ -221,6 +208,24 @@ impl Layout {
     }
 }
 
+/// The document `desc` names in `store`, checked against its digest.
+fn read_verified(store: &BlobStore, desc: &Descriptor) -> Result<Document> {
+    let digest = Digest::from_oci(desc.digest())?;
+    let bytes = store.read(&digest)?;
+    if Digest::of(&bytes) != digest {
+        return Err(LayoutError::Corrupt {
+            root: store.root().to_path_buf(),
+            digest,
+        }
+        .into());
+    }
+    Ok(Document {
+        media_type: desc.media_type().to_string(),
+        bytes,
+        digest,
+    })
+}
+
 /// Every blob reachable from `roots` through typed documents in `store`, or
 /// why that cannot be known (a media type aelimg does not know, a document
 /// missing or unreadable).
@@ -240,17 +245,8 @@ fn walk(
         if kind == Kind::Unknown {
             return Err(format!("{digest} has media type {media}"));
         }
-        let bytes = store
-            .read(&digest)
-            .map_err(|e| format!("{digest} cannot be read ({e})"))?;
-        if Digest::of(&bytes) != digest {
-            return Err(format!("{digest} does not match its digest"));
-        }
-        let doc = Document {
-            media_type: media,
-            bytes,
-            digest,
-        };
+        let doc =
+            read_verified(store, &desc).map_err(|e| format!("{digest} cannot be read ({e})"))?;
         match kind {
             Kind::Index => todo.extend(
                 doc.index()

@@ -78,8 +78,12 @@ pub fn plan(file: &Path, opts: &PlanOptions) -> Result<Planned> {
 /// is given: `<cargo target dir>/aelimg`, else `target/aelimg`.
 #[must_use]
 pub fn default_store_dir(dir: &Path) -> PathBuf {
-    CargoWorkspace::discover(dir).map_or_else(
-        |_| PathBuf::from("target/aelimg"),
+    store_dir_of(CargoWorkspace::discover(dir).ok().as_ref())
+}
+
+fn store_dir_of(ws: Option<&CargoWorkspace>) -> PathBuf {
+    ws.map_or_else(
+        || PathBuf::from("target/aelimg"),
         |w| w.target_dir.join("aelimg"),
     )
 }
@@ -167,12 +171,10 @@ pub fn build_planned(
 ) -> Result<BuildOutcome> {
     let plan = &planned.plan;
     sink.check(plan)?;
-    let store_dir = settings.store_dir.clone().unwrap_or_else(|| {
-        planned.workspace.as_ref().map_or_else(
-            || PathBuf::from("target/aelimg"),
-            |w| w.target_dir.join("aelimg"),
-        )
-    });
+    let store_dir = settings
+        .store_dir
+        .clone()
+        .unwrap_or_else(|| store_dir_of(planned.workspace.as_ref()));
     let store = BlobStore::open(&store_dir)?;
     let bases = if base::needs_registry(plan) {
         base::resolve(plan, &store, &settings.registry)?
@@ -312,18 +314,7 @@ pub fn push(
     sink: &mut crate::sink::registry::RegistrySink,
     observer: &mut dyn Observer,
 ) -> Result<Vec<Record>> {
-    if images.len() > 1 && !sink.per_image() {
-        return Err(Error::Request(format!(
-            "{} names one repository, but there are {} images ({}): put {{name}} in it or pick one image",
-            sink.pattern(),
-            images.len(),
-            images
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
+    sink.check_names(&images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>())?;
     let mut picked: Vec<(Layout, Document, String, &LayoutImage)> = Vec::new();
     for img in images {
         let layout = Layout::open(&img.root)?;

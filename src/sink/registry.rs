@@ -59,10 +59,24 @@ impl RegistrySink {
         self.pattern.contains("{name}")
     }
 
-    /// The pattern as given.
-    #[must_use]
-    pub fn pattern(&self) -> &str {
-        &self.pattern
+    /// Checks that every image name makes a valid target, and that several
+    /// images do not all go to one repository.
+    ///
+    /// # Errors
+    /// When a target is not a reference, or several images share one.
+    pub fn check_names(&self, names: &[&str]) -> Result<()> {
+        for n in names {
+            self.target_of(n)?;
+        }
+        if names.len() > 1 && !self.per_image() {
+            return Err(Error::Request(format!(
+                "{} names one repository, but there are {} images ({}): put {{name}} in it or pick one image",
+                self.pattern,
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// The reference an image goes to and its tags: REF's tag, else the
@@ -100,22 +114,13 @@ impl RegistrySink {
 
 impl Sink for RegistrySink {
     fn check(&self, plan: &Plan) -> Result<()> {
-        for img in &plan.images {
-            self.target_of(&img.name)?;
-        }
-        if plan.images.len() > 1 && !self.per_image() {
-            return Err(Error::Request(format!(
-                "{} names one repository, but there are {} images ({}): put {{name}} in it or build one image",
-                self.pattern,
-                plan.images.len(),
-                plan.images
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        Ok(())
+        self.check_names(
+            &plan
+                .images
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
