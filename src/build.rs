@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::image::{
     BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
 };
-use crate::layer::{Content, LayerCompression, LayerDigests, TarEntry, write_layer_with};
+use crate::layer::{
+    Content, HashingWriter, LayerCompression, LayerDigests, TarEntry, write_layer_with,
+};
 use crate::oci::Document;
 use crate::plan::{EntryKind, ImagePlan, LayerPlan, Plan};
 use crate::platform::Platform;
@@ -83,13 +85,11 @@ pub fn build(
         let mut per_platform = Vec::with_capacity(img.platforms.len());
         for &platform in &img.platforms {
             let mut idx = Vec::with_capacity(img.layers.len());
-            for (i, layer) in img.layers.iter().enumerate() {
-                // A layer with no per-platform binary is the same blob on every platform.
-                let key = if layer_is_portable(layer)? {
-                    format!("{}/{i}", img.name)
-                } else {
-                    format!("{}/{i}/{platform}", img.name)
-                };
+            for layer in &img.layers {
+                // Layers with the same tar (within an image, across images,
+                // and across platforms when no entry depends on the
+                // platform) are one job and one blob.
+                let key = layer_key(img, layer, platform)?;
                 let j = *index_of.entry(key).or_insert_with(|| {
                     jobs.push(LayerJob {
                         img,
@@ -237,6 +237,40 @@ fn store_index(platforms: &[PlatformImage], store: &BlobStore) -> Result<Option<
     Ok(Some(idx))
 }
 
+/// The tar owner name of `uid` in `img`'s layers.
+fn user_name(img: &ImagePlan, uid: u32) -> &str {
+    match uid {
+        0 => "root",
+        u if u == img.user.uid => &img.user.name,
+        _ => "",
+    }
+}
+
+/// The tar group name of `gid` in `img`'s layers.
+fn group_name(img: &ImagePlan, gid: u32) -> &str {
+    match gid {
+        0 => "root",
+        g if g == img.user.gid => &img.user.group,
+        _ => "",
+    }
+}
+
+/// What decides the bytes of `layer` in `img` for `platform`, hashed: its
+/// entries, their owner names, and the platform unless the layer is the
+/// same on all of them. Two layers with the same key are one job.
+fn layer_key(img: &ImagePlan, layer: &LayerPlan, platform: Platform) -> Result<String> {
+    let names: Vec<(&str, &str)> = layer
+        .entries
+        .iter()
+        .map(|e| (user_name(img, e.uid), group_name(img, e.gid)))
+        .collect();
+    let platform = (!layer_is_portable(layer)?).then(|| platform.to_string());
+    let mut h = HashingWriter::new(std::io::sink());
+    serde_json::to_writer(&mut h, &(&layer.entries, names, platform))
+        .map_err(|e| Error::Request(format!("cannot key layer `{}`: {e}", layer.name)))?;
+    Ok(h.finish().1.to_string())
+}
+
 /// True when no entry depends on the platform (no cargo binary, no ELF file).
 fn layer_is_portable(layer: &LayerPlan) -> Result<bool> {
     for e in &layer.entries {
@@ -262,24 +296,6 @@ fn build_layer(
         layer,
         platform,
     } = *job;
-    let name_of = |id: u32| -> &str {
-        if id == 0 {
-            "root"
-        } else if id == img.user.uid {
-            &img.user.name
-        } else {
-            ""
-        }
-    };
-    let group_of = |id: u32| -> &str {
-        if id == 0 {
-            "root"
-        } else if id == img.user.gid {
-            &img.user.group
-        } else {
-            ""
-        }
-    };
     let mut entries = Vec::with_capacity(layer.entries.len());
     for e in &layer.entries {
         let content = match &e.kind {
@@ -308,8 +324,8 @@ fn build_layer(
             mode: e.mode,
             uid: e.uid,
             gid: e.gid,
-            uname: name_of(e.uid),
-            gname: group_of(e.gid),
+            uname: user_name(img, e.uid),
+            gname: group_name(img, e.gid),
         });
     }
     let key = cache.key(&entries, plan.source_date_epoch, &compression.cache_key())?;

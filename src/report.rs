@@ -99,6 +99,9 @@ pub fn human(bytes: u64) -> String {
 pub fn render_report(report: &[PlatformSize]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
+    // A blob already listed above (the same layer in another image or on
+    // another platform) was written once: it is shown as `shared`.
+    let mut seen = std::collections::HashSet::new();
     for p in report {
         let limit = p
             .limit
@@ -121,6 +124,7 @@ pub fn render_report(report: &[PlatformSize]) -> String {
                 l.digest.short(),
                 match l.origin {
                     Origin::Base => "base",
+                    _ if !seen.insert(l.digest.clone()) => "shared",
                     Origin::Cached => "cached",
                     Origin::Built => "built",
                 },

@@ -178,6 +178,28 @@ fn default_images_from_prebuilt_binaries_match_golden_digests() {
         );
         assert_eq!(digests["tags"]["latest"]["mediaType"], INDEX, "{name}");
     }
+    // One root-filesystem blob for both images and both platforms, and one
+    // native-tools blob per platform for both images (issue 10, item 2).
+    let layers = |image: &str, platform: &str| -> Vec<String> {
+        images[image]["tags"]["latest"]["platforms"][platform]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
+    let root = &layers("ael", "linux/amd64")[0];
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
+        let (ael, tools) = (layers("ael", platform), layers("native-tools", platform));
+        assert_eq!((ael.len(), tools.len()), (5, 3), "{platform}: layer counts");
+        assert_eq!(&ael[0], root, "ael {platform}: root layer");
+        assert_eq!(&tools[0], root, "native-tools {platform}: root layer");
+        assert_eq!(ael[2], tools[2], "{platform}: the native-tools layer");
+        assert_ne!(
+            ael[1], tools[1],
+            "{platform}: each image has its own accounts"
+        );
+    }
     let doc = json!({
         "spec": "images/images.yaml",
         "build": "aelimg build --prebuilt fixtures/prebuilt (SOURCE_DATE_EPOCH unset)",

@@ -11,15 +11,8 @@ use crate::error::Result;
 use crate::rootfs;
 use crate::spec::{ImageSpec, LoadedSpec, Owner, Spanned};
 
-pub(super) fn root_layer(
-    image: &ImageSpec,
-    user: &User,
-    workdir: Option<&str>,
-    volumes: &BTreeSet<String>,
-    dirs: &BTreeMap<String, DirAttrs>,
-) -> LayerPlan {
-    let mut l = LayerEntries::new(dirs);
-    let generated = |path: &str, what: &str, bytes: Vec<u8>| Entry {
+fn generated(path: &str, what: &str, bytes: Vec<u8>) -> Entry {
+    Entry {
         path: path.to_string(),
         kind: EntryKind::Generated {
             what: what.to_string(),
@@ -29,13 +22,19 @@ pub(super) fn root_layer(
         mode: 0o644,
         uid: 0,
         gid: 0,
-    };
+    }
+}
+
+/// The layer every image on `scratch` starts with: what does not depend on
+/// the image's user, volumes or workdir (nsswitch.conf, the CA bundle,
+/// /tmp), so that images with the same `ca_certificates` share one blob on
+/// every platform.
+pub(super) fn root_layer(image: &ImageSpec, dirs: &BTreeMap<String, DirAttrs>) -> LayerPlan {
+    let mut l = LayerEntries::new(dirs);
     let mut add = |e: Entry| {
-        // Paths here are fixed or already unique (volumes are a set).
+        // Fixed paths, each once.
         let _ = l.add(e);
     };
-    add(generated("etc/passwd", "passwd", rootfs::passwd(user)));
-    add(generated("etc/group", "group", rootfs::group(user)));
     add(generated(
         "etc/nsswitch.conf",
         "nsswitch.conf",
@@ -49,6 +48,30 @@ pub(super) fn root_layer(
         ));
     }
     add(dir_entry("tmp", dirs, ROOT_DIR));
+    l.finish(ROOT_LAYER.into())
+}
+
+/// The name of [`root_layer`] in reports and history.
+const ROOT_LAYER: &str = "root filesystem (nsswitch.conf, CA certificates, /tmp)";
+/// The name of [`accounts_layer`] in reports and history.
+const ACCOUNTS_LAYER: &str = "accounts and directories (passwd, group, volumes, workdir)";
+
+/// The image's own part of the root filesystem: /etc/passwd and /etc/group
+/// for its user, and its volume, workdir and home directories. Small, and
+/// the only synthesized layer a change of user or volumes rebuilds.
+pub(super) fn accounts_layer(
+    user: &User,
+    workdir: Option<&str>,
+    volumes: &BTreeSet<String>,
+    dirs: &BTreeMap<String, DirAttrs>,
+) -> LayerPlan {
+    let mut l = LayerEntries::new(dirs);
+    let mut add = |e: Entry| {
+        // Paths here are fixed or already unique (volumes are a set).
+        let _ = l.add(e);
+    };
+    add(generated("etc/passwd", "passwd", rootfs::passwd(user)));
+    add(generated("etc/group", "group", rootfs::group(user)));
     for v in volumes {
         add(dir_entry(&rel(v), dirs, ROOT_DIR));
     }
@@ -58,7 +81,7 @@ pub(super) fn root_layer(
     if user.home != "/" {
         add(dir_entry(&rel(&user.home), dirs, ROOT_DIR));
     }
-    l.finish("root filesystem (passwd, group, directories)".into())
+    l.finish(ACCOUNTS_LAYER.into())
 }
 
 pub(super) fn resolve_layer(

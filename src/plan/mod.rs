@@ -20,7 +20,7 @@ mod paths;
 pub use model::*;
 
 use entries::DirAttrs;
-use layers::{resolve_layer, root_layer};
+use layers::{accounts_layer, resolve_layer, root_layer};
 use paths::{absolute, rel};
 
 /// Resolves a loaded spec into a plan.
@@ -116,13 +116,10 @@ fn resolve_image(
         volumes.insert(absolute(spec, v, "volume")?);
     }
     let dirs = special_dirs(&user, &volumes);
-    let mut layers = vec![root_layer(
-        image,
-        &user,
-        workdir.as_deref(),
-        &volumes,
-        &dirs,
-    )];
+    let mut layers = vec![
+        root_layer(image, &dirs),
+        accounts_layer(&user, workdir.as_deref(), &volumes, &dirs),
+    ];
     for layer in &image.layers {
         layers.push(resolve_layer(spec, layer, &user, &dirs, ws)?);
     }

@@ -198,7 +198,7 @@ fn the_base_layer_is_there_byte_for_byte(layout: &Path, base_manifest: &Value, r
     let ours = json(&ok(Command::new("skopeo").args(["inspect", "--raw", &oci])));
     let base_layers = base_manifest["layers"].as_array().unwrap();
     let our_layers = ours["layers"].as_array().unwrap();
-    assert_eq!(our_layers.len(), base_layers.len() + 2, "{ours}");
+    assert_eq!(our_layers.len(), base_layers.len() + 3, "{ours}");
     assert_eq!(our_layers[0]["digest"], base_layers[0]["digest"]);
     assert_eq!(our_layers[0]["size"], base_layers[0]["size"]);
     let base_blob = layout.join("blobs/sha256").join(
