@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::image::{
     BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
 };
-use crate::layer::{Content, LayerCompression, LayerDigests, TarEntry, tar_size, write_layer_observed};
+use crate::layer::{
+    Content, LayerCompression, LayerDigests, TarEntry, tar_size, write_layer_observed,
+};
 use crate::oci::Document;
 use crate::plan::{EntryKind, ImagePlan, LayerPlan, Plan};
 use crate::platform::Platform;

@@ -198,31 +198,71 @@ impl CargoBuilder {
         cmd
     }
 
-    /// How many compiler artifacts `cargo build` of `wanted` will report, from
-    /// `cargo metadata`'s resolve for each target (see [`estimate_units`]);
-    /// `None` when cargo cannot tell (the estimate is only for the progress
-    /// bar: the build goes on, and says what failed).
+    /// How many compiler artifacts `cargo build` of `wanted` will report
+    /// (see [`estimate_units`]); `None` when cargo cannot tell (the estimate
+    /// is only for the progress bar: the build goes on, and says what
+    /// failed).
+    ///
+    /// For each target, `cargo metadata` gives the kinds of targets and of
+    /// dependencies, and `cargo tree` the packages this build really uses:
+    /// the metadata's resolve unifies the features of every workspace member
+    /// (aelimg's own dependencies switch on optional dependencies of shared
+    /// crates), `cargo tree -p` those of the packages built, as `cargo build
+    /// -p` does.
     fn estimate(&self, wanted: &BTreeMap<Platform, BTreeSet<BinId>>) -> Option<u64> {
+        let packages: BTreeSet<&str> = wanted
+            .values()
+            .flatten()
+            .map(|b| b.package.as_str())
+            .collect();
         let mut per_target = Vec::new();
         for (platform, bins) in wanted {
-            let mut cmd = self.cargo();
-            cmd.arg("metadata")
-                .arg("--format-version=1")
-                .arg("--manifest-path")
-                .arg(self.workspace.root.join("Cargo.toml"))
-                .arg("--filter-platform")
+            let meta = self.run_for_estimate(|c| {
+                c.args(["metadata", "--format-version=1", "--filter-platform"])
+                    .arg(platform.rust_target());
+            })?;
+            let meta = MetadataCommand::parse(meta).ok()?;
+            let tree = self.run_for_estimate(|c| {
+                c.args([
+                    "tree",
+                    "-e",
+                    "normal,build",
+                    "--prefix",
+                    "none",
+                    "--format",
+                    "{p}",
+                ])
+                .arg("--target")
                 .arg(platform.rust_target());
-            if self.locked {
-                cmd.arg("--locked");
-            }
-            let out = cmd.stderr(Stdio::null()).output().ok()?;
-            if !out.status.success() {
-                return None;
-            }
-            let meta = MetadataCommand::parse(String::from_utf8_lossy(&out.stdout)).ok()?;
-            per_target.push((UnitGraph::of(&meta), bins.clone()));
+                for p in &packages {
+                    c.arg("-p").arg(p);
+                }
+            })?;
+            let used: BTreeSet<String> = tree.lines().filter_map(tree_package).collect();
+            let mut graph = UnitGraph::of(&meta);
+            graph
+                .packages
+                .retain(|_, p| used.contains(&format!("{} {}", p.name, p.version)));
+            per_target.push((graph, bins.clone()));
         }
         Some(estimate_units(&per_target))
+    }
+
+    /// Runs a cargo subcommand about the workspace (set up by `args`) and
+    /// returns its stdout, `None` when it fails.
+    fn run_for_estimate(&self, args: impl FnOnce(&mut Command)) -> Option<String> {
+        let mut cmd = self.cargo();
+        args(&mut cmd);
+        cmd.arg("--manifest-path")
+            .arg(self.workspace.root.join("Cargo.toml"))
+            .env("CARGO_ENCODED_RUSTFLAGS", self.rustflags());
+        if self.locked {
+            cmd.arg("--locked");
+        }
+        let out = cmd.stderr(Stdio::null()).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 
@@ -428,11 +468,22 @@ fn package_name(id: &str) -> &str {
     }
 }
 
+/// `name version` of a line of `cargo tree --format {p}` (`serde v1.0.2`,
+/// `ael v0.1.0 (/ws/runtime)`, `syn v2.0.1 (*)`).
+fn tree_package(line: &str) -> Option<String> {
+    let mut words = line.split_whitespace();
+    let name = words.next()?;
+    let version = words.next()?.strip_prefix('v')?;
+    Some(format!("{name} {version}"))
+}
+
 /// What the unit estimate needs of a package of the resolve.
 #[derive(Debug, Clone, Default)]
 pub struct UnitPackage {
     /// The package's name.
     pub name: String,
+    /// Its version.
+    pub version: String,
     /// It is a workspace member.
     pub member: bool,
     /// It has a library target (lib, rlib, proc-macro, ...).
@@ -479,6 +530,7 @@ impl UnitGraph {
                     p.id.repr.clone(),
                     UnitPackage {
                         name: p.name.to_string(),
+                        version: p.version.to_string(),
                         member: members.contains(&p.id),
                         lib,
                         proc_macro: has(&TargetKind::ProcMacro),
@@ -493,10 +545,7 @@ impl UnitGraph {
                 continue;
             };
             for d in &node.deps {
-                let normal = d
-                    .dep_kinds
-                    .iter()
-                    .any(|k| k.kind == DependencyKind::Normal);
+                let normal = d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Normal);
                 let build = d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build);
                 if normal || build {
                     pkg.deps.push((d.pkg.repr.clone(), normal, build));
@@ -614,7 +663,251 @@ impl PayloadBuilder for PrebuiltBinaries {
 
 #[cfg(test)]
 mod tests {
-    use super::is_inherited_build_var;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records the payload events it is sent.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Progress for Seen {
+        fn event(&self, e: &Event<'_>) {
+            if let Event::PayloadUnit {
+                name,
+                package,
+                fresh,
+                done,
+                total,
+            } = e
+            {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(format!("{package}/{name} fresh={fresh} {done}/{total:?}"));
+            }
+        }
+    }
+
+    fn recorded(name: &str) -> BufReader<std::fs::File> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/cargo-json")
+            .join(name);
+        BufReader::new(std::fs::File::open(p).unwrap())
+    }
+
+    fn app() -> BTreeMap<Platform, BTreeSet<BinId>> {
+        BTreeMap::from([(
+            Platform::LinuxAmd64,
+            BTreeSet::from([BinId {
+                package: "app".into(),
+                bin: "app".into(),
+            }]),
+        )])
+    }
+
+    #[test]
+    fn recorded_cargo_messages_count_fresh_and_compiled_units() {
+        // First build: three units (build script, library, binary), all
+        // compiled; the estimate was right.
+        let seen = Seen::default();
+        let mut count = UnitCount::new(Some(3));
+        let found =
+            read_messages(recorded("first-build.jsonl"), &app(), &mut count, &seen).unwrap();
+        assert_eq!(
+            count,
+            UnitCount {
+                done: 3,
+                fresh: 0,
+                estimate: Some(3)
+            }
+        );
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "dep/build-script-build fresh=false 1/Some(3)",
+                "dep/dep fresh=false 2/Some(3)",
+                "app/app fresh=false 3/Some(3)",
+            ]
+        );
+        let exe = &found[&(
+            Platform::LinuxAmd64,
+            app().values().next().unwrap().first().unwrap().clone(),
+        )];
+        assert_eq!(
+            exe,
+            Path::new("/work/ws/target/x86_64-unknown-linux-musl/debug/app")
+        );
+
+        // After touching the binary: two fresh units, one compiled; an
+        // estimate that was too low is raised as cargo goes past it, so the
+        // bar never runs past its end.
+        let seen = Seen::default();
+        let mut count = UnitCount::new(Some(2));
+        let found =
+            read_messages(recorded("touched-bin.jsonl"), &app(), &mut count, &seen).unwrap();
+        assert_eq!(
+            count,
+            UnitCount {
+                done: 3,
+                fresh: 2,
+                estimate: Some(3)
+            }
+        );
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            [
+                "dep/build-script-build fresh=true 1/Some(2)",
+                "dep/dep fresh=true 2/Some(2)",
+                "app/app fresh=false 3/Some(3)",
+            ]
+        );
+        assert_eq!(found.len(), 1);
+
+        // No estimate: counted all the same.
+        let mut count = UnitCount::new(None);
+        read_messages(
+            recorded("touched-bin.jsonl"),
+            &app(),
+            &mut count,
+            &Seen::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            count,
+            UnitCount {
+                done: 3,
+                fresh: 2,
+                estimate: None
+            }
+        );
+
+        // A binary for another platform is not taken for this one.
+        let arm = BTreeMap::from([(Platform::LinuxArm64, app().into_values().next().unwrap())]);
+        let found = read_messages(
+            recorded("touched-bin.jsonl"),
+            &arm,
+            &mut UnitCount::default(),
+            &Seen::default(),
+        )
+        .unwrap();
+        assert!(found.is_empty(), "{found:?}");
+        // A line that is not a message (cargo_metadata passes those on as
+        // text) counts nothing.
+        let mut count = UnitCount::default();
+        read_messages(&b"not json\n"[..], &app(), &mut count, &Seen::default()).unwrap();
+        assert_eq!(count.done, 0);
+    }
+
+    #[test]
+    fn package_names_of_every_id_format() {
+        assert_eq!(package_name("path+file:///ws/dep#0.1.0"), "dep");
+        assert_eq!(
+            package_name("path+file:///ws/crates/x#bearer-auth@0.1.0"),
+            "bearer-auth"
+        );
+        assert_eq!(
+            package_name("registry+https://github.com/rust-lang/crates.io-index#serde@1.0.228"),
+            "serde"
+        );
+        assert_eq!(
+            package_name("serde 1.0.2 (registry+https://github.com/rust-lang/crates.io-index)"),
+            "serde"
+        );
+    }
+
+    /// A package: (id, lib, proc-macro, build script, deps as (id, normal, build)).
+    fn pkg(
+        name: &str,
+        member: bool,
+        lib: bool,
+        proc_macro: bool,
+        build_script: bool,
+        deps: &[(&str, bool, bool)],
+    ) -> (String, UnitPackage) {
+        (
+            name.to_string(),
+            UnitPackage {
+                name: name.to_string(),
+                version: "1.0.0".to_string(),
+                member,
+                lib,
+                proc_macro,
+                build_script,
+                deps: deps
+                    .iter()
+                    .map(|(d, n, b)| ((*d).to_string(), *n, *b))
+                    .collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn the_unit_estimate_counts_target_units_per_target_and_host_units_once() {
+        // app (bin + lib) → serde (build script) → serde_derive (proc-macro) → syn
+        //     → cc-using sys crate: build-dependency cc (host)
+        //     ↛ dev-only crates are not in the graph at all
+        // other (a member nobody asked for) → big
+        let graph = UnitGraph {
+            packages: HashMap::from([
+                pkg(
+                    "app",
+                    true,
+                    true,
+                    false,
+                    false,
+                    &[("serde", true, false), ("sys", true, false)],
+                ),
+                pkg(
+                    "serde",
+                    false,
+                    true,
+                    false,
+                    true,
+                    &[("serde_derive", true, false)],
+                ),
+                pkg(
+                    "serde_derive",
+                    false,
+                    true,
+                    true,
+                    false,
+                    &[("syn", true, false)],
+                ),
+                pkg("syn", false, true, false, true, &[]),
+                pkg("sys", false, true, false, true, &[("cc", false, true)]),
+                pkg("cc", false, true, false, false, &[]),
+                pkg("other", true, true, false, false, &[("big", true, false)]),
+                pkg("big", false, true, false, false, &[]),
+            ]),
+        };
+        let bins = app().into_values().next().unwrap();
+        // Per target: app's lib, serde, sys (3) + the binary (1) = 4.
+        // Host, once: serde_derive, syn, cc = 3.
+        // Build scripts, once: serde, syn, sys = 3.
+        assert_eq!(estimate_units(&[(graph.clone(), bins.clone())]), 4 + 3 + 3);
+        assert_eq!(
+            estimate_units(&[(graph.clone(), bins.clone()), (graph, bins)]),
+            2 * 4 + 3 + 3
+        );
+        // The recorded workspace: dep's build script, dep, app's binary.
+        let ws = UnitGraph {
+            packages: HashMap::from([
+                pkg("app", true, false, false, false, &[("dep", true, false)]),
+                pkg("dep", true, true, false, true, &[]),
+            ]),
+        };
+        let bins = app().into_values().next().unwrap();
+        let mut count = UnitCount::default();
+        read_messages(
+            recorded("first-build.jsonl"),
+            &app(),
+            &mut count,
+            &Seen::default(),
+        )
+        .unwrap();
+        assert_eq!(estimate_units(&[(ws, bins)]), count.done);
+    }
 
     #[test]
     fn cargo_set_variables_are_dropped_user_configuration_is_kept() {

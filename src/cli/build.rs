@@ -91,8 +91,10 @@ struct Printer {
 
 impl Observer for Printer {
     fn base_resolved(&mut self, reference: &Reference, digest: &Digest) {
-        self.ui
-            .line(&format!("base {reference} is {}@{digest}", reference.name()));
+        self.ui.line(&format!(
+            "base {reference} is {}@{digest}",
+            reference.name()
+        ));
     }
 
     fn built(&mut self, report: &[PlatformSize]) {
@@ -111,7 +113,9 @@ impl Observer for Printer {
     fn written(&mut self, r: &Record) {
         match &r.push {
             Some(p) => self.pushes.push(p.clone()),
-            None => self.ui.line(&format!("wrote {} ({})", r.reference, r.digest)),
+            None => self
+                .ui
+                .line(&format!("wrote {} ({})", r.reference, r.digest)),
         }
         for w in &r.warnings {
             self.ui.line(&format!("warning: {w}"));

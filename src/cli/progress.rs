@@ -147,7 +147,9 @@ impl Renderer {
                             Some(n),
                             "{spinner} payload  [{bar:30}] {pos}/{len} crates {elapsed} {wide_msg}",
                         ),
-                        None => self.bar(None, "{spinner} payload  {pos} crates {elapsed} {wide_msg}"),
+                        None => {
+                            self.bar(None, "{spinner} payload  {pos} crates {elapsed} {wide_msg}")
+                        }
                     };
                     self.payload = Some(b);
                 }
@@ -169,7 +171,11 @@ impl Renderer {
                     } else {
                         name.to_string()
                     };
-                    b.set_message(if fresh { format!("{what} (fresh)") } else { what });
+                    b.set_message(if fresh {
+                        format!("{what} (fresh)")
+                    } else {
+                        what
+                    });
                 }
             }
             Event::PayloadOutput { line } => match self.mode {
@@ -202,8 +208,11 @@ impl Renderer {
             )),
             Event::LayerStarted { layer, total } => {
                 let b = if bars {
-                    self.bar(total, "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes}")
-                        .with_prefix(layer_name(&layer))
+                    self.bar(
+                        total,
+                        "{spinner} {prefix} [{bar:30}] {decimal_bytes}/{decimal_total_bytes}",
+                    )
+                    .with_prefix(layer_name(&layer))
                 } else {
                     ProgressBar::hidden()
                 };
@@ -247,16 +256,14 @@ impl Renderer {
                     digest.short()
                 ));
             }
-            Event::BlobStarted { blob } => {
-                if bars {
-                    let b = self
-                        .bar(
-                            Some(blob.size),
-                            "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
-                        )
-                        .with_prefix(format!("push {}", blob.digest.short()));
-                    self.blobs.insert(blob_key(&blob), b);
-                }
+            Event::BlobStarted { blob } if bars => {
+                let b = self
+                    .bar(
+                        Some(blob.size),
+                        "{spinner} {prefix} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}",
+                    )
+                    .with_prefix(format!("push {}", blob.digest.short()));
+                self.blobs.insert(blob_key(&blob), b);
             }
             Event::BlobProgress { blob, bytes } => {
                 if let Some(b) = self.blobs.get(&blob_key(&blob)) {

@@ -854,7 +854,8 @@ mod tests {
             );
             let (_dir, store, b) = store_with(blob);
             srv.script(c.script);
-            push_blob(&reg, &store, "a/b", &b, &crate::progress::Silent).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            push_blob(&reg, &store, "a/b", &b, &crate::progress::Silent)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
             let reqs = srv.take_requests();
             assert_eq!(summary(&reqs, &b.digest), c.want, "{}", c.name);
             assert_eq!(srv.unused(), 0, "{}", c.name);
@@ -878,6 +879,100 @@ mod tests {
                 s.retried.load(Ordering::Relaxed),
             );
             assert_eq!(got, c.stats, "{}", c.name);
+        }
+    }
+
+    /// Records blob events as `started SIZE`, `at BYTES`, `retry`, `done OUTCOME`.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Progress for Seen {
+        fn event(&self, e: &Event<'_>) {
+            let line = match e {
+                Event::BlobStarted { blob } => format!("started {}", blob.size),
+                Event::BlobProgress { bytes, .. } => format!("at {bytes}"),
+                Event::BlobRetry { .. } => "retry".to_string(),
+                Event::BlobDone { outcome, .. } => format!("done {outcome:?}"),
+                _ => return,
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn blob_progress_events_follow_the_bytes_the_registry_accepted() {
+        const B: &str = "/v2/a/b/blobs";
+        let blob = b"0123456789";
+        /// Chunk size, repositories to mount from, the script, the events.
+        type Case = (
+            u64,
+            &'static [&'static str],
+            Vec<Reply>,
+            &'static [&'static str],
+        );
+        let cases: Vec<Case> = vec![
+            (
+                1 << 20,
+                &[],
+                vec![Reply::status(200)],
+                &["started 10", "done Exists"],
+            ),
+            (
+                1 << 20,
+                &["c/d"],
+                vec![Reply::status(404), Reply::status(201)],
+                &["started 10", "done Mounted { from: \"c/d\" }"],
+            ),
+            (
+                1 << 20,
+                &[],
+                vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    Reply::status(201),
+                ],
+                &["started 10", "at 10", "done Pushed"],
+            ),
+            // Chunks, a dropped connection, resumed where the session stands.
+            (
+                4,
+                &[],
+                vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    at(&format!("{B}/uploads/u2")),
+                    Reply::hang_up(),
+                    Reply::status(204).header("range", "0-3"),
+                    at(&format!("{B}/uploads/u3")),
+                    at(&format!("{B}/uploads/u4")),
+                    Reply::status(201),
+                ],
+                &[
+                    "started 10",
+                    "at 4",
+                    "retry",
+                    "at 4",
+                    "at 8",
+                    "at 10",
+                    "done Pushed",
+                ],
+            ),
+        ];
+        for (chunk, mount_from, script, want) in cases {
+            let srv = Server::start();
+            let reg = connect(
+                &srv,
+                Options {
+                    chunk_size: chunk,
+                    mount_from: mount_from.iter().map(|s| (*s).to_string()).collect(),
+                    ..options(&srv)
+                },
+            );
+            let (_dir, store, b) = store_with(blob);
+            srv.script(script);
+            let seen = Seen::default();
+            push_blob(&reg, &store, "a/b", &b, &seen).unwrap();
+            assert_eq!(*seen.0.lock().unwrap(), want, "chunk {chunk}");
         }
     }
 

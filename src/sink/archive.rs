@@ -18,9 +18,9 @@ use serde_json::json;
 use super::{Artifact, Record, Sink};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::progress::Progress;
 use crate::oci::{Kind, canonical_json};
 use crate::plan::Plan;
+use crate::progress::Progress;
 
 /// Writes each image to `DIR/<name>.tar`.
 pub struct ArchiveSink {
