@@ -3,8 +3,9 @@
 //! pipe, as in CI), one plain line per step, each layer `built` on a cold
 //! cache and `cached` on the next build; nothing at all on stderr with
 //! `--quiet`; stdout (the size report, `--json`) the same in every mode;
-//! and under a terminal (a pseudo-terminal from `script`), bars drawn with
-//! the same step lines above them.
+//! under a terminal (a pseudo-terminal from `script`), bars drawn with the
+//! same step lines above them; and, at the library level, a real cargo build
+//! of a tiny workspace reporting its units against an exact estimate.
 
 mod common;
 
@@ -266,4 +267,122 @@ fn on_a_terminal_bars_are_drawn_and_steps_are_still_told() {
     );
     // …and the bars were drawn (and cleared) with terminal codes.
     assert!(out.contains('\u{1b}'), "no terminal codes: {out:?}");
+}
+
+/// Records the payload events of a build.
+#[derive(Default)]
+struct PayloadEvents(std::sync::Mutex<Vec<String>>);
+
+impl aelimg::progress::Progress for PayloadEvents {
+    fn event(&self, e: &aelimg::progress::Event<'_>) {
+        use aelimg::progress::Event;
+        let line = match e {
+            Event::PayloadStarted { estimate, .. } => format!("started {estimate:?}"),
+            Event::PayloadUnit {
+                package,
+                name,
+                fresh,
+                done,
+                total,
+            } => format!("unit {package}/{name} fresh={fresh} {done}/{total:?}"),
+            Event::PayloadOutput { line } => format!("output {line}"),
+            Event::PayloadFinished { units, fresh, .. } => format!("finished {units} {fresh}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// A real cargo build of a tiny workspace (a library with a build script,
+/// and a binary using it) through `CargoBuilder`: the estimate is cargo's
+/// count, every unit is reported compiled, then fresh, and cargo's stderr
+/// arrives as lines.
+#[test]
+fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
+    use aelimg::platform::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    let write = |rel: &str, text: &str| {
+        let p = ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"dep\", \"app\"]\nresolver = \"3\"\n",
+    );
+    write(
+        "dep/Cargo.toml",
+        "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    );
+    write(
+        "dep/build.rs",
+        "fn main() { println!(\"cargo::rustc-env=DEP=1\"); }\n",
+    );
+    write("dep/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
+    write(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\ndep = { path = \"../dep\" }\n",
+    );
+    write(
+        "app/src/main.rs",
+        "fn main() { println!(\"{}\", dep::f()); }\n",
+    );
+    let builder = CargoBuilder {
+        workspace: CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+    };
+    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let wanted = BTreeMap::from([(
+        platform,
+        BTreeSet::from([BinId {
+            package: "app".into(),
+            bin: "app".into(),
+        }]),
+    )]);
+    let run = || {
+        let seen = PayloadEvents::default();
+        let bins = builder.build(&wanted, &seen).unwrap();
+        assert!(bins.values().all(|p| p.is_file()), "{bins:?}");
+        seen.0.into_inner().unwrap()
+    };
+    let first = run();
+    let units = |events: &[String]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.starts_with("unit "))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(first[0], "started Some(3)", "{first:#?}");
+    assert_eq!(
+        units(&first),
+        [
+            "unit dep/build-script-build fresh=false 1/Some(3)",
+            "unit dep/dep fresh=false 2/Some(3)",
+            "unit app/app fresh=false 3/Some(3)",
+        ],
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|e| e.starts_with("output ") && e.contains("Compiling app v0.1.0")),
+        "{first:#?}"
+    );
+    assert_eq!(first.last().unwrap(), "finished 3 0");
+
+    let again = run();
+    assert_eq!(again[0], "started Some(3)");
+    assert!(
+        units(&again).iter().all(|u| u.contains("fresh=true")),
+        "{again:#?}"
+    );
+    assert_eq!(again.last().unwrap(), "finished 3 3");
 }
