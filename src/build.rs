@@ -13,11 +13,13 @@ use crate::image::{
     BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
 };
 use crate::layer::{
-    Content, HashingWriter, LayerCompression, LayerDigests, TarEntry, write_layer_with,
+    Content, HashingWriter, LayerCompression, LayerDigests, TarEntry, tar_size,
+    write_layer_observed,
 };
 use crate::oci::Document;
 use crate::plan::{EntryKind, ImagePlan, LayerPlan, Plan};
 use crate::platform::Platform;
+use crate::progress::{Event, LayerRef, LayerSource, Progress};
 use crate::store::BlobStore;
 
 /// How the layers are written (default: gzip 6, all cores).
@@ -43,12 +45,13 @@ impl LayerSettings {
     }
 }
 
-/// One distinct layer to write: image, layer index, platform.
-#[derive(Clone, Copy)]
+/// One distinct layer to write: image, layer, the platform it is built for
+/// and every platform whose image holds it.
 struct LayerJob<'p> {
     img: &'p ImagePlan,
     layer: &'p LayerPlan,
     platform: Platform,
+    platforms: Vec<Platform>,
 }
 
 /// Builds every image of the plan into the cache's store, on the bases `bases` holds
@@ -57,6 +60,8 @@ struct LayerJob<'p> {
 ///
 /// Each distinct layer is built once, several at a time (`settings.jobs`),
 /// each one a single stream, so the bytes are the same at any `jobs`.
+/// The payload build and every layer report to `progress`, from the
+/// threads that do the work.
 ///
 /// # Errors
 /// When the payload build fails, a binary does not fit its platform, or a
@@ -67,6 +72,7 @@ pub fn build(
     cache: &LayerCache,
     payload: &dyn PayloadBuilder,
     settings: &LayerSettings,
+    progress: &dyn Progress,
 ) -> Result<Vec<BuiltImage>> {
     let mut wanted: BTreeMap<Platform, BTreeSet<BinId>> = BTreeMap::new();
     for img in &plan.images {
@@ -75,7 +81,7 @@ pub fn build(
         }
     }
     wanted.retain(|_, v| !v.is_empty());
-    let binaries = payload.build(&wanted)?;
+    let binaries = payload.build(&wanted, progress)?;
     // The distinct layers, in plan order, and for each image and platform
     // the index of each of its layers among them.
     let mut jobs: Vec<LayerJob<'_>> = Vec::new();
@@ -95,17 +101,29 @@ pub fn build(
                         img,
                         layer,
                         platform,
+                        platforms: Vec::new(),
                     });
                     jobs.len() - 1
                 });
+                if !jobs[j].platforms.contains(&platform) {
+                    jobs[j].platforms.push(platform);
+                }
                 idx.push(j);
             }
             per_platform.push(idx);
         }
         layer_jobs.push(per_platform);
     }
-    let built = run_jobs(&jobs, settings.threads(), |job, threads| {
-        build_layer(plan, job, cache, &binaries, settings.compression, threads)
+    let numbered: Vec<(usize, LayerJob<'_>)> = jobs.into_iter().enumerate().collect();
+    let ctx = LayerContext {
+        plan,
+        cache,
+        binaries: &binaries,
+        compression: settings.compression,
+        progress,
+    };
+    let built = run_jobs(&numbered, settings.threads(), |(n, job), threads| {
+        build_layer(&ctx, *n, job, threads)
     })?;
     plan.images
         .iter()
@@ -283,19 +301,41 @@ fn layer_is_portable(layer: &LayerPlan) -> Result<bool> {
     Ok(true)
 }
 
-fn build_layer(
-    plan: &Plan,
-    job: &LayerJob<'_>,
-    cache: &LayerCache,
-    binaries: &Binaries,
+/// What every layer job of a build shares.
+struct LayerContext<'a> {
+    plan: &'a Plan,
+    cache: &'a LayerCache,
+    binaries: &'a Binaries,
     compression: LayerCompression,
+    progress: &'a dyn Progress,
+}
+
+fn build_layer(
+    ctx: &LayerContext<'_>,
+    number: usize,
+    job: &LayerJob<'_>,
     threads: usize,
 ) -> Result<(LayerDigests, Origin)> {
+    let LayerContext {
+        plan,
+        cache,
+        binaries,
+        compression,
+        progress,
+    } = *ctx;
     let LayerJob {
         img,
         layer,
         platform,
-    } = *job;
+        ..
+    } = job;
+    let (img, layer, platform) = (*img, *layer, *platform);
+    let at = LayerRef {
+        job: number,
+        image: &img.name,
+        layer: &layer.name,
+        platforms: &job.platforms,
+    };
     let mut entries = Vec::with_capacity(layer.entries.len());
     for e in &layer.entries {
         let content = match &e.kind {
@@ -328,21 +368,37 @@ fn build_layer(
             gname: group_name(img, e.gid),
         });
     }
+    progress.event(&Event::LayerStarted {
+        layer: at,
+        total: Some(tar_size(&entries)?),
+    });
+    let done = |d: &LayerDigests, source| {
+        progress.event(&Event::LayerDone {
+            layer: at,
+            source,
+            digest: &d.digest,
+            size: d.size,
+            uncompressed_size: d.uncompressed_size,
+        });
+    };
     let key = cache.key(&entries, plan.source_date_epoch, &compression.cache_key())?;
     if let Some(d) = cache.get(&key) {
+        done(&d, LayerSource::Cached);
         return Ok((d, Origin::Cached));
     }
     let store = cache.store();
     let pending = store.begin()?;
-    let (pending, digests) = write_layer_with(
+    let (pending, digests) = write_layer_observed(
         &entries,
         plan.source_date_epoch,
         compression,
         threads,
         pending,
+        &mut |bytes| progress.event(&Event::LayerProgress { layer: at, bytes }),
     )?;
     store.commit(pending, &digests.digest)?;
     cache.put(&key, &digests)?;
+    done(&digests, LayerSource::Built);
     Ok((digests, Origin::Built))
 }
 

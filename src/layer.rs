@@ -103,6 +103,70 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A writer that passes everything through unchanged and calls `progress`
+/// with the running byte count every [`PROGRESS_STEP`] bytes.
+struct CountingWriter<'p, W> {
+    inner: W,
+    count: u64,
+    told: u64,
+    progress: &'p mut dyn FnMut(u64),
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        if self.count - self.told >= PROGRESS_STEP {
+            self.told = self.count;
+            (self.progress)(self.count);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The size of the uncompressed tar [`write_layer_with`] writes for
+/// `entries`: a 512-byte header per entry, a GNU long-name entry before it
+/// when its path (or a link's target) does not fit the header's 100 bytes,
+/// the content padded to 512 bytes, and 1024 zero bytes at the end. Files
+/// are measured now; one that changes size before it is read makes the
+/// estimate wrong (and the layer fails to write if it shrank).
+///
+/// # Errors
+/// When a file cannot be measured.
+pub fn tar_size(entries: &[TarEntry<'_>]) -> Result<u64> {
+    const BLOCK: u64 = 512;
+    let padded = |n: u64| n.div_ceil(BLOCK) * BLOCK;
+    // A name of more than 100 bytes goes in its own entry: a header and the
+    // name with a NUL.
+    let long = |name_len: usize| {
+        if name_len > 100 {
+            BLOCK + padded(name_len as u64 + 1)
+        } else {
+            0
+        }
+    };
+    let mut total = 2 * BLOCK;
+    for e in entries {
+        total += BLOCK;
+        total += match e.content {
+            Content::Dir => long(e.path.len() + 1),
+            Content::Bytes(b) => long(e.path.len()) + padded(b.len() as u64),
+            Content::File(p) => {
+                let len = std::fs::metadata(p)
+                    .ctx(|| format!("cannot stat {}", p.display()))?
+                    .len();
+                long(e.path.len()) + padded(len)
+            }
+            Content::Symlink(target) => long(e.path.len()) + long(target.len()),
+        };
+    }
+    Ok(total)
+}
+
 /// The algorithm of the layers aelimg writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
@@ -311,20 +375,45 @@ pub fn write_layer_with<W: Write>(
     threads: usize,
     out: W,
 ) -> Result<(W, LayerDigests)> {
+    write_layer_observed(entries, mtime, compression, threads, out, &mut |_| {})
+}
+
+/// Bytes between two calls of a [`write_layer_observed`] callback.
+pub const PROGRESS_STEP: u64 = 1 << 20;
+
+/// [`write_layer_with`], calling `progress` with the number of uncompressed
+/// bytes written so far every [`PROGRESS_STEP`] bytes or so, and once at the
+/// end with the whole size. The callback only counts: the bytes written are
+/// the same as without it.
+pub fn write_layer_observed<W: Write>(
+    entries: &[TarEntry<'_>],
+    mtime: u64,
+    compression: LayerCompression,
+    threads: usize,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(W, LayerDigests)> {
     let compressed = HashingWriter::new(out);
     let what = compression.codec.name();
     let gz = Compressor::new(compressed, compression, threads)
         .ctx(|| format!("cannot start the {what} stream"))?;
     let uncompressed = HashingWriter::new(gz);
-    let mut tar = tar::Builder::new(uncompressed);
+    let counted = CountingWriter {
+        inner: uncompressed,
+        count: 0,
+        told: 0,
+        progress,
+    };
+    let mut tar = tar::Builder::new(counted);
     tar.mode(tar::HeaderMode::Deterministic);
     for e in entries {
         append(&mut tar, e, mtime)?;
     }
-    let uncompressed = tar
+    let counted = tar
         .into_inner()
         .ctx(|| "cannot finish the layer tar".into())?;
-    let (gz, diff_id, uncompressed_size) = uncompressed.finish();
+    (counted.progress)(counted.count);
+    let (gz, diff_id, uncompressed_size) = counted.inner.finish();
     let compressed = gz
         .finish()
         .ctx(|| format!("cannot finish the {what} stream"))?;
@@ -483,6 +572,72 @@ mod tests {
             .unwrap();
         assert_eq!(da.diff_id, Digest::of(&raw));
         assert_eq!(da.uncompressed_size, raw.len() as u64);
+    }
+
+    #[test]
+    fn tar_size_is_the_size_written_and_progress_only_counts() {
+        let long_dir = "d".repeat(120);
+        let long_file = format!("{long_dir}/{}", "f".repeat(90));
+        let data = vec![7u8; (3 << 20) + 5];
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = dir.path().join("file");
+        std::fs::write(&on_disk, b"12345").unwrap();
+        let mut all = entries();
+        all.extend([
+            TarEntry {
+                path: &long_dir,
+                content: Content::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+            TarEntry {
+                path: &long_file,
+                content: Content::Bytes(&data),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+            TarEntry {
+                path: "from-disk",
+                content: Content::File(&on_disk),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+            TarEntry {
+                path: "link",
+                content: Content::Symlink(&long_file),
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+        ]);
+        let (plain, d) = write_layer(&all, 0, Vec::new()).unwrap();
+        assert_eq!(tar_size(&all).unwrap(), d.uncompressed_size);
+        let mut seen = Vec::new();
+        let (observed, d2) = write_layer_observed(
+            &all,
+            0,
+            LayerCompression::default(),
+            1,
+            Vec::new(),
+            &mut |n| seen.push(n),
+        )
+        .unwrap();
+        assert!(observed == plain, "progress changed the bytes");
+        assert_eq!(d2, d);
+        assert_eq!(seen.last(), Some(&d.uncompressed_size));
+        assert!(seen.len() >= 4, "every MiB or so: {seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!
 //! - Pure values: [`digest`] (a checked sha256 [`digest::Digest`]),
 //!   [`reference`] (image references), [`platform`], [`units`] (durations
-//!   and byte sizes), [`fsutil`] (atomic writes), [`error`].
+//!   and byte sizes), [`fsutil`] (atomic writes), [`error`], [`progress`]
+//!   (the events the stages report as they go; the library prints nothing).
 //! - Documents and storage: [`oci`] (manifest, index and config as exact
 //!   bytes and as oci-spec types), [`store`] (content-addressed blobs),
 //!   [`layout`] (the one owner of an OCI layout's `index.json`, and its
@@ -50,6 +51,7 @@ pub mod oci;
 pub mod pipeline;
 pub mod plan;
 pub mod platform;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod report;

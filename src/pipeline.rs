@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::base;
 use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
@@ -15,6 +16,7 @@ use crate::layout::Layout;
 use crate::oci::Document;
 use crate::plan::{Plan, PlanOptions, Workspace};
 use crate::platform::Platform;
+use crate::progress::{Event, Progress};
 use crate::reference::Reference;
 use crate::registry::{Options, Registry, pull::pull_image};
 use crate::report::{PlatformSize, over_limit, size_report};
@@ -22,7 +24,13 @@ use crate::sink::{Artifact, Record, Sink};
 use crate::store::BlobStore;
 
 /// What a build or push tells its caller as it goes.
-pub trait Observer {
+///
+/// Every method has a body that does nothing: implement what you show.
+/// An observer is `Send` because progress events come from the threads that
+/// do the work (layers are written, and blobs pushed, several at once); the
+/// pipeline calls it under a lock, one event at a time, so it needs no
+/// locking of its own.
+pub trait Observer: Send {
     /// A registry base resolved to a digest (once per distinct base).
     fn base_resolved(&mut self, _reference: &Reference, _digest: &crate::digest::Digest) {}
     /// The size report, once every image is built (printed even when an
@@ -30,12 +38,36 @@ pub trait Observer {
     fn built(&mut self, _report: &[PlatformSize]) {}
     /// A sink wrote an image.
     fn written(&mut self, _record: &Record) {}
+    /// Progress of the payload compile, of each layer and of each blob
+    /// pushed ([`Event`]). Called often (every MiB of a layer, every chunk
+    /// of a blob): keep it short.
+    fn progress(&mut self, _event: &Event<'_>) {}
 }
 
 /// An observer that ignores everything.
 pub struct Quiet;
 
 impl Observer for Quiet {}
+
+/// An observer shared by the threads of a build: each call takes a lock.
+struct Shared<'o>(Mutex<&'o mut dyn Observer>);
+
+impl<'o> Shared<'o> {
+    fn new(observer: &'o mut dyn Observer) -> Self {
+        Self(Mutex::new(observer))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut dyn Observer) -> T) -> T {
+        let mut o = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut **o)
+    }
+}
+
+impl Progress for Shared<'_> {
+    fn event(&self, event: &Event<'_>) {
+        self.with(|o| o.progress(event));
+    }
+}
 
 /// A plan and the cargo workspace its binaries come from.
 pub struct Planned {
@@ -96,6 +128,7 @@ impl PayloadBuilder for NoPayload {
     fn build(
         &self,
         wanted: &BTreeMap<Platform, std::collections::BTreeSet<BinId>>,
+        _progress: &dyn Progress,
     ) -> Result<Binaries> {
         if wanted.is_empty() {
             Ok(Binaries::new())
@@ -118,6 +151,9 @@ pub struct BuildSettings<'a> {
     pub profile: String,
     /// Pass `--locked` to cargo.
     pub locked: bool,
+    /// Ask cargo for colored messages: they reach the observer as
+    /// [`Event::PayloadOutput`] lines, which it shows on a terminal.
+    pub cargo_color: bool,
     /// Build every layer afresh, looking nothing up in the layer cache.
     pub no_cache: bool,
     /// How to reach registries (for registry bases).
@@ -169,6 +205,7 @@ pub fn build_planned(
     sink: &mut dyn Sink,
     observer: &mut dyn Observer,
 ) -> Result<BuildOutcome> {
+    let observer = Shared::new(observer);
     let plan = &planned.plan;
     sink.check(plan)?;
     let store_dir = settings
@@ -184,7 +221,7 @@ pub fn build_planned(
     let mut told = std::collections::BTreeSet::new();
     for b in bases.values() {
         if told.insert(b.reference.to_string()) {
-            observer.base_resolved(&b.reference, &b.digest);
+            observer.with(|o| o.base_resolved(&b.reference, &b.digest));
         }
     }
     let cargo;
@@ -195,6 +232,7 @@ pub fn build_planned(
                 workspace: ws.clone(),
                 profile: settings.profile.clone(),
                 locked: settings.locked,
+                color: settings.cargo_color,
             };
             &cargo
         }
@@ -205,9 +243,9 @@ pub fn build_planned(
         compression: settings.compression,
         jobs: settings.jobs,
     };
-    let images = crate::build::build(plan, &bases, &cache, payload, &layers)?;
+    let images = crate::build::build(plan, &bases, &cache, payload, &layers, &observer)?;
     let report = size_report(&images);
-    observer.built(&report);
+    observer.with(|o| o.built(&report));
     let over = over_limit(&report);
     if !over.is_empty() {
         return Err(Error::SizeLimit(format!(
@@ -217,8 +255,8 @@ pub fn build_planned(
     }
     let mut records = Vec::new();
     for img in &images {
-        for r in sink.write(&img.artifact(&store))? {
-            observer.written(&r);
+        for r in sink.write(&img.artifact(&store), &observer)? {
+            observer.with(|o| o.written(&r));
             records.push(r);
         }
     }
@@ -314,6 +352,7 @@ pub fn push(
     sink: &mut crate::sink::registry::RegistrySink,
     observer: &mut dyn Observer,
 ) -> Result<Vec<Record>> {
+    let observer = Shared::new(observer);
     sink.check_names(&images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>())?;
     let mut picked: Vec<(Layout, Document, String, &LayoutImage)> = Vec::new();
     for img in images {
@@ -338,8 +377,8 @@ pub fn push(
             platform: None,
             store: layout.store(),
         };
-        for r in sink.write(&artifact)? {
-            observer.written(&r);
+        for r in sink.write(&artifact, &observer)? {
+            observer.with(|o| o.written(&r));
             records.push(r);
         }
     }

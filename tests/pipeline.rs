@@ -17,6 +17,7 @@ use aelimg::cargo::{BinId, Binaries, PayloadBuilder, PrebuiltBinaries};
 use aelimg::pipeline::{self, BuildSettings, Observer, Quiet};
 use aelimg::plan::PlanOptions;
 use aelimg::platform::Platform;
+use aelimg::progress::Progress;
 use aelimg::registry::Options;
 use aelimg::report::PlatformSize;
 use aelimg::sink::archive::ArchiveSink;
@@ -43,9 +44,13 @@ impl Recording {
 }
 
 impl PayloadBuilder for Recording {
-    fn build(&self, wanted: &BTreeMap<Platform, BTreeSet<BinId>>) -> aelimg::Result<Binaries> {
+    fn build(
+        &self,
+        wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+        progress: &dyn Progress,
+    ) -> aelimg::Result<Binaries> {
         self.calls.borrow_mut().push(wanted.clone());
-        self.inner.build(wanted)
+        self.inner.build(wanted, progress)
     }
 }
 
@@ -55,6 +60,7 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
         payload: Some(payload),
         profile: "release".into(),
         locked: false,
+        cargo_color: false,
         no_cache: false,
         registry: Options {
             retries: 0,

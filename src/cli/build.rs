@@ -6,6 +6,7 @@ use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
 use aelimg::digest::Digest;
 use aelimg::layer::{Codec, LayerCompression};
 use aelimg::pipeline::{BuildSettings, Observer};
+use aelimg::progress::Event;
 use aelimg::reference::Reference;
 use aelimg::registry::PushReport;
 use aelimg::report::{PlatformSize, render_report};
@@ -16,6 +17,7 @@ use aelimg::sink::{Record, Sink, Tee};
 use clap::Args;
 
 use super::args::{RegistryArgs, SpecArgs};
+use super::progress::{Mode, Renderer};
 use super::push::print_pushes;
 use super::{CmdResult, Failure, usage};
 
@@ -79,41 +81,54 @@ fn output_sink(s: &str) -> Result<Box<dyn Sink>, Failure> {
     }
 }
 
-/// Prints the report (table on stdout, or JSON with --json) and each write.
+/// Prints the report (table on stdout, or JSON with --json), shows
+/// progress and each write on stderr.
 struct Printer {
     json: bool,
     pushes: Vec<PushReport>,
+    ui: Renderer,
 }
 
 impl Observer for Printer {
     fn base_resolved(&mut self, reference: &Reference, digest: &Digest) {
-        eprintln!("base {reference} is {}@{digest}", reference.name());
+        self.ui.line(&format!(
+            "base {reference} is {}@{digest}",
+            reference.name()
+        ));
     }
 
     fn built(&mut self, report: &[PlatformSize]) {
-        if self.json {
-            match serde_json::to_string_pretty(report) {
-                Ok(s) => println!("{s}"),
-                Err(e) => eprintln!("error: cannot print the size report: {e}"),
+        self.ui.suspend(|| {
+            if self.json {
+                match serde_json::to_string_pretty(report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => eprintln!("error: cannot print the size report: {e}"),
+                }
+            } else {
+                print!("{}", render_report(report));
             }
-        } else {
-            print!("{}", render_report(report));
-        }
+        });
     }
 
     fn written(&mut self, r: &Record) {
         match &r.push {
             Some(p) => self.pushes.push(p.clone()),
-            None => eprintln!("wrote {} ({})", r.reference, r.digest),
+            None => self
+                .ui
+                .line(&format!("wrote {} ({})", r.reference, r.digest)),
         }
         for w in &r.warnings {
-            eprintln!("warning: {w}");
+            self.ui.line(&format!("warning: {w}"));
         }
+    }
+
+    fn progress(&mut self, e: &Event<'_>) {
+        self.ui.event(e);
     }
 }
 
 /// Builds the images and writes them to every output.
-pub fn run(args: &BuildArgs) -> CmdResult {
+pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     let mut tee = Tee::default();
     for o in &args.outputs {
         tee.push(output_sink(o)?);
@@ -134,6 +149,8 @@ pub fn run(args: &BuildArgs) -> CmdResult {
         payload: prebuilt.as_ref().map(|p| p as &dyn PayloadBuilder),
         profile: args.profile.clone(),
         locked: args.locked,
+        // cargo's lines reach a terminal only with the bars.
+        cargo_color: mode == Mode::Bars,
         no_cache: args.no_cache,
         registry,
         compression,
@@ -143,14 +160,20 @@ pub fn run(args: &BuildArgs) -> CmdResult {
     let mut printer = Printer {
         json: args.json,
         pushes: Vec::new(),
+        ui: Renderer::new(mode),
     };
-    aelimg::pipeline::build(
+    let built = aelimg::pipeline::build(
         &args.spec.file,
         &args.spec.plan_options()?,
         &settings,
         &mut tee,
         &mut printer,
-    )?;
+    );
+    if let Err(e) = built {
+        printer.ui.failed();
+        return Err(e.into());
+    }
+    drop(printer.ui);
     if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
         print_pushes(
@@ -158,6 +181,7 @@ pub fn run(args: &BuildArgs) -> CmdResult {
             None,
             !args.json,
             args.digest_file.as_deref(),
+            mode,
         )?;
     }
     Ok(())

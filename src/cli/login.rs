@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::args::RegistryArgs;
+use super::progress::Mode;
 use super::{CmdResult, usage};
 
 /// Arguments of `aelimg login`.
@@ -29,7 +30,7 @@ pub struct LoginArgs {
 }
 
 /// Checks the credentials against the registry and stores them.
-pub fn run(args: &LoginArgs) -> CmdResult {
+pub fn run(args: &LoginArgs, mode: Mode) -> CmdResult {
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
@@ -48,9 +49,11 @@ pub fn run(args: &LoginArgs) -> CmdResult {
     let reg = Registry::connect_with(&r.registry, r.api_host(), args.args.options()?, Some(creds))?;
     reg.check_login()?;
     let dest = store(&r.registry, &args.username, &password)?;
-    eprintln!(
-        "Login Succeeded: credentials for {} saved in {dest}",
-        r.registry
-    );
+    if mode != Mode::Quiet {
+        eprintln!(
+            "Login Succeeded: credentials for {} saved in {dest}",
+            r.registry
+        );
+    }
     Ok(())
 }

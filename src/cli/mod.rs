@@ -6,6 +6,7 @@ mod build;
 mod cache;
 mod login;
 mod plan;
+mod progress;
 mod pull;
 mod push;
 
@@ -18,6 +19,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "aelimg", version, about, long_about = None)]
 struct Cli {
+    /// Print nothing on stderr but errors: no progress, no notes (cargo's
+    /// messages are shown only when the build fails). stdout is unchanged.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,12 +82,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    let mode = progress::Mode::detect(cli.quiet);
     let result = match cli.command {
-        Command::Build(a) => build::run(&a),
+        Command::Build(a) => build::run(&a, mode),
         Command::Plan(a) => plan::run(&a),
-        Command::Push(a) => push::run(&a),
-        Command::Pull(a) => pull::run(&a),
-        Command::Login(a) => login::run(&a),
+        Command::Push(a) => push::run(&a, mode),
+        Command::Pull(a) => pull::run(&a, mode),
+        Command::Login(a) => login::run(&a, mode),
         Command::Cache(a) => cache::run(&a),
     };
     match result {

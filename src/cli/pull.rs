@@ -4,6 +4,7 @@ use aelimg::reference::Reference;
 use clap::Args;
 
 use super::args::RegistryArgs;
+use super::progress::Mode;
 use super::{CmdResult, usage};
 
 /// Arguments of `aelimg pull`.
@@ -23,7 +24,7 @@ pub struct PullArgs {
 }
 
 /// Pulls an image into an OCI layout.
-pub fn run(args: &PullArgs) -> CmdResult {
+pub fn run(args: &PullArgs, mode: Mode) -> CmdResult {
     let opts = args.registry.options()?;
     let src = Reference::parse(&args.reference).map_err(aelimg::Error::from)?;
     let dir = args
@@ -42,7 +43,9 @@ pub fn run(args: &PullArgs) -> CmdResult {
     let name = src.repository.rsplit('/').next().unwrap_or("image");
     let root = std::path::Path::new(dir).join(name);
     let (top, tag) = aelimg::pipeline::pull(&src, &root, platform, opts)?;
-    eprintln!("pulled {src} into oci:{}:{tag}", root.display());
+    if mode != Mode::Quiet {
+        eprintln!("pulled {src} into oci:{}:{tag}", root.display());
+    }
     println!("{}@{}", src.name(), top.digest);
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aelimg::pipeline::Observer;
+use aelimg::progress::Event;
 use aelimg::registry::PushReport;
 use aelimg::sink::Record;
 use aelimg::sink::registry::RegistrySink;
@@ -11,6 +12,7 @@ use clap::Args;
 
 use super::CmdResult;
 use super::args::{RegistryArgs, oci_dir_and_tag};
+use super::progress::{Mode, Renderer};
 
 /// Arguments of `aelimg push`.
 #[derive(Debug, Args)]
@@ -43,27 +45,39 @@ pub struct PushArgs {
     registry: RegistryArgs,
 }
 
-/// Collects push reports.
-#[derive(Default)]
-struct Collect(Vec<PushReport>);
+/// Shows each blob's progress and collects push reports.
+struct Collect {
+    reports: Vec<PushReport>,
+    ui: Renderer,
+}
 
 impl Observer for Collect {
     fn written(&mut self, r: &Record) {
         if let Some(p) = &r.push {
-            self.0.push(p.clone());
+            self.reports.push(p.clone());
         }
+        for w in &r.warnings {
+            self.ui.line(&format!("warning: {w}"));
+        }
+    }
+
+    fn progress(&mut self, e: &Event<'_>) {
+        self.ui.event(e);
     }
 }
 
-/// Prints what each push did (stderr), the references (stdout when
-/// `refs_to_stdout`, else stderr) or JSON, and writes the digest file.
+/// Prints what each push did (stderr, not in `Mode::Quiet`), the references
+/// (stdout when `refs_to_stdout`, else stderr) or JSON, and writes the
+/// digest file.
 pub fn print_pushes(
     reports: &[PushReport],
     json: Option<bool>,
     refs_to_stdout: bool,
     digest_file: Option<&Path>,
+    mode: Mode,
 ) -> anyhow::Result<()> {
-    for r in reports {
+    let quiet = mode == Mode::Quiet;
+    for r in reports.iter().filter(|_| !quiet) {
         eprintln!(
             "pushed {} (tags {}): {} blobs, {} uploaded ({} bytes), {} already there, {} mounted, {} retries",
             r.reference,
@@ -82,7 +96,7 @@ pub fn print_pushes(
         for r in reports {
             if refs_to_stdout {
                 println!("{}", r.reference);
-            } else {
+            } else if !quiet {
                 eprintln!("{}", r.reference);
             }
         }
@@ -99,7 +113,7 @@ pub fn print_pushes(
 }
 
 /// Pushes the layouts.
-pub fn run(args: &PushArgs) -> CmdResult {
+pub fn run(args: &PushArgs, mode: Mode) -> CmdResult {
     let (dir, tag) = oci_dir_and_tag(&args.from, "--from")?;
     let mut sink = RegistrySink::new(
         args.reference.clone(),
@@ -107,8 +121,21 @@ pub fn run(args: &PushArgs) -> CmdResult {
         args.registry.options()?,
     )?;
     let images = aelimg::pipeline::find_layouts(&dir, tag.as_deref(), &args.images)?;
-    let mut seen = Collect::default();
-    aelimg::pipeline::push(&images, &mut sink, &mut seen)?;
-    print_pushes(&seen.0, Some(args.json), true, args.digest_file.as_deref())?;
+    let mut seen = Collect {
+        reports: Vec::new(),
+        ui: Renderer::new(mode),
+    };
+    if let Err(e) = aelimg::pipeline::push(&images, &mut sink, &mut seen) {
+        seen.ui.failed();
+        return Err(e.into());
+    }
+    drop(seen.ui);
+    print_pushes(
+        &seen.reports,
+        Some(args.json),
+        true,
+        args.digest_file.as_deref(),
+        mode,
+    )?;
     Ok(())
 }

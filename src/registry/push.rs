@@ -21,6 +21,7 @@ use super::error::{Checked, RegistryError};
 use crate::digest::Digest;
 use crate::error::{Error, LayoutError, Result};
 use crate::oci::{Document, Kind, MANIFEST_ACCEPT};
+use crate::progress::{BlobOutcome, BlobRef as BlobAt, Event, Progress};
 use crate::reference::Reference;
 use crate::store::BlobStore;
 
@@ -111,13 +112,16 @@ fn save_memory(reg: &Registry) {
 }
 
 /// Pushes one image: `top` and everything it references, from `store`, to
-/// `target`'s repository, tagged with every one of `tags`.
+/// `target`'s repository, tagged with every one of `tags`. Each blob is
+/// reported to `progress` (started, bytes accepted, done), from the threads
+/// that upload them.
 pub fn push_image(
     reg: &Registry,
     store: &BlobStore,
     top: &Document,
     target: &Reference,
     tags: &[String],
+    progress: &dyn Progress,
 ) -> Result<PushReport> {
     load_memory(reg);
     let before = snapshot(reg);
@@ -164,7 +168,7 @@ pub fn push_image(
             .into());
         }
     }
-    upload_all(reg, store, repo, &blobs)?;
+    upload_all(reg, store, repo, &blobs, progress)?;
     for m in &children {
         put_manifest(reg, repo, m, m.digest.as_str())?;
     }
@@ -205,7 +209,13 @@ fn snapshot(reg: &Registry) -> (u64, u64, u64, u64, u64) {
 }
 
 /// Uploads blobs, a bounded number at once.
-fn upload_all(reg: &Registry, store: &BlobStore, repo: &str, blobs: &[BlobRef]) -> Result<()> {
+fn upload_all(
+    reg: &Registry,
+    store: &BlobStore,
+    repo: &str,
+    blobs: &[BlobRef],
+    progress: &dyn Progress,
+) -> Result<()> {
     let queue = Mutex::new(blobs.iter().collect::<Vec<_>>());
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let workers = reg.opts.jobs.clamp(1, 16).min(blobs.len().max(1));
@@ -219,7 +229,7 @@ fn upload_all(reg: &Registry, store: &BlobStore, repo: &str, blobs: &[BlobRef]) 
                     let Some(b) = queue.lock().expect("queue").pop() else {
                         return;
                     };
-                    if let Err(e) = push_blob(reg, store, repo, b) {
+                    if let Err(e) = push_blob(reg, store, repo, b, progress) {
                         failure.lock().expect("failure").get_or_insert(e);
                         return;
                     }
@@ -258,9 +268,24 @@ fn location(reg: &Registry, resp: &reqwest::blocking::Response) -> Result<Url> {
 }
 
 /// Pushes one blob unless the registry has it.
-fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Result<()> {
+fn push_blob(
+    reg: &Registry,
+    store: &BlobStore,
+    repo: &str,
+    b: &BlobRef,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let at = BlobAt {
+        registry: &reg.name,
+        repository: repo,
+        digest: &b.digest,
+        size: b.size,
+    };
+    progress.event(&Event::BlobStarted { blob: at });
+    let done = |outcome| progress.event(&Event::BlobDone { blob: at, outcome });
     if has_blob(reg, repo, b)? {
         reg.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        done(BlobOutcome::Exists);
         return Ok(());
     }
     let mut sources: Vec<String> = reg.opts.mount_from.clone();
@@ -285,6 +310,7 @@ fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Resu
         match resp {
             Ok(r) if r.status().as_u16() == 201 => {
                 reg.stats.mounted.fetch_add(1, Ordering::Relaxed);
+                done(BlobOutcome::Mounted { from });
                 return Ok(());
             }
             // Declined: the registry opened an upload session instead.
@@ -296,7 +322,9 @@ fn push_blob(reg: &Registry, store: &BlobStore, repo: &str, b: &BlobRef) -> Resu
             Ok(_) | Err(_) => {}
         }
     }
-    upload(reg, store, repo, b, session)
+    upload(reg, store, repo, b, session, progress)?;
+    done(BlobOutcome::Pushed);
+    Ok(())
 }
 
 /// An upload step's failure, and whether trying again can help.
@@ -393,7 +421,15 @@ fn upload(
     repo: &str,
     b: &BlobRef,
     session: Option<Url>,
+    progress: &dyn Progress,
 ) -> Result<()> {
+    let at = BlobAt {
+        registry: &reg.name,
+        repository: repo,
+        digest: &b.digest,
+        size: b.size,
+    };
+    let accepted = |bytes| progress.event(&Event::BlobProgress { blob: at, bytes });
     let path = store.path(&b.digest);
     let mut file =
         File::open(&path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
@@ -431,6 +467,7 @@ fn upload(
                 reg.stats
                     .uploaded_bytes
                     .fetch_add(b.size, Ordering::Relaxed);
+                accepted(b.size);
                 return Ok(());
             }
             while offset < b.size {
@@ -456,6 +493,7 @@ fn upload(
                 url = location(reg, &resp).map_err(fatal)?;
                 session = Some(url.clone());
                 offset += n;
+                accepted(offset);
                 failures = 0;
             }
             let resp = sent(reg.send_with(
@@ -481,10 +519,10 @@ fn upload(
                     return Err(e);
                 }
                 failures += 1;
-                eprintln!(
-                    "aelimg: upload of {} interrupted ({e}); retrying",
-                    b.digest.short()
-                );
+                progress.event(&Event::BlobRetry {
+                    blob: at,
+                    error: &crate::error::chain(&e),
+                });
                 std::thread::sleep(
                     reg.opts
                         .backoff
@@ -499,6 +537,7 @@ fn upload(
                         offset = 0;
                     }
                 }
+                accepted(offset);
             }
         }
     }
@@ -815,7 +854,8 @@ mod tests {
             );
             let (_dir, store, b) = store_with(blob);
             srv.script(c.script);
-            push_blob(&reg, &store, "a/b", &b).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            push_blob(&reg, &store, "a/b", &b, &crate::progress::Silent)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
             let reqs = srv.take_requests();
             assert_eq!(summary(&reqs, &b.digest), c.want, "{}", c.name);
             assert_eq!(srv.unused(), 0, "{}", c.name);
@@ -839,6 +879,100 @@ mod tests {
                 s.retried.load(Ordering::Relaxed),
             );
             assert_eq!(got, c.stats, "{}", c.name);
+        }
+    }
+
+    /// Records blob events as `started SIZE`, `at BYTES`, `retry`, `done OUTCOME`.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl Progress for Seen {
+        fn event(&self, e: &Event<'_>) {
+            let line = match e {
+                Event::BlobStarted { blob } => format!("started {}", blob.size),
+                Event::BlobProgress { bytes, .. } => format!("at {bytes}"),
+                Event::BlobRetry { .. } => "retry".to_string(),
+                Event::BlobDone { outcome, .. } => format!("done {outcome:?}"),
+                _ => return,
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn blob_progress_events_follow_the_bytes_the_registry_accepted() {
+        const B: &str = "/v2/a/b/blobs";
+        let blob = b"0123456789";
+        /// Chunk size, repositories to mount from, the script, the events.
+        type Case = (
+            u64,
+            &'static [&'static str],
+            Vec<Reply>,
+            &'static [&'static str],
+        );
+        let cases: Vec<Case> = vec![
+            (
+                1 << 20,
+                &[],
+                vec![Reply::status(200)],
+                &["started 10", "done Exists"],
+            ),
+            (
+                1 << 20,
+                &["c/d"],
+                vec![Reply::status(404), Reply::status(201)],
+                &["started 10", "done Mounted { from: \"c/d\" }"],
+            ),
+            (
+                1 << 20,
+                &[],
+                vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    Reply::status(201),
+                ],
+                &["started 10", "at 10", "done Pushed"],
+            ),
+            // Chunks, a dropped connection, resumed where the session stands.
+            (
+                4,
+                &[],
+                vec![
+                    Reply::status(404),
+                    at(&format!("{B}/uploads/u1")),
+                    at(&format!("{B}/uploads/u2")),
+                    Reply::hang_up(),
+                    Reply::status(204).header("range", "0-3"),
+                    at(&format!("{B}/uploads/u3")),
+                    at(&format!("{B}/uploads/u4")),
+                    Reply::status(201),
+                ],
+                &[
+                    "started 10",
+                    "at 4",
+                    "retry",
+                    "at 4",
+                    "at 8",
+                    "at 10",
+                    "done Pushed",
+                ],
+            ),
+        ];
+        for (chunk, mount_from, script, want) in cases {
+            let srv = Server::start();
+            let reg = connect(
+                &srv,
+                Options {
+                    chunk_size: chunk,
+                    mount_from: mount_from.iter().map(|s| (*s).to_string()).collect(),
+                    ..options(&srv)
+                },
+            );
+            let (_dir, store, b) = store_with(blob);
+            srv.script(script);
+            let seen = Seen::default();
+            push_blob(&reg, &store, "a/b", &b, &seen).unwrap();
+            assert_eq!(*seen.0.lock().unwrap(), want, "chunk {chunk}");
         }
     }
 

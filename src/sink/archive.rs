@@ -20,6 +20,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::{Kind, canonical_json};
 use crate::plan::Plan;
+use crate::progress::Progress;
 
 /// Writes each image to `DIR/<name>.tar`.
 pub struct ArchiveSink {
@@ -83,7 +84,7 @@ impl Sink for ArchiveSink {
         Ok(())
     }
 
-    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+    fn write(&mut self, image: &Artifact<'_>, _progress: &dyn Progress) -> Result<Vec<Record>> {
         let manifest = match image.top.kind() {
             Kind::Manifest => image.top.manifest()?,
             Kind::Index => {

@@ -6,6 +6,7 @@
 use super::{Artifact, Record, Sink};
 use crate::error::Result;
 use crate::layout::{Collected, Layout};
+use crate::progress::Progress;
 use std::path::PathBuf;
 
 /// Writes each image to its own OCI layout below a directory.
@@ -22,7 +23,7 @@ impl LayoutSink {
 }
 
 impl Sink for LayoutSink {
-    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+    fn write(&mut self, image: &Artifact<'_>, _progress: &dyn Progress) -> Result<Vec<Record>> {
         let root = self.dir.join(image.name);
         let layout = Layout::create(&root)?;
         for digest in crate::layout::reachable(image.store, image.top)? {

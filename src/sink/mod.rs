@@ -16,6 +16,7 @@ use crate::image::BuiltImage;
 use crate::oci::Document;
 use crate::plan::Plan;
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::registry::PushReport;
 use crate::store::BlobStore;
 
@@ -89,11 +90,12 @@ pub trait Sink {
         Ok(())
     }
 
-    /// Writes one image; returns what was done.
+    /// Writes one image, reporting to `progress` as it goes (a registry
+    /// reports each blob); returns what was done.
     ///
     /// # Errors
     /// When the image cannot be written.
-    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>>;
+    fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>>;
 }
 
 /// Several sinks as one: each checks, then each writes, in order.
@@ -126,10 +128,10 @@ impl Sink for Tee {
         self.sinks.iter().try_for_each(|s| s.check(plan))
     }
 
-    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+    fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>> {
         let mut out = Vec::new();
         for s in &mut self.sinks {
-            out.extend(s.write(image)?);
+            out.extend(s.write(image, progress)?);
         }
         Ok(out)
     }

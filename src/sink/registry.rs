@@ -5,6 +5,7 @@
 use super::{Artifact, Record, Sink};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
+use crate::progress::Progress;
 use crate::reference::{Reference, is_valid_tag};
 use crate::registry::{Options, Registry};
 
@@ -123,11 +124,17 @@ impl Sink for RegistrySink {
         )
     }
 
-    fn write(&mut self, image: &Artifact<'_>) -> Result<Vec<Record>> {
+    fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>> {
         let (target, tags) = self.target(image.name, image.tag)?;
         let reg = self.connection(&target)?;
-        let report =
-            crate::registry::push::push_image(reg, image.store, image.top, &target, &tags)?;
+        let report = crate::registry::push::push_image(
+            reg,
+            image.store,
+            image.top,
+            &target,
+            &tags,
+            progress,
+        )?;
         Ok(vec![Record {
             reference: report.reference.clone(),
             digest: report.digest.clone(),

@@ -31,7 +31,20 @@ fn plain_http_only_for_loopback_or_insecure_registries() {
         &["--insecure-registry", &name],
     ));
     // Loopback by name needs no flag.
-    assert_success(&push(format!("{}/y/alpha", reg.host()), &[]));
+    let loopback = push(format!("{}/y/alpha", reg.host()), &[]);
+    assert_success(&loopback);
+    // Not a terminal: one line per blob (its config and its layers, for
+    // two platforms), then the summary.
+    let stderr = String::from_utf8_lossy(&loopback.stderr);
+    let blob_lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            (l.starts_with("pushed blob sha256:") && l.ends_with(" to y/alpha"))
+                || (l.starts_with("mounted blob sha256:") && l.contains(" into y/alpha "))
+        })
+        .collect();
+    assert!(blob_lines.len() >= 4, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     for repo in ["x", "y"] {
         assert_eq!(
             reg.skopeo_digest(&format!("{repo}/alpha:1.0")),

@@ -1,0 +1,388 @@
+//! What a build shows as it goes, through the command line with the
+//! prebuilt stand-in binaries (no cargo): with stderr not a terminal (a
+//! pipe, as in CI), one plain line per step, each layer `built` on a cold
+//! cache and `cached` on the next build; nothing at all on stderr with
+//! `--quiet`; stdout (the size report, `--json`) the same in every mode;
+//! under a terminal (a pseudo-terminal from `script`), bars drawn with the
+//! same step lines above them; and, at the library level, a real cargo build
+//! of a tiny workspace reporting its units against an exact estimate.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{json, repo, run, scratch};
+
+/// `aelimg build` of images/images.yaml (both images, both platforms) with
+/// the stand-in binaries, into `dir/out`, with the layer cache `dir/cache`.
+fn build_cmd(dir: &Path, extra: &[&str]) -> Command {
+    let mut c = common::aelimg();
+    c.arg("build")
+        .arg("--prebuilt")
+        .arg(repo().join("fixtures/prebuilt"))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("out").display()))
+        .args(extra);
+    c
+}
+
+fn build(dir: &Path, extra: &[&str]) -> Output {
+    let o = run(&mut build_cmd(dir, extra));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A `layer IMAGE PLATFORMS `NAME`: HOW … sha256:… …` line of stderr.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LayerLine {
+    image: String,
+    platforms: Vec<String>,
+    layer: String,
+    how: String,
+    digest: String,
+}
+
+fn layer_lines(stderr: &str) -> Vec<LayerLine> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("layer "))
+        .map(|l| {
+            let (what, rest) = l.split_once(": ").unwrap_or_else(|| panic!("{l}"));
+            let mut words = what.splitn(3, ' ');
+            let image = words.next().unwrap().to_string();
+            let platforms = words.next().unwrap().split(',').map(String::from).collect();
+            let layer = words.next().unwrap().trim_matches('`').to_string();
+            let how = rest.split(' ').next().unwrap().to_string();
+            let digest = rest
+                .split(' ')
+                .find(|w| w.starts_with("sha256:"))
+                .unwrap_or_else(|| panic!("no digest in {l}"))
+                .to_string();
+            LayerLine {
+                image,
+                platforms,
+                layer,
+                how,
+                digest,
+            }
+        })
+        .collect()
+}
+
+/// (image, platform, layer name, short digest, origin) of every layer of a
+/// `--json` size report.
+fn report_layers(report: &serde_json::Value) -> Vec<(String, String, String, String, String)> {
+    let mut out = Vec::new();
+    for p in report.as_array().unwrap() {
+        let image = p["image"].as_str().unwrap();
+        let image = image.split(':').next().unwrap().to_string();
+        for l in p["layers"].as_array().unwrap() {
+            out.push((
+                image.clone(),
+                p["platform"].as_str().unwrap().to_string(),
+                l["name"].as_str().unwrap().to_string(),
+                l["digest"].as_str().unwrap()[..19].to_string(),
+                l["origin"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// The keys of every object of a size report, in order: what `--json`
+/// promises, whatever else changes.
+fn shape(report: &serde_json::Value) -> BTreeSet<Vec<String>> {
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect();
+    let mut out = BTreeSet::new();
+    for p in report.as_array().unwrap() {
+        out.insert(keys(p));
+        for l in p["layers"].as_array().unwrap() {
+            out.insert(keys(l));
+        }
+    }
+    out
+}
+
+/// Every layer of the report has exactly one line, naming its image, its
+/// platform, its name and its digest, and saying `how`.
+fn one_line_per_layer(stderr: &str, report: &serde_json::Value, how: &str) {
+    let lines = layer_lines(stderr);
+    let layers = report_layers(report);
+    // Distinct layers: a layer with no per-platform file is one blob for
+    // every platform, and one line.
+    let distinct: BTreeSet<(&str, &str, &str)> = layers
+        .iter()
+        .map(|(i, _, n, d, _)| (i.as_str(), n.as_str(), d.as_str()))
+        .collect();
+    assert_eq!(lines.len(), distinct.len(), "{stderr}");
+    for (image, platform, name, digest, origin) in &layers {
+        assert_eq!(origin, how, "{image} {platform} {name}");
+        let matching: Vec<&LayerLine> = lines
+            .iter()
+            .filter(|l| &l.image == image && &l.layer == name && &l.digest == digest)
+            .collect();
+        assert_eq!(matching.len(), 1, "{image} {platform} {name}: {stderr}");
+        assert!(
+            matching[0].platforms.contains(platform),
+            "{platform} not in {:?}",
+            matching[0].platforms
+        );
+        assert_eq!(matching[0].how, how, "{stderr}");
+    }
+}
+
+#[test]
+fn without_a_terminal_each_layer_is_one_plain_line_built_then_cached() {
+    let dir = scratch("progress-plain");
+    let first = build(&dir, &["--json"]);
+    let (stderr, report) = (text(&first.stderr), json(&text(&first.stdout)));
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "payload: 4 prebuilt binaries for linux/amd64, linux/arm64/v8"),
+        "{stderr}"
+    );
+    one_line_per_layer(&stderr, &report, "built");
+    for l in stderr.lines().filter(|l| l.starts_with("layer ")) {
+        assert!(
+            l.contains(" -> ") && l.ends_with('s') && l.contains(" in "),
+            "sizes and time: {l}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\r'),
+        "no terminal codes in a log: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("wrote oci:"),
+        "the writes are still told: {stderr}"
+    );
+
+    let second = build(&dir, &["--json"]);
+    let (stderr2, report2) = (text(&second.stderr), json(&text(&second.stdout)));
+    one_line_per_layer(&stderr2, &report2, "cached");
+    // The same layers, the same digests; only their origin changed.
+    let strip = |ls: Vec<(String, String, String, String, String)>| {
+        ls.into_iter()
+            .map(|(i, p, n, d, _)| (i, p, n, d))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(report_layers(&report)),
+        strip(report_layers(&report2))
+    );
+    assert_eq!(shape(&report), shape(&report2));
+    assert_eq!(
+        shape(&report).into_iter().collect::<Vec<_>>(),
+        [
+            vec!["compressed", "digest", "name", "origin", "uncompressed"],
+            vec![
+                "compressed",
+                "image",
+                "layers",
+                "limit",
+                "manifest",
+                "platform",
+                "uncompressed",
+                "within_limit"
+            ],
+        ]
+        .map(|v| v.into_iter().map(String::from).collect::<Vec<_>>()),
+        "the --json report keeps its fields"
+    );
+}
+
+#[test]
+fn quiet_prints_nothing_on_stderr_and_stdout_is_unchanged() {
+    let dir = scratch("progress-quiet");
+    // Cold cache: every layer built, not a word on stderr.
+    let cold = build(&dir, &["--quiet"]);
+    assert_eq!(text(&cold.stderr), "", "--quiet on a successful build");
+    let table = text(&cold.stdout);
+    assert!(
+        table.contains("ael:latest") && table.contains("native-tools:latest"),
+        "the size report is still on stdout: {table}"
+    );
+    // Warm cache: `-q` before the command, as a global flag; stdout is
+    // byte for byte what a build without it prints.
+    let mut quiet = common::aelimg();
+    quiet.arg("-q");
+    let quiet = run(quiet.args(build_cmd(&dir, &["--json"]).get_args()));
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert_eq!(text(&quiet.stderr), "");
+    let loud = build(&dir, &["--json"]);
+    assert!(!loud.stderr.is_empty());
+    assert_eq!(text(&quiet.stdout), text(&loud.stdout));
+    json(&text(&quiet.stdout));
+
+    // A failure still says why, and only that.
+    let failed = run(&mut build_cmd(
+        &dir,
+        &["--quiet", "--platform", "linux/s390x"],
+    ));
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed.stderr));
+    let stderr = text(&failed.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn on_a_terminal_bars_are_drawn_and_steps_are_still_told() {
+    let dir = scratch("progress-tty");
+    // `script` gives the command a pseudo-terminal for stdin, stdout and
+    // stderr, and copies what it writes to stdout.
+    let cmd = build_cmd(&dir, &["--compression", "gzip"]);
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let o = run(Command::new("script")
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .current_dir(repo())
+        .env("TERM", "xterm-256color")
+        .env("COLUMNS", "120"));
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    // The finished steps are plain lines above the bars…
+    assert!(
+        out.contains("payload: 4 prebuilt binaries for linux/amd64, linux/arm64/v8"),
+        "{out}"
+    );
+    let lines = out.replace('\r', "\n");
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.contains("layer ael ") && l.contains("`binaries`: built")),
+        "{out}"
+    );
+    // …and the bars were drawn (and cleared) with terminal codes.
+    assert!(out.contains('\u{1b}'), "no terminal codes: {out:?}");
+}
+
+/// Records the payload events of a build.
+#[derive(Default)]
+struct PayloadEvents(std::sync::Mutex<Vec<String>>);
+
+impl aelimg::progress::Progress for PayloadEvents {
+    fn event(&self, e: &aelimg::progress::Event<'_>) {
+        use aelimg::progress::Event;
+        let line = match e {
+            Event::PayloadStarted { estimate, .. } => format!("started {estimate:?}"),
+            Event::PayloadUnit {
+                package,
+                name,
+                fresh,
+                done,
+                total,
+            } => format!("unit {package}/{name} fresh={fresh} {done}/{total:?}"),
+            Event::PayloadOutput { line } => format!("output {line}"),
+            Event::PayloadFinished { units, fresh, .. } => format!("finished {units} {fresh}"),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// A real cargo build of a tiny workspace (a library with a build script,
+/// and a binary using it) through `CargoBuilder`: the estimate is cargo's
+/// count, every unit is reported compiled, then fresh, and cargo's stderr
+/// arrives as lines.
+#[test]
+fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
+    use aelimg::platform::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    let write = |rel: &str, text: &str| {
+        let p = ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"dep\", \"app\"]\nresolver = \"3\"\n",
+    );
+    write(
+        "dep/Cargo.toml",
+        "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    );
+    write(
+        "dep/build.rs",
+        "fn main() { println!(\"cargo::rustc-env=DEP=1\"); }\n",
+    );
+    write("dep/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
+    write(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\ndep = { path = \"../dep\" }\n",
+    );
+    write(
+        "app/src/main.rs",
+        "fn main() { println!(\"{}\", dep::f()); }\n",
+    );
+    let builder = CargoBuilder {
+        workspace: CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+    };
+    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let wanted = BTreeMap::from([(
+        platform,
+        BTreeSet::from([BinId {
+            package: "app".into(),
+            bin: "app".into(),
+        }]),
+    )]);
+    let run = || {
+        let seen = PayloadEvents::default();
+        let bins = builder.build(&wanted, &seen).unwrap();
+        assert!(bins.values().all(|p| p.is_file()), "{bins:?}");
+        seen.0.into_inner().unwrap()
+    };
+    let first = run();
+    let units = |events: &[String]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.starts_with("unit "))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(first[0], "started Some(3)", "{first:#?}");
+    assert_eq!(
+        units(&first),
+        [
+            "unit dep/build-script-build fresh=false 1/Some(3)",
+            "unit dep/dep fresh=false 2/Some(3)",
+            "unit app/app fresh=false 3/Some(3)",
+        ],
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|e| e.starts_with("output ") && e.contains("Compiling app v0.1.0")),
+        "{first:#?}"
+    );
+    assert_eq!(first.last().unwrap(), "finished 3 0");
+
+    let again = run();
+    assert_eq!(again[0], "started Some(3)");
+    assert!(
+        units(&again).iter().all(|u| u.contains("fresh=true")),
+        "{again:#?}"
+    );
+    assert_eq!(again.last().unwrap(), "finished 3 3");
+}
