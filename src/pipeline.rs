@@ -233,6 +233,9 @@ pub fn build_planned(
                 profile: settings.profile.clone(),
                 locked: settings.locked,
                 color: settings.cargo_color,
+                // `--no-cache` asks cargo too, as a user who suspects a
+                // stale binary expects.
+                trust_stamp: !settings.no_cache,
             };
             &cargo
         }

@@ -121,6 +121,14 @@ pub enum Event<'a> {
         /// How long cargo ran.
         elapsed: Duration,
     },
+    /// Nothing the payload is built from changed since cargo last built it
+    /// (the stamp in the target directory): cargo was not run.
+    PayloadUpToDate {
+        /// The platforms.
+        platforms: &'a [Platform],
+        /// Binaries taken.
+        binaries: usize,
+    },
     /// The payload came from somewhere else than cargo (`--prebuilt`).
     PayloadPrebuilt {
         /// The platforms.

@@ -116,20 +116,16 @@ fn shape(report: &serde_json::Value) -> BTreeSet<Vec<String>> {
 fn one_line_per_layer(stderr: &str, report: &serde_json::Value, how: &str) {
     let lines = layer_lines(stderr);
     let layers = report_layers(report);
-    // Distinct layers: a layer with no per-platform file is one blob for
-    // every platform, and one line.
-    let distinct: BTreeSet<(&str, &str, &str)> = layers
-        .iter()
-        .map(|(i, _, n, d, _)| (i.as_str(), n.as_str(), d.as_str()))
-        .collect();
+    // Distinct layers: a layer with the same contents (in another image, or
+    // with no per-platform file on another platform) is one blob, built
+    // once, and one line, naming the first image that has it.
+    let distinct: BTreeSet<&str> = layers.iter().map(|(_, _, _, d, _)| d.as_str()).collect();
     assert_eq!(lines.len(), distinct.len(), "{stderr}");
     for (image, platform, name, digest, origin) in &layers {
         assert_eq!(origin, how, "{image} {platform} {name}");
-        let matching: Vec<&LayerLine> = lines
-            .iter()
-            .filter(|l| &l.image == image && &l.layer == name && &l.digest == digest)
-            .collect();
+        let matching: Vec<&LayerLine> = lines.iter().filter(|l| &l.digest == digest).collect();
         assert_eq!(matching.len(), 1, "{image} {platform} {name}: {stderr}");
+        assert_eq!(&matching[0].layer, name, "{stderr}");
         assert!(
             matching[0].platforms.contains(platform),
             "{platform} not in {:?}",
@@ -262,7 +258,7 @@ fn on_a_terminal_bars_are_drawn_and_steps_are_still_told() {
     assert!(
         lines
             .lines()
-            .any(|l| l.contains("layer ael ") && l.contains("`binaries`: built")),
+            .any(|l| l.contains("layer ael ") && l.contains("`ael`: built")),
         "{out}"
     );
     // …and the bars were drawn (and cleared) with terminal codes.
@@ -287,6 +283,7 @@ impl aelimg::progress::Progress for PayloadEvents {
             } => format!("unit {package}/{name} fresh={fresh} {done}/{total:?}"),
             Event::PayloadOutput { line } => format!("output {line}"),
             Event::PayloadFinished { units, fresh, .. } => format!("finished {units} {fresh}"),
+            Event::PayloadUpToDate { binaries, .. } => format!("up to date {binaries}"),
             _ => return,
         };
         self.0.lock().unwrap().push(line);
@@ -306,37 +303,13 @@ fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
 
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
-    let write = |rel: &str, text: &str| {
-        let p = ws.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    };
-    write(
-        "Cargo.toml",
-        "[workspace]\nmembers = [\"dep\", \"app\"]\nresolver = \"3\"\n",
-    );
-    write(
-        "dep/Cargo.toml",
-        "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
-    );
-    write(
-        "dep/build.rs",
-        "fn main() { println!(\"cargo::rustc-env=DEP=1\"); }\n",
-    );
-    write("dep/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
-    write(
-        "app/Cargo.toml",
-        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\ndep = { path = \"../dep\" }\n",
-    );
-    write(
-        "app/src/main.rs",
-        "fn main() { println!(\"{}\", dep::f()); }\n",
-    );
+    tiny_workspace(ws);
     let builder = CargoBuilder {
         workspace: CargoWorkspace::discover(ws).unwrap(),
         profile: "dev".into(),
         locked: false,
         color: false,
+        trust_stamp: false,
     };
     let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
     let wanted = BTreeMap::from([(
@@ -385,4 +358,135 @@ fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
         "{again:#?}"
     );
     assert_eq!(again.last().unwrap(), "finished 3 3");
+}
+
+/// A workspace of a library with a build script (`dep`) and a binary that
+/// uses it (`app`), written into `ws`.
+fn tiny_workspace(ws: &std::path::Path) {
+    let write = |rel: &str, text: &str| {
+        let p = ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"dep\", \"app\"]\nresolver = \"3\"\n",
+    );
+    write(
+        "dep/Cargo.toml",
+        "[package]\nname = \"dep\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    );
+    write(
+        "dep/build.rs",
+        "fn main() { println!(\"cargo::rustc-env=DEP=1\"); }\n",
+    );
+    write("dep/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
+    write(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\ndep = { path = \"../dep\" }\n",
+    );
+    write(
+        "app/src/main.rs",
+        "fn main() { println!(\"{}\", dep::f()); }\n",
+    );
+}
+
+/// The stamp in the target directory: once cargo has built the payload and
+/// nothing changed, the next build takes the binaries without running
+/// cargo; a source edit (even one that keeps size and mtime), a manifest
+/// edit, a changed environment or a removed binary make cargo run again.
+#[test]
+fn an_unchanged_payload_is_taken_without_running_cargo() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
+    use aelimg::platform::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    tiny_workspace(ws);
+    // Older than the builds below, as files in a checkout are: a file
+    // written within a second before cargo starts leaves no stamp.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let builder = CargoBuilder {
+        workspace: CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+        trust_stamp: true,
+    };
+    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let wanted = BTreeMap::from([(
+        platform,
+        BTreeSet::from([BinId {
+            package: "app".into(),
+            bin: "app".into(),
+        }]),
+    )]);
+    let run = |b: &CargoBuilder| {
+        let seen = PayloadEvents::default();
+        let bins = b.build(&wanted, &seen).unwrap();
+        assert!(bins.values().all(|p| p.is_file()), "{bins:?}");
+        let events = seen.0.into_inner().unwrap();
+        let last = events.last().cloned().unwrap();
+        (last, bins)
+    };
+    assert_eq!(run(&builder).0, "finished 3 0", "first build");
+    // The first build wrote Cargo.lock: cargo is asked once more.
+    assert_eq!(run(&builder).0, "finished 3 3", "Cargo.lock written");
+    let (last, bins) = run(&builder);
+    assert_eq!(last, "up to date 1", "nothing changed");
+    let exe = bins.values().next().unwrap().clone();
+
+    // A source edit.
+    let lib = ws.join("dep/src/lib.rs");
+    std::fs::write(&lib, "pub fn f() -> u32 { 2 }\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(run(&builder).0, "finished 3 1", "a library source edited");
+    assert_eq!(run(&builder).0, "up to date 1");
+
+    // The same size and mtime, other bytes: the ctime still moves, and
+    // cargo is asked (it judges by mtime alone, and finds it fresh).
+    let mtime = std::fs::metadata(&lib).unwrap().modified().unwrap();
+    std::fs::write(&lib, "pub fn f() -> u32 { 3 }\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&lib)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(run(&builder).0.starts_with("finished 3 "), "mtime kept");
+    assert_eq!(run(&builder).0, "up to date 1");
+
+    // A manifest edit, without any source change.
+    let manifest = ws.join("app/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}\n")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(
+        run(&builder).0.starts_with("finished 3 "),
+        "manifest edited"
+    );
+    assert_eq!(run(&builder).0, "up to date 1");
+
+    // The binary replaced behind aelimg's back.
+    std::fs::remove_file(&exe).unwrap();
+    assert!(run(&builder).0.starts_with("finished 3 "), "binary removed");
+    assert_eq!(run(&builder).0, "up to date 1");
+
+    // Another profile is another command, with a stamp of its own.
+    let release = CargoBuilder {
+        profile: "release".into(),
+        ..builder.clone()
+    };
+    assert_eq!(run(&release).0, "finished 3 0", "release");
+    assert_eq!(run(&builder).0, "up to date 1", "dev still stamped");
+
+    // Not trusted (`--no-cache`): cargo is asked.
+    let ask = CargoBuilder {
+        trust_stamp: false,
+        ..builder.clone()
+    };
+    assert_eq!(run(&ask).0, "finished 3 3");
 }

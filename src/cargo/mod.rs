@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use cargo_metadata::{MetadataCommand, TargetKind};
 
@@ -19,6 +19,7 @@ use crate::plan::Workspace;
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};
 
+mod fresh;
 mod units;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
@@ -45,6 +46,8 @@ pub struct CargoWorkspace {
     /// Target directory.
     pub target_dir: PathBuf,
     members: BTreeMap<String, Vec<String>>,
+    /// Every member's Cargo.toml.
+    manifests: Vec<PathBuf>,
 }
 
 impl CargoWorkspace {
@@ -68,10 +71,16 @@ impl CargoWorkspace {
                 (p.name.to_string(), bins)
             })
             .collect();
+        let manifests = meta
+            .workspace_packages()
+            .iter()
+            .map(|p| p.manifest_path.clone().into_std_path_buf())
+            .collect();
         Ok(Self {
             root: meta.workspace_root.into_std_path_buf(),
             target_dir: meta.target_directory.into_std_path_buf(),
             members,
+            manifests,
         })
     }
 }
@@ -99,6 +108,9 @@ pub struct CargoBuilder {
     /// pipe, whose lines reach the caller as progress events; say so when
     /// they end up on a terminal.
     pub color: bool,
+    /// Skip cargo when the stamp of the last build says nothing changed
+    /// (see the `fresh` module); off, cargo is always asked.
+    pub trust_stamp: bool,
 }
 
 impl CargoBuilder {
@@ -192,7 +204,12 @@ impl CargoBuilder {
     /// payload with the same pinned toolchain, and one caller's artifacts
     /// stay fresh for the next.
     fn cargo(&self) -> Command {
-        let mut cmd = Command::new("cargo");
+        self.tool("cargo")
+    }
+
+    /// `program` (cargo or rustc) run as [`Self::cargo`] runs cargo.
+    fn tool(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.current_dir(&self.workspace.root);
         for (key, _) in std::env::vars_os() {
             if key.to_str().is_some_and(is_inherited_build_var) {
@@ -252,6 +269,24 @@ impl CargoBuilder {
         Some(estimate_units(&per_target))
     }
 
+    /// The stamp of the build `cmd` runs, when stamps are trusted and the
+    /// compiler can be asked its version.
+    fn stamp(&self, cmd: &Command) -> Option<fresh::Stamp> {
+        if !self.trust_stamp {
+            return None;
+        }
+        let out = self.tool("rustc").arg("-vV").output().ok()?;
+        out.status.success().then(|| {
+            fresh::Stamp::new(&fresh::StampInputs {
+                cargo: cmd,
+                rustc_version: &out.stdout,
+                root: &self.workspace.root,
+                target_dir: &self.workspace.target_dir,
+                manifests: &self.workspace.manifests,
+            })
+        })
+    }
+
     /// Runs a cargo subcommand about the workspace (set up by `args`) and
     /// returns its stdout, `None` when it fails.
     fn run_for_estimate(&self, args: impl FnOnce(&mut Command)) -> Option<String> {
@@ -281,12 +316,8 @@ impl PayloadBuilder for CargoBuilder {
             return Ok(Binaries::new());
         }
         let platforms: Vec<Platform> = wanted.keys().copied().collect();
-        let estimate = self.estimate(wanted);
-        progress.event(&Event::PayloadStarted {
-            platforms: &platforms,
-            estimate,
-        });
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let mut cmd = self.cargo();
         cmd.arg("build")
             .arg("--manifest-path")
@@ -310,9 +341,21 @@ impl PayloadBuilder for CargoBuilder {
         for id in &all {
             cmd.arg("--bin").arg(&id.bin);
         }
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags());
+        let stamp = self.stamp(&cmd);
+        if let Some(found) = stamp.as_ref().and_then(|s| s.check(wanted)) {
+            progress.event(&Event::PayloadUpToDate {
+                platforms: &platforms,
+                binaries: found.len(),
+            });
+            return Ok(found);
+        }
+        let estimate = self.estimate(wanted);
+        progress.event(&Event::PayloadStarted {
+            platforms: &platforms,
+            estimate,
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| Error::Cargo(format!("cannot run cargo: {e}")))?;
@@ -353,6 +396,9 @@ impl PayloadBuilder for CargoBuilder {
                     )));
                 }
             }
+        }
+        if let Some(stamp) = &stamp {
+            stamp.record(&found, started_at);
         }
         progress.event(&Event::PayloadFinished {
             units: count.done,

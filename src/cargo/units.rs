@@ -506,5 +506,4 @@ mod tests {
         .unwrap();
         assert_eq!(estimate_units(&[(ws, bins)]), count.done);
     }
-
 }

@@ -199,6 +199,13 @@ impl Renderer {
                     elapsed.as_secs_f64()
                 ));
             }
+            Event::PayloadUpToDate {
+                platforms,
+                binaries,
+            } => self.line(&format!(
+                "payload: {binaries} binaries for {} up to date (no source changed since cargo built them)",
+                platform_list(platforms)
+            )),
             Event::PayloadPrebuilt {
                 platforms,
                 binaries,

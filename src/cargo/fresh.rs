@@ -1,0 +1,384 @@
+//! Knowing that the payload is up to date without asking cargo.
+//!
+//! Even with nothing to do, `cargo build` of the payload takes about 0.25 s
+//! here (it checks every unit's fingerprint for both targets), which is most
+//! of a rebuild after a workflow edit. After each build that cargo finishes,
+//! aelimg writes a stamp in the target directory: a digest of everything
+//! that decides the build other than source files (the cargo command line,
+//! the environment it runs in, the compiler's version, the workspace's
+//! manifests, Cargo.lock, the toolchain file and cargo configuration) and
+//! the size, times and inode of every local source file the binaries were
+//! built from, as cargo itself lists them in each binary's dep-info file
+//! (`target/<triple>/<profile>/<bin>.d`: every file of every path package,
+//! files pulled in with `include_str!`, build-script `rerun-if-changed`
+//! paths), and of the binaries themselves. When all of them are as
+//! recorded, cargo would find every unit fresh, and is not run.
+//!
+//! Registry and git dependencies are pinned by Cargo.lock and never change
+//! in place. Anything the stamp cannot vouch for makes it miss, and cargo
+//! decides as before: a miss costs 0.25 s, a wrong hit would ship a stale
+//! binary, so every doubt counts as a miss. A file changed while cargo runs
+//! (its mtime or ctime is not older than the build's start, less a second
+//! of clock granularity) leaves no stamp at all.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::{BinId, Binaries};
+use crate::platform::Platform;
+
+/// Bumped when what the stamp records, or how, changes.
+const FORMAT: u32 = 1;
+
+/// Environment variables that never reach a compiler's output: the shell's
+/// and the terminal's. Any other variable is part of the stamp's inputs
+/// (over-inclusion only costs a miss).
+const VOLATILE: &[&str] = &[
+    "_",
+    "PWD",
+    "OLDPWD",
+    "SHLVL",
+    "COLUMNS",
+    "LINES",
+    "TERM",
+    "COLORTERM",
+    "TERM_PROGRAM",
+    "TERM_PROGRAM_VERSION",
+    "TERM_SESSION_ID",
+    "WINDOWID",
+    "DISPLAY",
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "SSH_AUTH_SOCK",
+    "SSH_CLIENT",
+    "SSH_CONNECTION",
+    "SSH_TTY",
+    "LS_COLORS",
+    "PS1",
+    "PS2",
+    "PROMPT_COMMAND",
+    "HISTFILE",
+    "HISTSIZE",
+    "MAIL",
+    "LESSOPEN",
+    "LESSCLOSE",
+];
+
+/// What a file looked like: enough that any write to it changes one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FileStat {
+    path: PathBuf,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    ino: u64,
+}
+
+impl FileStat {
+    /// The file's stat now; `None` when it cannot be read.
+    fn of(path: &Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            path: path.to_path_buf(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+        })
+    }
+
+    /// Whether the file was written at or after `since`.
+    fn changed_since(&self, since_ns: i128) -> bool {
+        self.mtime_ns >= since_ns || self.ctime_ns >= since_ns
+    }
+}
+
+/// One binary of the payload, as cargo left it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BinaryRecord {
+    platform: String,
+    package: String,
+    bin: String,
+    stat: FileStat,
+}
+
+/// The stamp file's contents.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    format: u32,
+    inputs: String,
+    sources: Vec<FileStat>,
+    binaries: Vec<BinaryRecord>,
+}
+
+/// The stamp of one payload build command.
+pub(super) struct Stamp {
+    path: PathBuf,
+    inputs: String,
+}
+
+/// What a [`Stamp`] is computed from, besides the files it stats.
+pub(super) struct StampInputs<'a> {
+    /// The cargo command, as it will run.
+    pub cargo: &'a Command,
+    /// The compiler's `rustc -vV`, run as cargo would run it.
+    pub rustc_version: &'a [u8],
+    /// The workspace root.
+    pub root: &'a Path,
+    /// The target directory (the stamp is written under it).
+    pub target_dir: &'a Path,
+    /// The workspace members' manifests.
+    pub manifests: &'a [PathBuf],
+}
+
+impl Stamp {
+    /// The stamp of the build `inputs` describe, computed now (before cargo
+    /// runs, so that a change made while it runs is seen next time).
+    pub(super) fn new(inputs: &StampInputs<'_>) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |name: &str, value: &[u8]| {
+            h.update((name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+            h.update((value.len() as u64).to_le_bytes());
+            h.update(value);
+        };
+        field("format", &FORMAT.to_le_bytes());
+        field("aelimg", env!("CARGO_PKG_VERSION").as_bytes());
+        let cmd = inputs.cargo;
+        field("program", cmd.get_program().as_encoded_bytes());
+        let mut command_key = Sha256::new();
+        command_key.update(cmd.get_program().as_encoded_bytes());
+        for a in cmd.get_args() {
+            field("arg", a.as_encoded_bytes());
+            command_key.update([0]);
+            command_key.update(a.as_encoded_bytes());
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            field("cwd", dir.as_os_str().as_encoded_bytes());
+        }
+        for (k, v) in environment(cmd) {
+            field("env", k.as_encoded_bytes());
+            field("=", v.as_encoded_bytes());
+        }
+        field("rustc", inputs.rustc_version);
+        for f in watched_files(inputs.root, inputs.manifests) {
+            field("file", f.as_os_str().as_encoded_bytes());
+            match FileStat::of(&f) {
+                Some(s) => {
+                    field("len", &s.len.to_le_bytes());
+                    field("mtime", &s.mtime_ns.to_le_bytes());
+                    field("ctime", &s.ctime_ns.to_le_bytes());
+                    field("ino", &s.ino.to_le_bytes());
+                }
+                None => field("missing", &[]),
+            }
+        }
+        let name = hex::encode(&command_key.finalize()[..8]);
+        Self {
+            path: inputs
+                .target_dir
+                .join("aelimg-payload")
+                .join(format!("{name}.json")),
+            inputs: hex::encode(h.finalize()),
+        }
+    }
+
+    /// The binaries of `wanted` when the stamp says cargo has nothing to
+    /// do: every input, source file and binary as recorded.
+    pub(super) fn check(
+        &self,
+        wanted: &BTreeMap<Platform, std::collections::BTreeSet<BinId>>,
+    ) -> Option<Binaries> {
+        let text = std::fs::read(&self.path).ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        if record.format != FORMAT || record.inputs != self.inputs {
+            return None;
+        }
+        for s in &record.sources {
+            if FileStat::of(&s.path).as_ref() != Some(s) {
+                return None;
+            }
+        }
+        let mut found = Binaries::new();
+        for b in &record.binaries {
+            if FileStat::of(&b.stat.path).as_ref() != Some(&b.stat) {
+                return None;
+            }
+            let platform = Platform::parse(&b.platform).ok()?;
+            let id = BinId {
+                package: b.package.clone(),
+                bin: b.bin.clone(),
+            };
+            found.insert((platform, id), b.stat.path.clone());
+        }
+        let complete = wanted
+            .iter()
+            .flat_map(|(p, bins)| bins.iter().map(move |b| (*p, b.clone())))
+            .all(|k| found.contains_key(&k));
+        (complete
+            && found.len()
+                == wanted
+                    .values()
+                    .map(std::collections::BTreeSet::len)
+                    .sum::<usize>())
+        .then_some(found)
+    }
+
+    /// Records what cargo built, when nothing it was built from changed
+    /// after `started`. Best effort: a stamp that cannot be written only
+    /// means cargo is asked next time.
+    pub(super) fn record(&self, found: &Binaries, started: SystemTime) {
+        let Some(record) = self.describe(found, started) else {
+            let _ = std::fs::remove_file(&self.path);
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&record) else {
+            return;
+        };
+        if let Some(dir) = self.path.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = crate::fsutil::atomic_write(&self.path, &bytes);
+        }
+    }
+
+    fn describe(&self, found: &Binaries, started: SystemTime) -> Option<Record> {
+        let since = started
+            .checked_sub(Duration::from_secs(1))
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))?;
+        let mut sources = BTreeMap::new();
+        let mut binaries = Vec::new();
+        for ((platform, id), exe) in found {
+            let mut dep_info = exe.clone().into_os_string();
+            dep_info.push(".d");
+            let text = std::fs::read_to_string(PathBuf::from(dep_info)).ok()?;
+            for path in dep_info_paths(&text)? {
+                if let std::collections::btree_map::Entry::Vacant(slot) = sources.entry(path) {
+                    let stat = FileStat::of(slot.key())?;
+                    if stat.changed_since(since) {
+                        return None;
+                    }
+                    slot.insert(stat);
+                }
+            }
+            binaries.push(BinaryRecord {
+                platform: platform.to_string(),
+                package: id.package.clone(),
+                bin: id.bin.clone(),
+                stat: FileStat::of(exe)?,
+            });
+        }
+        Some(Record {
+            format: FORMAT,
+            inputs: self.inputs.clone(),
+            sources: sources.into_values().collect(),
+            binaries,
+        })
+    }
+}
+
+/// The environment cargo will run in: the process's, with the command's
+/// changes applied, less the volatile variables; sorted.
+fn environment(cmd: &Command) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => env.insert(k.to_os_string(), v.to_os_string()),
+            None => env.remove(k),
+        };
+    }
+    env.retain(|k, _| !k.to_str().is_some_and(|k| VOLATILE.contains(&k)));
+    env
+}
+
+/// Files whose change may change the build without touching a source
+/// file: the manifests, Cargo.lock, the toolchain file, and cargo's
+/// configuration files from the workspace root up and in cargo home.
+fn watched_files(root: &Path, manifests: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = manifests.to_vec();
+    files.push(root.join("Cargo.toml"));
+    files.push(root.join("Cargo.lock"));
+    files.push(root.join("rust-toolchain.toml"));
+    files.push(root.join("rust-toolchain"));
+    for dir in root.ancestors() {
+        files.push(dir.join(".cargo/config.toml"));
+        files.push(dir.join(".cargo/config"));
+    }
+    if let Some(home) = super::cargo_home() {
+        files.push(home.join("config.toml"));
+        files.push(home.join("config"));
+    }
+    files
+}
+
+/// The prerequisites of a Makefile-style dep-info file (`target: a b\ c`),
+/// or `None` when it is not one.
+fn dep_info_paths(text: &str) -> Option<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // The target ends at the first unescaped `: `.
+        let mut rest = None;
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i + 1 < bytes.len() {
+            if bytes[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if bytes[i] == b':' && (bytes[i + 1] == b' ' || i + 2 == bytes.len()) {
+                rest = Some(&line[i + 1..]);
+                break;
+            }
+            i += 1;
+        }
+        if rest.is_none() && line.ends_with(':') {
+            rest = Some("");
+        }
+        let mut word = String::new();
+        let mut chars = rest?.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        word.push(n);
+                    }
+                }
+                ' ' | '\t' => {
+                    if !word.is_empty() {
+                        out.push(PathBuf::from(std::mem::take(&mut word)));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        if !word.is_empty() {
+            out.push(PathBuf::from(word));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_paths_unescape_spaces_and_skip_the_target() {
+        let text = "/t/release/ael: /ws/a.rs /ws/my\\ dir/b.rs\n\n";
+        assert_eq!(
+            dep_info_paths(text).unwrap(),
+            [PathBuf::from("/ws/a.rs"), PathBuf::from("/ws/my dir/b.rs")]
+        );
+        assert_eq!(dep_info_paths("/t/x:\n").unwrap(), Vec::<PathBuf>::new());
+        assert!(dep_info_paths("no separator here").is_none());
+    }
+}
