@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{BinId, Binaries};
+use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 
 /// Bumped when what the stamp records, or how, changes.
@@ -137,6 +137,8 @@ pub(super) struct StampInputs<'a> {
     pub target_dir: &'a Path,
     /// The workspace members' manifests.
     pub manifests: &'a [PathBuf],
+    /// Cargo home, whose config.toml applies to every build.
+    pub cargo_home: Option<&'a Path>,
 }
 
 impl Stamp {
@@ -169,7 +171,7 @@ impl Stamp {
             field("=", v.as_encoded_bytes());
         }
         field("rustc", inputs.rustc_version);
-        for f in watched_files(inputs.root, inputs.manifests) {
+        for f in watched_files(inputs.root, inputs.manifests, inputs.cargo_home) {
             field("file", f.as_os_str().as_encoded_bytes());
             match FileStat::of(&f) {
                 Some(s) => {
@@ -303,7 +305,7 @@ fn environment(cmd: &Command) -> BTreeMap<OsString, OsString> {
 /// Files whose change may change the build without touching a source
 /// file: the manifests, Cargo.lock, the toolchain file, and cargo's
 /// configuration files from the workspace root up and in cargo home.
-fn watched_files(root: &Path, manifests: &[PathBuf]) -> Vec<PathBuf> {
+fn watched_files(root: &Path, manifests: &[PathBuf], cargo_home: Option<&Path>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = manifests.to_vec();
     files.push(root.join("Cargo.toml"));
     files.push(root.join("Cargo.lock"));
@@ -313,7 +315,7 @@ fn watched_files(root: &Path, manifests: &[PathBuf]) -> Vec<PathBuf> {
         files.push(dir.join(".cargo/config.toml"));
         files.push(dir.join(".cargo/config"));
     }
-    if let Some(home) = super::cargo_home() {
+    if let Some(home) = cargo_home {
         files.push(home.join("config.toml"));
         files.push(home.join("config"));
     }

@@ -14,8 +14,8 @@ use std::time::{Instant, SystemTime};
 use cargo_metadata::{MetadataCommand, TargetKind};
 
 use crate::error::{Error, Result};
-pub use crate::plan::BinId;
 use crate::plan::Workspace;
+pub use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};
 
@@ -23,9 +23,6 @@ mod fresh;
 mod units;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
-
-/// Built binaries per platform.
-pub type Binaries = BTreeMap<(Platform, BinId), PathBuf>;
 
 /// Something that produces the payload binaries; tests swap in prebuilt ones.
 pub trait PayloadBuilder {
@@ -283,6 +280,7 @@ impl CargoBuilder {
                 root: &self.workspace.root,
                 target_dir: &self.workspace.target_dir,
                 manifests: &self.workspace.manifests,
+                cargo_home: cargo_home().as_deref(),
             })
         })
     }

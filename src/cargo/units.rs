@@ -7,8 +7,8 @@ use std::io::BufRead;
 
 use cargo_metadata::{DependencyKind, Message, Metadata, PackageId, TargetKind};
 
-use super::{BinId, Binaries};
 use crate::error::{Error, Result};
+use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};
 

@@ -200,6 +200,9 @@ impl Serialize for Base {
     }
 }
 
+/// The payload binaries of a build, by platform and target.
+pub type Binaries = BTreeMap<(Platform, BinId), PathBuf>;
+
 /// A binary target of a workspace member.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BinId {
