@@ -33,6 +33,9 @@ pub enum Content<'a> {
     Bytes(&'a [u8]),
     /// A symbolic link to the given target.
     Symlink(&'a str),
+    /// A hard link to an earlier entry of the same layer (its path, as
+    /// written in the tar): another name of that entry's data, stored once.
+    HardLink(&'a str),
 }
 
 /// One tar entry, ready to write.
@@ -161,7 +164,9 @@ pub fn tar_size(entries: &[TarEntry<'_>]) -> Result<u64> {
                     .len();
                 long(e.path.len()) + padded(len)
             }
-            Content::Symlink(target) => long(e.path.len()) + long(target.len()),
+            Content::Symlink(target) | Content::HardLink(target) => {
+                long(e.path.len()) + long(target.len())
+            }
         };
     }
     Ok(total)
@@ -471,6 +476,11 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
         }
         Content::Symlink(target) => {
             h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            tar.append_link(&mut h, e.path, target).ctx(what)?;
+        }
+        Content::HardLink(target) => {
+            h.set_entry_type(tar::EntryType::Link);
             h.set_size(0);
             tar.append_link(&mut h, e.path, target).ctx(what)?;
         }
