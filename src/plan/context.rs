@@ -159,11 +159,15 @@ impl Context {
     }
 
     /// The first of `rel` and its parents (top first) that the deny-list
-    /// refuses, with the pattern.
-    pub(super) fn secret_or_parents(&self, rel: &Path, is_dir: bool) -> Option<(PathBuf, &str)> {
+    /// refuses, with whether it is a directory and the pattern.
+    pub(super) fn secret_or_parents(
+        &self,
+        rel: &Path,
+        is_dir: bool,
+    ) -> Option<(PathBuf, bool, &str)> {
         with_parents(rel, is_dir)
             .into_iter()
-            .find_map(|(p, dir)| self.secret(&p, dir).map(|s| (p, s)))
+            .find_map(|(p, dir)| self.secret(&p, dir).map(|s| (p, dir, s)))
     }
 
     /// The matcher of the ignore files in `dir` (relative to the root).

@@ -42,10 +42,17 @@ pub(super) fn add_host_path(
 ) -> std::result::Result<(), HostError> {
     let fail = |m: String| HostError::Other(spec.error_at(path, m));
     let rel = source_rel(&path.value).ok_or_else(|| {
+        let why = if path.value.starts_with('/') {
+            "is an absolute path"
+        } else if path.value.is_empty() || path.value.contains('\0') {
+            "is empty or holds NUL"
+        } else {
+            "climbs with `..`"
+        };
         fail(format!(
-            "source `{}` is not inside the context: expected a relative path without `..` (sources stay inside {}; name another root with `context:`)",
+            "source `{}` {why}: expected a path relative to the context {} that stays inside it (name another root with `context:`)",
             path.value,
-            ctx.dir.display()
+            ctx.real.display()
         ))
     })?;
     let source = if rel.as_os_str().is_empty() {
@@ -87,17 +94,16 @@ pub(super) fn add_host_path(
         )));
     }
     let allowed = Allowed::new(spec, &c.allow_secrets)?;
-    let shown = |p: &Path| display_rel(p, is_dir);
     if let Some(rule) = ctx.excluded_or_parents(&rel, is_dir).map_err(fail)? {
         return Err(fail(format!(
             "source `{}` is excluded by {rule}: expected a source the ignore files keep (change the rule or drop the entry)",
-            shown(&rel)
+            display_rel(&rel, is_dir)
         )));
     }
     for named in [rel.as_path(), real_rel] {
-        if let Some((p, pattern)) = ctx.secret_or_parents(named, is_dir) {
+        if let Some((p, dir, pattern)) = ctx.secret_or_parents(named, is_dir) {
             if !allowed.allows(named, is_dir) {
-                return Err(fail(secret_message(&shown(&p), pattern)));
+                return Err(fail(secret_message(&display_rel(&p, dir), pattern)));
             }
         }
     }
