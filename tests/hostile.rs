@@ -378,10 +378,10 @@ fn run_case_in(name: &str, work: &str) -> Result<Outcome, String> {
     std::fs::create_dir_all(work.join("outside")).unwrap();
     std::fs::write(work.join("outside/secret.txt"), format!("{CANARY}\n")).unwrap();
     std::fs::write(work.join("outside/.env"), format!("TOKEN={CANARY}\n")).unwrap();
-    if let Ok(text) = std::fs::read_to_string(src.join("setup")) {
-        if let Some(why) = setup(&case, &text)? {
-            return Ok(Outcome::Skipped(why));
-        }
+    if let Ok(text) = std::fs::read_to_string(src.join("setup"))
+        && let Some(why) = setup(&case, &text)?
+    {
+        return Ok(Outcome::Skipped(why));
     }
     let spec = case.join(&expect.spec);
     let spec = spec.to_str().unwrap();

@@ -106,16 +106,16 @@ impl<'a> LayerEntries<'a> {
         let mut out = Vec::new();
         for (path, e) in &self.entries {
             let dir = e.kind == EntryKind::Dir;
-            if let Some((name, lower_dir)) = lower.0.get(path) {
-                if !(dir && *lower_dir) {
-                    out.push(Replaced {
-                        path,
-                        dir,
-                        origin: self.origin.get(path).copied().unwrap_or(0),
-                        lower: name,
-                        lower_dir: *lower_dir,
-                    });
-                }
+            if let Some((name, lower_dir)) = lower.0.get(path)
+                && !(dir && *lower_dir)
+            {
+                out.push(Replaced {
+                    path,
+                    dir,
+                    origin: self.origin.get(path).copied().unwrap_or(0),
+                    lower: name,
+                    lower_dir: *lower_dir,
+                });
             }
         }
         out

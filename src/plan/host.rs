@@ -101,10 +101,10 @@ pub(super) fn add_host_path(
         )));
     }
     for named in [rel.as_path(), real_rel] {
-        if let Some((p, dir, pattern)) = ctx.secret_or_parents(named, is_dir) {
-            if !allowed.allows(named, is_dir) {
-                return Err(fail(secret_message(&display_rel(&p, dir), pattern)));
-            }
+        if let Some((p, dir, pattern)) = ctx.secret_or_parents(named, is_dir)
+            && !allowed.allows(named, is_dir)
+        {
+            return Err(fail(secret_message(&display_rel(&p, dir), pattern)));
         }
     }
     let file_mode = |m: &std::fs::Metadata| {
@@ -220,10 +220,10 @@ impl Walk<'_> {
                 });
                 continue;
             }
-            if let Some(pattern) = self.ctx.secret(&rel, is_dir) {
-                if !self.allowed.allows(&rel, is_dir) {
-                    return Err(self.fail(secret_message(&display_rel(&rel, is_dir), pattern)));
-                }
+            if let Some(pattern) = self.ctx.secret(&rel, is_dir)
+                && !self.allowed.allows(&rel, is_dir)
+            {
+                return Err(self.fail(secret_message(&display_rel(&rel, is_dir), pattern)));
             }
             let target = format!("{}/{}", self.dest, slashed(&inner_p));
             let (uid, gid) = self.owner;

@@ -138,16 +138,17 @@ fn resolve_layer(
     for (i, c) in layer.contents.iter().enumerate() {
         l.content(i);
         let dest = absolute(spec, &c.dest, "dest")?;
-        if let Some(m) = &c.mode {
-            if m.value.0 & 0o7000 != 0 && !c.setuid {
-                return Err(spec.error_at(
+        if let Some(m) = &c.mode
+            && m.value.0 & 0o7000 != 0
+            && !c.setuid
+        {
+            return Err(spec.error_at(
                     m,
                     format!(
                         "mode {:04o} sets the setuid, setgid or sticky bit: expected a mode of at most 0777, or `setuid: true` on this entry to opt in",
                         m.value.0
                     ),
                 ));
-            }
         }
         if dest == "/" {
             return Err(spec.error_at(&c.dest, "dest `/`: expected a path below the root"));
