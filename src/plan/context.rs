@@ -344,7 +344,7 @@ pub(super) fn link_stays_inside(link: &Path, target: &Path) -> bool {
 /// Bytes of a name as text: valid UTF-8 as it is, every other byte as
 /// `\xNN`.
 #[must_use]
-pub fn escape_bytes(bytes: &[u8]) -> String {
+pub(super) fn escape_bytes(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {

@@ -46,35 +46,44 @@ pub(super) struct LayerEntries<'a> {
     excluded: Vec<Excluded>,
 }
 
-/// What the lower layers of an image hold: path → (layer name, whether it
-/// is a directory), the highest layer's.
+/// What the lower layers of an image hold: path → (layer name, what it
+/// is there), the highest layer's.
 #[derive(Debug, Default)]
-pub(super) struct Lower(BTreeMap<String, (String, bool)>);
+pub(super) struct Lower(BTreeMap<String, (String, &'static str)>);
 
 impl Lower {
     /// Adds a layer above those recorded.
     pub(super) fn record(&mut self, layer: &LayerPlan) {
         for e in &layer.entries {
-            self.0.insert(
-                e.path.clone(),
-                (layer.name.clone(), e.kind == EntryKind::Dir),
-            );
+            self.0
+                .insert(e.path.clone(), (layer.name.clone(), what(&e.kind)));
         }
     }
 }
+
+/// `a directory`, `a symlink` or `a file`.
+pub(super) fn what(kind: &EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Dir => "a directory",
+        EntryKind::Symlink { .. } => "a symlink",
+        _ => "a file",
+    }
+}
+
+const DIR: &str = "a directory";
 
 /// A path of a layer that a lower layer of the image holds too.
 pub(super) struct Replaced<'l> {
     /// The path.
     pub(super) path: &'l str,
-    /// Whether it is a directory in this layer.
-    pub(super) dir: bool,
+    /// What it is in this layer.
+    pub(super) what: &'static str,
     /// The content entry of this layer that put it here.
     pub(super) origin: usize,
     /// The lower layer's name.
     pub(super) lower: &'l str,
-    /// Whether it is a directory there.
-    pub(super) lower_dir: bool,
+    /// What it is there.
+    pub(super) lower_what: &'static str,
 }
 
 impl<'a> LayerEntries<'a> {
@@ -105,16 +114,16 @@ impl<'a> LayerEntries<'a> {
     pub(super) fn replacing<'l>(&'l self, lower: &'l Lower) -> Vec<Replaced<'l>> {
         let mut out = Vec::new();
         for (path, e) in &self.entries {
-            let dir = e.kind == EntryKind::Dir;
-            if let Some((name, lower_dir)) = lower.0.get(path)
-                && !(dir && *lower_dir)
+            let what = what(&e.kind);
+            if let Some((name, lower_what)) = lower.0.get(path)
+                && !(what == DIR && *lower_what == DIR)
             {
                 out.push(Replaced {
                     path,
-                    dir,
+                    what,
                     origin: self.origin.get(path).copied().unwrap_or(0),
                     lower: name,
-                    lower_dir: *lower_dir,
+                    lower_what,
                 });
             }
         }

@@ -209,17 +209,16 @@ fn resolve_layer(
         .into_iter()
         .find(|r| !layer.contents.get(r.origin).is_some_and(|c| c.replace))
     {
-        let kind = |dir: bool| if dir { "a directory" } else { "a file" };
         let c = &layer.contents[r.origin.min(layer.contents.len() - 1)];
         return Err(spec.error_at(
             &c.dest,
             format!(
                 "`/{}` is {} in layer `{}` below, and layer `{}` puts {} there: expected each path in one layer of an image, or `override: true` on this entry to replace it",
                 r.path,
-                kind(r.lower_dir),
+                r.lower_what,
                 r.lower,
                 layer.name.value,
-                kind(r.dir)
+                r.what
             ),
         ));
     }

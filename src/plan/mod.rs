@@ -18,7 +18,7 @@ mod layers;
 mod model;
 mod paths;
 
-pub use context::{SECRET_PATTERNS, escape_bytes};
+pub use context::SECRET_PATTERNS;
 pub use model::*;
 
 use entries::DirAttrs;
