@@ -387,6 +387,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_the_deny_list() {
+        let readme = include_str!("../../README.md");
+        for p in SECRET_PATTERNS {
+            let shown = p.trim_start_matches("**/");
+            assert!(
+                readme.contains(&format!("`{shown}`")),
+                "README lacks `{shown}`"
+            );
+        }
+    }
+
+    #[test]
     fn the_deny_list_matches_at_any_depth() {
         let mut b = GitignoreBuilder::new(".");
         for p in SECRET_PATTERNS {
