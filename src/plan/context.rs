@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -57,7 +58,7 @@ pub(super) struct Context {
     pub(super) real: PathBuf,
     /// The matcher of each directory's ignore files, by directory
     /// (relative to the root), read when first needed; `None`: none there.
-    ignores: RefCell<BTreeMap<PathBuf, Option<Gitignore>>>,
+    ignores: RefCell<BTreeMap<PathBuf, Option<Rc<Gitignore>>>>,
     deny: Gitignore,
 }
 
@@ -171,7 +172,7 @@ impl Context {
     }
 
     /// The matcher of the ignore files in `dir` (relative to the root).
-    fn matcher(&self, dir: &Path) -> std::result::Result<Option<Gitignore>, String> {
+    fn matcher(&self, dir: &Path) -> std::result::Result<Option<Rc<Gitignore>>, String> {
         if let Some(m) = self.ignores.borrow().get(dir) {
             return Ok(m.clone());
         }
@@ -213,14 +214,13 @@ impl Context {
                 any = true;
             }
         }
-        let m =
-            if any {
-                Some(b.build().map_err(|e| {
-                    format!("ignore files in {}: {e}", self.dir.join(dir).display())
-                })?)
-            } else {
-                None
-            };
+        let m = if any {
+            Some(Rc::new(b.build().map_err(|e| {
+                format!("ignore files in {}: {e}", self.dir.join(dir).display())
+            })?))
+        } else {
+            None
+        };
         self.ignores
             .borrow_mut()
             .insert(dir.to_path_buf(), m.clone());
