@@ -194,31 +194,32 @@ impl Walk<'_> {
         names.sort();
         for name in names {
             let full = dir.join(&name);
-            let Some(name_str) = name.to_str() else {
-                return Err(self.fail(format!(
-                    "the name of `{}` is not UTF-8: expected UTF-8 file names in a layer (rename it)",
-                    escape_name(&self.root.join(inner), &name)
-                )));
-            };
-            let inner_p = inner.join(name_str);
+            let inner_p = inner.join(&name);
             let rel = self.root.join(&inner_p);
             let meta = std::fs::symlink_metadata(&full)
                 .map_err(|e| self.fail(format!("cannot read {}: {e}", full.display())))?;
             let ft = meta.file_type();
             let is_dir = ft.is_dir();
-            if IGNORE_FILES.contains(&name_str) {
+            if IGNORE_FILES.iter().any(|f| name == *f) {
                 l.exclude(Excluded {
                     path: display_rel(&rel, is_dir),
                     rule: IGNORE_FILE_RULE.into(),
                 });
                 continue;
             }
+            // Ignore rules first: a name that is left out need not be UTF-8.
             if let Some(rule) = self.ctx.excluded(&rel, is_dir).map_err(|m| self.fail(m))? {
                 l.exclude(Excluded {
                     path: display_rel(&rel, is_dir),
                     rule,
                 });
                 continue;
+            }
+            if name.to_str().is_none() {
+                return Err(self.fail(format!(
+                    "the name of `{}` is not UTF-8: expected UTF-8 file names in a layer (rename it, or leave it out in .aelimgignore)",
+                    display_rel(&rel, false)
+                )));
             }
             if let Some(pattern) = self.ctx.secret(&rel, is_dir)
                 && !self.allowed.allows(&rel, is_dir)
@@ -329,23 +330,13 @@ fn display_rel(p: &Path, dir: bool) -> String {
     }
 }
 
-/// A relative path of UTF-8 components joined with `/`.
+/// A relative path's components joined with `/`, bytes that are not UTF-8
+/// as `\xNN`.
 fn slashed(p: &Path) -> String {
     p.components()
-        .map(|c| c.as_os_str().to_string_lossy())
+        .map(|c| escape_bytes(c.as_os_str().as_encoded_bytes()))
         .collect::<Vec<_>>()
         .join("/")
-}
-
-/// `dir/name` with the bytes of `name` that are not UTF-8 as `\xNN`.
-fn escape_name(dir: &Path, name: &std::ffi::OsStr) -> String {
-    let name = escape_bytes(name.as_encoded_bytes());
-    let dir = slashed(dir);
-    if dir.is_empty() {
-        name
-    } else {
-        format!("{dir}/{name}")
-    }
 }
 
 /// What a file that is neither a regular file, a directory nor a symlink

@@ -170,6 +170,12 @@ fn resolve_layer(
         match (&c.cargo, &c.path) {
             (Some(cargo), None) => {
                 check_cargo(spec, cargo, ws)?;
+                if let Some(p) = c.allow_secrets.first() {
+                    return Err(spec.error_at(
+                        p,
+                        "allow_secrets on a cargo binary allows nothing: expected it on a `path:` entry",
+                    ));
+                }
                 l.add(Entry {
                     path: rel(&dest),
                     kind: EntryKind::Cargo {
