@@ -85,11 +85,10 @@ pub(super) fn accounts_layer(
     l.finish(ACCOUNTS_LAYER.into())
 }
 
-/// Every layer of an image on `scratch`: the root layer, the accounts
-/// layer, then the spec's layers, each checked against those below it (a
-/// path two layers hold is refused unless the upper entry says
-/// `override: true`; directories merge).
-#[allow(clippy::too_many_arguments)]
+/// Every layer aelimg writes for an image (above a registry base's, if
+/// any): the root layer, the accounts layer, then the spec's layers, each
+/// checked against those below it (a path two layers hold is refused unless
+/// the upper entry says `override: true`; directories merge).
 pub(super) fn image_layers(
     spec: &LoadedSpec,
     image: &ImageSpec,
@@ -143,12 +142,12 @@ fn resolve_layer(
             && !c.setuid
         {
             return Err(spec.error_at(
-                    m,
-                    format!(
-                        "mode {:04o} sets the setuid, setgid or sticky bit: expected a mode of at most 0777, or `setuid: true` on this entry to opt in",
-                        m.value.0
-                    ),
-                ));
+                m,
+                format!(
+                    "mode {:04o} sets the setuid, setgid or sticky bit: expected a mode of at most 0777, or `setuid: true` on this entry to opt in",
+                    m.value.0
+                ),
+            ));
         }
         if dest == "/" {
             return Err(spec.error_at(&c.dest, "dest `/`: expected a path below the root"));
