@@ -342,6 +342,7 @@ fn build_layer(
             EntryKind::Dir => Content::Dir,
             EntryKind::Generated { bytes, .. } => Content::Bytes(bytes),
             EntryKind::Symlink { target } => Content::Symlink(target),
+            EntryKind::HardLink { target } => Content::HardLink(target),
             EntryKind::File { source } => {
                 check_binary(source, &e.path, platform)?;
                 Content::File(source)

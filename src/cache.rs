@@ -129,6 +129,10 @@ impl LayerCache {
                     field(b"symlink");
                     field(t.as_bytes());
                 }
+                Content::HardLink(t) => {
+                    field(b"hardlink");
+                    field(t.as_bytes());
+                }
                 Content::Bytes(b) => {
                     field(b"bytes");
                     field(Digest::of(b).as_str().as_bytes());

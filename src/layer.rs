@@ -33,6 +33,9 @@ pub enum Content<'a> {
     Bytes(&'a [u8]),
     /// A symbolic link to the given target.
     Symlink(&'a str),
+    /// A hard link to an earlier entry of the same layer (its path, as
+    /// written in the tar): another name of that entry's data, stored once.
+    HardLink(&'a str),
 }
 
 /// One tar entry, ready to write.
@@ -161,7 +164,9 @@ pub fn tar_size(entries: &[TarEntry<'_>]) -> Result<u64> {
                     .len();
                 long(e.path.len()) + padded(len)
             }
-            Content::Symlink(target) => long(e.path.len()) + long(target.len()),
+            Content::Symlink(target) | Content::HardLink(target) => {
+                long(e.path.len()) + long(target.len())
+            }
         };
     }
     Ok(total)
@@ -474,6 +479,11 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
             h.set_size(0);
             tar.append_link(&mut h, e.path, target).ctx(what)?;
         }
+        Content::HardLink(target) => {
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            tar.append_link(&mut h, e.path, target).ctx(what)?;
+        }
     }
     Ok(())
 }
@@ -638,6 +648,73 @@ mod tests {
         assert_eq!(seen.last(), Some(&d.uncompressed_size));
         assert!(seen.len() >= 4, "every MiB or so: {seen:?}");
         assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    }
+
+    #[test]
+    fn sizes_over_8_gib_use_the_gnu_binary_size_field() {
+        // An octal size field ends at 8 GiB - 1; above it the GNU header
+        // holds the size in base-256 (first byte 0x80), which Go's
+        // archive/tar (umoci, podman, containerd, Docker) reads. Writing a
+        // 9 GiB layer in a test would take minutes: the header is checked.
+        let e = TarEntry {
+            path: "big",
+            content: Content::Bytes(b""),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        };
+        let mut h = header_for(&e, 0).unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path("big").unwrap();
+        h.set_size(9 << 30);
+        h.set_cksum();
+        assert_eq!(h.as_bytes()[124] & 0x80, 0x80, "base-256 size");
+        let bytes = h.as_bytes().to_vec();
+        let mut ar = tar::Archive::new(&bytes[..]);
+        let first = ar.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(first.header().size().unwrap(), 9 << 30);
+        assert_eq!(first.path().unwrap().to_str(), Some("big"));
+    }
+
+    #[test]
+    fn hard_links_are_link_entries_with_no_data() {
+        let data = b"the data".repeat(100);
+        let all = [
+            TarEntry {
+                path: "a",
+                content: Content::Bytes(&data),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+            TarEntry {
+                path: "b",
+                content: Content::HardLink("a"),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                uname: "",
+                gname: "",
+            },
+        ];
+        let (gz, d) = write_layer(&all, 0, Vec::new()).unwrap();
+        assert_eq!(tar_size(&all).unwrap(), d.uncompressed_size);
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&gz[..]));
+        let kinds: Vec<_> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| l.into_owned());
+                (e.header().entry_type(), e.header().size().unwrap(), link)
+            })
+            .collect();
+        assert_eq!(kinds[1], (tar::EntryType::Link, 0, Some("a".into())));
+        assert_eq!(kinds[0].1, data.len() as u64, "the data is stored once");
     }
 
     #[test]

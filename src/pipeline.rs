@@ -208,6 +208,18 @@ pub fn build_planned(
     let observer = Shared::new(observer);
     let plan = &planned.plan;
     sink.check(plan)?;
+    for img in &plan.images {
+        for l in &img.layers {
+            for x in &l.excluded {
+                observer.event(&Event::SourceExcluded {
+                    image: &img.name,
+                    layer: &l.name,
+                    path: &x.path,
+                    rule: &x.rule,
+                });
+            }
+        }
+    }
     let store_dir = settings
         .store_dir
         .clone()

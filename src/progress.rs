@@ -136,6 +136,19 @@ pub enum Event<'a> {
         /// Binaries taken.
         binaries: usize,
     },
+    /// A file or directory of a directory source that an ignore file (or
+    /// the rule that ignore files themselves stay out) left out of a layer.
+    /// Sent for each one the plan holds, before any layer is written.
+    SourceExcluded {
+        /// The image.
+        image: &'a str,
+        /// The layer's name.
+        layer: &'a str,
+        /// The path relative to the context (`/` at the end: a directory).
+        path: &'a str,
+        /// The rule: `FILE:LINE: PATTERN`.
+        rule: &'a str,
+    },
     /// A layer is being looked up in the cache, or written.
     LayerStarted {
         /// The layer.

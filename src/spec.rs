@@ -24,6 +24,11 @@ pub struct SpecFile {
     /// Schema version; only `1` exists.
     #[serde(default = "default_version")]
     pub version: Spanned<u32>,
+    /// The directory `path:` sources are relative to and must stay inside,
+    /// relative to this file's directory (default: that directory). Naming
+    /// one is how a spec reaches files outside its own directory.
+    #[serde(default)]
+    pub context: Option<Spanned<String>>,
     /// The images to build, in order.
     pub images: Vec<ImageSpec>,
 }
@@ -161,10 +166,24 @@ pub struct ContentSpec {
     pub dest: Spanned<String>,
     /// File mode as an octal string, e.g. `"0755"`.
     #[serde(default)]
-    pub mode: Option<Mode>,
+    pub mode: Option<Spanned<Mode>>,
+    /// Let `mode` carry the setuid, setgid or sticky bit (`"4755"`): an
+    /// image that holds such a file must say so.
+    #[serde(default)]
+    pub setuid: bool,
     /// Owner: `root` (default), `user` (the image's user) or `UID:GID`.
     #[serde(default)]
     pub owner: Option<Spanned<Owner>>,
+    /// Files of this source that the built-in secret deny-list refuses but
+    /// that belong in the image (gitignore patterns relative to the
+    /// context, e.g. `.env.example`). Each must match such a file.
+    #[serde(default)]
+    pub allow_secrets: Vec<Spanned<String>>,
+    /// Let this entry replace what a lower layer of the image holds at the
+    /// same path (`/etc/passwd`, another layer's file); without it a path
+    /// in two layers of an image is refused.
+    #[serde(default, rename = "override")]
+    pub replace: bool,
 }
 
 /// A cargo binary source: `cargo: ael` or `cargo: {package: ael, bin: ael}`.

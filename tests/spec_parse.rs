@@ -170,7 +170,7 @@ images:
         (cargo1.package.as_str(), cargo1.bin.as_str()),
         ("tools", "t")
     );
-    assert_eq!(c1.mode.unwrap().0, 0o750);
+    assert_eq!(c1.mode.as_ref().unwrap().value.0, 0o750);
     assert_eq!(format!("{:?}", c1.owner.as_ref().unwrap().value), "User");
     let c2 = &data.contents[0];
     assert!(c2.cargo.is_none());
@@ -319,7 +319,12 @@ fn modes() {
         ("\"0\"", 0),
     ] {
         let f = parse_ok(&content(&format!("mode: {written}")));
-        let mode = f.images[0].layers[0].contents[0].mode.unwrap().0;
+        let mode = f.images[0].layers[0].contents[0]
+            .mode
+            .as_ref()
+            .unwrap()
+            .value
+            .0;
         assert_eq!(mode, want, "{written}");
     }
     for written in ["0999", "\"0o\"", "\"10000\"", "rwxr-xr-x", "\"\"", "[7]"] {

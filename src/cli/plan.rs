@@ -30,6 +30,9 @@ pub fn run(args: &PlanArgs) -> CmdResult {
         println!("{}:{} [{}]", img.name, img.tag, platforms.join(", "));
         for l in &img.layers {
             println!("  layer {} ({} entries)", l.name, l.entries.len());
+            for x in &l.excluded {
+                println!("    excluded {} ({})", x.path, x.rule);
+            }
         }
     }
     Ok(())

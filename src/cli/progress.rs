@@ -213,6 +213,14 @@ impl Renderer {
                 "payload: {binaries} prebuilt binaries for {}",
                 platform_list(platforms)
             )),
+            Event::SourceExcluded {
+                image,
+                layer,
+                path,
+                rule,
+            } => self.line(&format!(
+                "excluded {path} from {image} `{layer}` ({rule})"
+            )),
             Event::LayerStarted { layer, total } => {
                 let b = if bars {
                     self.bar(

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::entries::{DirAttrs, LayerEntries, ROOT_DIR, dir_entry};
+use super::context::Context;
+use super::entries::{DirAttrs, LayerEntries, Lower, ROOT_DIR, dir_entry};
 use super::host::{HostError, add_host_path};
 use super::model::{Entry, EntryKind, LayerPlan, User, Workspace};
 use super::paths::{absolute, rel};
@@ -84,12 +85,44 @@ pub(super) fn accounts_layer(
     l.finish(ACCOUNTS_LAYER.into())
 }
 
-pub(super) fn resolve_layer(
+/// Every layer aelimg writes for an image (above a registry base's, if
+/// any): the root layer, the accounts layer, then the spec's layers, each
+/// checked against those below it (a path two layers hold is refused unless
+/// the upper entry says `override: true`; directories merge).
+pub(super) fn image_layers(
+    spec: &LoadedSpec,
+    image: &ImageSpec,
+    user: &User,
+    workdir: Option<&str>,
+    volumes: &BTreeSet<String>,
+    dirs: &BTreeMap<String, DirAttrs>,
+    ws: &dyn Workspace,
+) -> Result<Vec<LayerPlan>> {
+    let mut layers = vec![
+        root_layer(image, dirs),
+        accounts_layer(user, workdir, volumes, dirs),
+    ];
+    let mut lower = Lower::default();
+    for l in &layers {
+        lower.record(l);
+    }
+    let mut ctx = None;
+    for layer in &image.layers {
+        let plan = resolve_layer(spec, layer, user, dirs, ws, &mut ctx, &lower)?;
+        lower.record(&plan);
+        layers.push(plan);
+    }
+    Ok(layers)
+}
+
+fn resolve_layer(
     spec: &LoadedSpec,
     layer: &crate::spec::LayerSpec,
     user: &User,
     dirs: &BTreeMap<String, DirAttrs>,
     ws: &dyn Workspace,
+    ctx: &mut Option<Context>,
+    lower: &Lower,
 ) -> Result<LayerPlan> {
     let mut l = LayerEntries::new(dirs);
     if layer.contents.is_empty() {
@@ -101,8 +134,21 @@ pub(super) fn resolve_layer(
             ),
         ));
     }
-    for c in &layer.contents {
+    for (i, c) in layer.contents.iter().enumerate() {
+        l.content(i);
         let dest = absolute(spec, &c.dest, "dest")?;
+        if let Some(m) = &c.mode
+            && m.value.0 & 0o7000 != 0
+            && !c.setuid
+        {
+            return Err(spec.error_at(
+                m,
+                format!(
+                    "mode {:04o} sets the setuid, setgid or sticky bit: expected a mode of at most 0777, or `setuid: true` on this entry to opt in",
+                    m.value.0
+                ),
+            ));
+        }
         if dest == "/" {
             return Err(spec.error_at(&c.dest, "dest `/`: expected a path below the root"));
         }
@@ -123,20 +169,30 @@ pub(super) fn resolve_layer(
         match (&c.cargo, &c.path) {
             (Some(cargo), None) => {
                 check_cargo(spec, cargo, ws)?;
+                if let Some(p) = c.allow_secrets.first() {
+                    return Err(spec.error_at(
+                        p,
+                        "allow_secrets on a cargo binary allows nothing: expected it on a `path:` entry",
+                    ));
+                }
                 l.add(Entry {
                     path: rel(&dest),
                     kind: EntryKind::Cargo {
                         package: cargo.value.package.clone(),
                         bin: cargo.value.bin.clone(),
                     },
-                    mode: c.mode.map_or(0o755, |m| m.0),
+                    mode: c.mode.as_ref().map_or(0o755, |m| m.value.0),
                     uid,
                     gid,
                 })
                 .map_err(clash)?;
             }
             (None, Some(path)) => {
-                add_host_path(spec, c, path, &rel(&dest), uid, gid, &mut l).map_err(
+                let ctx = match ctx {
+                    Some(ctx) => ctx,
+                    None => ctx.insert(Context::new(spec)?),
+                };
+                add_host_path(spec, ctx, c, path, &rel(&dest), (uid, gid), &mut l).map_err(
                     |e| match e {
                         HostError::Clash(p) => clash(p),
                         HostError::Other(e) => e,
@@ -150,6 +206,26 @@ pub(super) fn resolve_layer(
                 ));
             }
         }
+    }
+    l.link_hard_links()
+        .map_err(|m| spec.error_at(&layer.name, m))?;
+    if let Some(r) = l
+        .replacing(lower)
+        .into_iter()
+        .find(|r| !layer.contents.get(r.origin).is_some_and(|c| c.replace))
+    {
+        let c = &layer.contents[r.origin.min(layer.contents.len() - 1)];
+        return Err(spec.error_at(
+            &c.dest,
+            format!(
+                "`/{}` is {} in layer `{}` below, and layer `{}` puts {} there: expected each path in one layer of an image, or `override: true` on this entry to replace it",
+                r.path,
+                r.lower_what,
+                r.lower,
+                layer.name.value,
+                r.what
+            ),
+        ));
     }
     Ok(l.finish(layer.name.value.clone()))
 }

@@ -11,16 +11,18 @@ use crate::platform::Platform;
 use crate::reference::{Reference, is_valid_tag};
 use crate::spec::{ImageSpec, LoadedSpec, Spanned};
 
+mod context;
 mod entries;
 mod host;
 mod layers;
 mod model;
 mod paths;
 
+pub use context::SECRET_PATTERNS;
 pub use model::*;
 
 use entries::DirAttrs;
-use layers::{accounts_layer, resolve_layer, root_layer};
+use layers::image_layers;
 use paths::{absolute, rel};
 
 /// Resolves a loaded spec into a plan.
@@ -116,13 +118,7 @@ fn resolve_image(
         volumes.insert(absolute(spec, v, "volume")?);
     }
     let dirs = special_dirs(&user, &volumes);
-    let mut layers = vec![
-        root_layer(image, &dirs),
-        accounts_layer(&user, workdir.as_deref(), &volumes, &dirs),
-    ];
-    for layer in &image.layers {
-        layers.push(resolve_layer(spec, layer, &user, &dirs, ws)?);
-    }
+    let layers = image_layers(spec, image, &user, workdir.as_deref(), &volumes, &dirs, ws)?;
     Ok(ImagePlan {
         name,
         tag,

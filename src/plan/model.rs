@@ -112,6 +112,21 @@ pub struct LayerPlan {
     pub name: String,
     /// Entries sorted by path.
     pub entries: Vec<Entry>,
+    /// What the ignore files (and the rule that keeps them out) left out of
+    /// the layer's directory sources, in the order met.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
+}
+
+/// A file or directory of a directory source that did not enter a layer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Excluded {
+    /// Its path relative to the context, `/` at the end for a directory
+    /// (whose contents were not looked at).
+    pub path: String,
+    /// Why: `FILE:LINE: PATTERN` of the ignore file that matched, or that
+    /// it is an ignore file itself.
+    pub rule: String,
 }
 
 /// One tar entry.
@@ -160,6 +175,12 @@ pub enum EntryKind {
     /// A symbolic link.
     Symlink {
         /// Link target as stored.
+        target: String,
+    },
+    /// Another name of a file earlier in the same layer (a hard link on
+    /// the build host): stored once, as a tar hard-link entry.
+    HardLink {
+        /// The path (in the image, relative) of the entry holding the data.
         target: String,
     },
 }
