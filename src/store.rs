@@ -138,7 +138,13 @@ impl BlobStore {
             w.sync_all()
                 .ctx(|| format!("cannot sync {}", tmp.display()))?;
         }
-        fs::rename(&tmp, &dest).ctx(|| format!("cannot rename into {}", dest.display()))?;
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(
+                format!("cannot rename into {}", dest.display()),
+                e,
+            ));
+        }
         Ok(true)
     }
 

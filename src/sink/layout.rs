@@ -68,6 +68,7 @@ impl Txn<'_, '_> {
             for d in &self.added {
                 let _ = layout.store().remove(d);
             }
+            let _ = layout.store().remove_temporaries();
             if !self.had_oci_layout {
                 let _ = std::fs::remove_file(layout.root().join("oci-layout"));
             }
