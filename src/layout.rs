@@ -678,6 +678,92 @@ mod tests {
         assert!(l.store.has(&Digest::from_oci(orphan.digest()).unwrap()));
     }
 
+    /// Tells a channel when a lock is waited for.
+    struct Tell(std::sync::mpsc::Sender<bool>);
+
+    impl Progress for Tell {
+        fn event(&self, e: &Event<'_>) {
+            if let Event::LockWaiting { shared, .. } = e {
+                let _ = self.0.send(*shared);
+            }
+        }
+    }
+
+    fn locked_elsewhere(path: &Path) -> bool {
+        let f = File::open(path.join(LOCK_FILE)).unwrap();
+        matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+    }
+
+    #[test]
+    fn locks_exclude_writers_share_readers_and_survive_an_undo() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out/img");
+        let silent = crate::progress::Silent;
+        let a = LayoutLock::exclusive(&root, &silent).unwrap();
+        assert!(a.created_dir() && locked_elsewhere(&root));
+        // A writer that finds the layout locked says so and waits; the
+        // first undoes its write (removing the directory it made, lock file
+        // included): the waiter starts over on a new lock file.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let root = root.clone();
+            std::thread::spawn(move || LayoutLock::exclusive(&root, &Tell(tx)).unwrap())
+        };
+        assert!(!rx.recv().unwrap(), "an exclusive wait");
+        a.undo();
+        let b = waiter.join().unwrap();
+        assert!(b.created_dir(), "the waiter made the directory again");
+        assert!(locked_elsewhere(&root), "and holds the new lock file");
+        drop(b);
+        assert!(!locked_elsewhere(&root));
+        // Readers share; a writer waits for them.
+        let r1 = LayoutLock::shared(&root, &silent).unwrap().unwrap();
+        let r2 = LayoutLock::shared(&root, &silent).unwrap().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let root = root.clone();
+            std::thread::spawn(move || LayoutLock::exclusive(&root, &Tell(tx)).unwrap())
+        };
+        assert!(!rx.recv().unwrap(), "an exclusive wait");
+        drop((r1, r2));
+        let w = writer.join().unwrap();
+        assert!(!w.created_dir());
+        drop(w);
+        assert!(
+            LayoutLock::shared(&dir.path().join("none"), &silent)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_layout_an_interrupted_aelimg_began_is_taken_up_and_a_foreign_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("x");
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        std::fs::write(root.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(root.join(".aelimg-tmp-abc"), b"half").unwrap();
+        Layout::check_writable(&root).unwrap();
+        let l = Layout::create(&root).unwrap();
+        assert!(l.entries().unwrap().is_empty());
+        l.collect_garbage().unwrap();
+        assert!(
+            !root.join(".aelimg-tmp-abc").exists(),
+            "temporaries removed"
+        );
+        assert!(root.join(LOCK_FILE).exists(), "the lock file stays");
+
+        // `blobs/` without aelimg's lock file is someone else's.
+        let other = dir.path().join("y");
+        std::fs::create_dir_all(other.join("blobs/sha256")).unwrap();
+        assert!(Layout::check_writable(&other).is_err());
+        assert!(Layout::create(&other).is_err());
+        // A corrupt index.json fails the check, with its path.
+        std::fs::write(root.join("index.json"), b"{").unwrap();
+        let e = Layout::check_writable(&root).unwrap_err().to_string();
+        assert!(e.contains("index.json"), "{e}");
+    }
+
     #[test]
     fn refuses_a_directory_that_is_not_a_layout() {
         let dir = tempfile::tempdir().unwrap();
