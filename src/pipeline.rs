@@ -424,11 +424,18 @@ pub fn pull(
     progress: &dyn Progress,
 ) -> Result<(Document, String)> {
     Layout::check_writable(root)?;
-    let _lock = LayoutLock::exclusive(root, progress)?;
-    let layout = Layout::create(root)?;
-    let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
-    let top = pull_image(&reg, src, layout.store(), platform)?;
-    let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
-    layout.tag(top.descriptor(), &tag)?;
-    Ok((top, tag))
+    let lock = LayoutLock::exclusive(root, progress)?;
+    let pulled = (|| {
+        let layout = Layout::create(root)?;
+        let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
+        let top = pull_image(&reg, src, layout.store(), platform)?;
+        let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
+        layout.tag(top.descriptor(), &tag)?;
+        Ok((top, tag))
+    })();
+    if pulled.is_err() && lock.created_dir() {
+        // A first pull that failed leaves no half-made layout behind.
+        lock.undo();
+    }
+    pulled
 }
