@@ -80,6 +80,9 @@ impl LayoutLock {
             match fs::create_dir(root) {
                 Ok(()) => created_dir = true,
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                // The parent was removed meanwhile (a failed write removing
+                // the output directory it made, empty): make it again.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(format!("cannot create {}", root.display()), e)),
             }
             let rw = || OpenOptions::new().read(true).write(true).clone();

@@ -108,8 +108,9 @@ impl LayoutSink {
                 .1
                 .push(image);
         }
-        // 1. Lock and read every layout; nothing is written yet but the lock
-        // file (and the directory of a new layout).
+        // 1. Lock, check and read every layout. Nothing is written yet but
+        // the lock file, and the directory, `oci-layout` and `blobs/` of a
+        // new layout.
         for (root, imgs) in by_root.into_values() {
             let lock = LayoutLock::exclusive(&root, progress)?;
             txns.push(Txn {
