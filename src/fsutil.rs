@@ -10,12 +10,19 @@ use crate::error::{IoContext, Result};
 
 /// Writes `bytes` to `path` atomically.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_via(parent(path), path, bytes)
+}
+
+/// Writes `bytes` to `path` atomically, through a temporary file in
+/// `tmp_dir` (which must be on the same file system): a blob store keeps
+/// its temporary files out of `blobs/sha256`.
+pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".aelimg-tmp-")
-        .tempfile_in(dir)
-        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
+        .tempfile_in(tmp_dir)
+        .ctx(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?;
     tmp.write_all(bytes)
         .ctx(|| format!("cannot write {}", path.display()))?;
     tmp.as_file()

@@ -12,7 +12,7 @@ use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
 use crate::error::{Error, Result};
 use crate::image::BuiltImage;
 use crate::layer::LayerCompression;
-use crate::layout::Layout;
+use crate::layout::{Layout, LayoutLock};
 use crate::oci::Document;
 use crate::plan::{Plan, PlanOptions, Workspace};
 use crate::platform::Platform;
@@ -194,8 +194,9 @@ pub fn build(
 /// the sink checks the plan, registry bases are resolved and fetched, the
 /// payload is built, layers and documents are made, sizes are checked
 /// against the limits, then the images are written. Anything that can fail
-/// on bad input fails before the payload build; nothing is written for a
-/// build that fails.
+/// on bad input fails before the payload build (the sinks' checks read
+/// every output layout's `index.json`); nothing is written for a build that
+/// fails, and the layout sink writes all images or none.
 ///
 /// # Errors
 /// At the first step that fails.
@@ -268,12 +269,12 @@ pub fn build_planned(
             over.join("; ")
         )));
     }
-    let mut records = Vec::new();
-    for img in &images {
-        for r in sink.write(&img.artifact(&store), &observer)? {
-            observer.with(|o| o.written(&r));
-            records.push(r);
-        }
+    // Every image is built and within its limit: the sinks write them all
+    // (a layout sink all or nothing, see `sink::layout`).
+    let artifacts: Vec<Artifact<'_>> = images.iter().map(|i| i.artifact(&store)).collect();
+    let records = sink.write_all(&artifacts, &observer)?;
+    for r in &records {
+        observer.with(|o| o.written(r));
     }
     Ok(BuildOutcome {
         images,
@@ -369,6 +370,25 @@ pub fn push(
 ) -> Result<Vec<Record>> {
     let observer = Shared::new(observer);
     sink.check_names(&images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>())?;
+    // Each layout's shared lock, held until every push is done: a build
+    // writing the layout meanwhile waits, so its garbage collection cannot
+    // remove a blob this push has yet to send. Taken in the order of the
+    // paths, as writers take theirs.
+    let mut order: Vec<(PathBuf, &Path)> = images
+        .iter()
+        .map(|i| {
+            (
+                std::fs::canonicalize(&i.root).unwrap_or_else(|_| i.root.clone()),
+                i.root.as_path(),
+            )
+        })
+        .collect();
+    order.sort();
+    order.dedup_by(|a, b| a.0 == b.0);
+    let mut locks = Vec::new();
+    for (_, root) in order {
+        locks.extend(LayoutLock::shared(root, &observer)?);
+    }
     let mut picked: Vec<(Layout, Document, String, &LayoutImage)> = Vec::new();
     for img in images {
         let layout = Layout::open(&img.root)?;
@@ -397,12 +417,14 @@ pub fn push(
             records.push(r);
         }
     }
+    drop(locks);
     Ok(records)
 }
 
 /// Pulls `src` into the layout `root`, tagged with the reference's tag (or
 /// `latest`); `platform` (`os/arch`) keeps one platform of an index.
-/// Returns the pulled top document.
+/// Holds the layout's exclusive lock meanwhile (`progress` hears when that
+/// means waiting). Returns the pulled top document.
 ///
 /// # Errors
 /// When the registry cannot be reached or the image fails verification.
@@ -411,11 +433,21 @@ pub fn pull(
     root: &Path,
     platform: Option<(&str, &str)>,
     opts: Options,
+    progress: &dyn Progress,
 ) -> Result<(Document, String)> {
-    let layout = Layout::create(root)?;
-    let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
-    let top = pull_image(&reg, src, layout.store(), platform)?;
-    let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
-    layout.tag(top.descriptor(), &tag)?;
-    Ok((top, tag))
+    Layout::check_writable(root)?;
+    let lock = LayoutLock::exclusive(root, progress)?;
+    let pulled = (|| {
+        let layout = Layout::create(root)?;
+        let reg = Registry::connect(&src.registry, src.api_host(), opts)?;
+        let top = pull_image(&reg, src, layout.store(), platform)?;
+        let tag = src.tag.clone().unwrap_or_else(|| "latest".into());
+        layout.tag(top.descriptor(), &tag)?;
+        Ok((top, tag))
+    })();
+    if pulled.is_err() && lock.created_dir() {
+        // A first pull that failed leaves no half-made layout behind.
+        lock.undo();
+    }
+    pulled
 }

@@ -1,6 +1,7 @@
 //! What the stages report as they go: the payload compile (units done of
-//! an estimated total), each layer (bytes through the tar stream) and each
-//! blob pushed (bytes sent).
+//! an estimated total), each layer (bytes through the tar stream), each
+//! blob pushed (bytes sent), and waiting for another process's lock on a
+//! layout.
 //!
 //! The library prints nothing. The stages send [`Event`]s to a [`Progress`],
 //! from whichever thread does the work (layers are written, and blobs
@@ -9,6 +10,7 @@
 //! `Observer::progress`). Reporting never changes what is built: the
 //! layer's bytes go through a counter that only counts.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::digest::Digest;
@@ -203,5 +205,22 @@ pub enum Event<'a> {
         blob: BlobRef<'a>,
         /// What went wrong.
         error: &'a str,
+    },
+    /// Another process holds the lock of a layout this command must write
+    /// (or, `shared`, read): the command waits until it is released.
+    LockWaiting {
+        /// The layout.
+        layout: &'a Path,
+        /// Its lock file (what `fuser` or `lsof` names the holder of).
+        lock_file: &'a Path,
+        /// Whether the lock wanted is shared (a push reading the layout).
+        shared: bool,
+    },
+    /// The lock of a layout was taken, after [`Event::LockWaiting`].
+    LockAcquired {
+        /// The layout.
+        layout: &'a Path,
+        /// How long the command waited.
+        waited: Duration,
     },
 }

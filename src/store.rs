@@ -1,8 +1,12 @@
 //! A content-addressed blob store on disk (`<root>/blobs/sha256/<hex>`), the
 //! same shape as an OCI layout's blob directory.
 //!
-//! Blobs are written to a temporary file beside their final place and renamed
-//! once complete, so a reader never sees a partial blob under a digest.
+//! Blobs are written to a temporary file in the store's root (never in
+//! `blobs/sha256`, where `umoci gc` fails on any name that is not a
+//! digest) and renamed into place once complete, so a reader never sees a
+//! partial blob under a digest. Temporary names start with [`TEMP_PREFIX`];
+//! one left by a killed process is never taken for a blob, and a layout's
+//! garbage collection removes it under the layout's lock.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -11,6 +15,11 @@ use std::path::{Path, PathBuf};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+
+/// How the names of aelimg's temporary files begin (`.aelimg-tmp-…` for a
+/// blob or document being written, `.aelimg-link-…` for a blob being linked
+/// or copied in).
+pub const TEMP_PREFIX: &str = ".aelimg-";
 
 /// A directory of blobs named by their sha256 digest.
 #[derive(Debug, Clone)]
@@ -73,10 +82,10 @@ impl BlobStore {
 
     /// Starts writing a blob whose digest is not known yet.
     pub fn begin(&self) -> Result<PendingBlob> {
-        let dir = self.dir();
+        let dir = &self.root;
         let f = tempfile::Builder::new()
             .prefix(".aelimg-tmp-")
-            .tempfile_in(&dir)
+            .tempfile_in(dir)
             .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
         Ok(PendingBlob {
             file: BufWriter::with_capacity(1 << 20, f),
@@ -102,18 +111,22 @@ impl BlobStore {
         if self.has(digest) {
             return Ok(());
         }
-        fsutil::atomic_write(&self.path(digest), bytes)
+        fsutil::atomic_write_via(&self.root, &self.path(digest), bytes)
     }
 
-    /// Makes `digest` present in `other`, by hard link when possible.
-    pub fn copy_to(&self, other: &BlobStore, digest: &Digest) -> Result<()> {
+    /// Makes `digest` present in `other`, by hard link when possible (the
+    /// source was synced when it was stored), else by a synced copy; the
+    /// blob appears under its name complete, by rename. Returns whether it
+    /// was added (`false`: `other` had it). The rename is durable once
+    /// [`BlobStore::sync`] has run.
+    pub fn copy_to(&self, other: &BlobStore, digest: &Digest) -> Result<bool> {
         if other.has(digest) {
-            return Ok(());
+            return Ok(false);
         }
         let src = self.path(digest);
         let dest = other.path(digest);
-        let tmp = dest.with_file_name(format!(
-            ".aelimg-link-{}-{}",
+        let tmp = other.root.join(format!(
+            "{TEMP_PREFIX}link-{}-{}",
             std::process::id(),
             &digest.hex()[..12]
         ));
@@ -125,7 +138,53 @@ impl BlobStore {
             w.sync_all()
                 .ctx(|| format!("cannot sync {}", tmp.display()))?;
         }
-        fs::rename(&tmp, &dest).ctx(|| format!("cannot rename into {}", dest.display()))
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(
+                format!("cannot rename into {}", dest.display()),
+                e,
+            ));
+        }
+        Ok(true)
+    }
+
+    /// Makes the blobs renamed into the store durable: fsync of
+    /// `blobs/sha256`, `blobs` and the root.
+    pub fn sync(&self) {
+        fsutil::sync_dir(&self.dir());
+        fsutil::sync_dir(&self.root.join("blobs"));
+        fsutil::sync_dir(&self.root);
+    }
+
+    /// Removes aelimg's temporary files (names starting with
+    /// [`TEMP_PREFIX`]) from the root and from `blobs/sha256` (where aelimg
+    /// 0.1 wrote them); returns how many. Only for a store no other process
+    /// writes at the same time: a layout under its exclusive lock.
+    ///
+    /// # Errors
+    /// When a directory cannot be listed or a removal fails.
+    pub fn remove_temporaries(&self) -> Result<usize> {
+        let mut n = 0;
+        for dir in [self.root.clone(), self.dir()] {
+            for e in fs::read_dir(&dir).ctx(|| format!("cannot list {}", dir.display()))? {
+                let e = e.ctx(|| format!("cannot list {}", dir.display()))?;
+                let temporary = e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && e.file_type().is_ok_and(|t| t.is_file());
+                if temporary {
+                    match fs::remove_file(e.path()) {
+                        Ok(()) => n += 1,
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => {
+                            return Err(Error::io(
+                                format!("cannot remove {}", e.path().display()),
+                                err,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Every digest in the store.

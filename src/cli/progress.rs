@@ -302,6 +302,11 @@ impl Renderer {
                 "upload of {} interrupted ({error}); retrying",
                 blob.digest.short()
             )),
+            Event::LockWaiting { .. } | Event::LockAcquired { .. } => {
+                if let Some(l) = lock_line(e) {
+                    self.line(&l);
+                }
+            }
             _ => {}
         }
     }
@@ -310,6 +315,41 @@ impl Renderer {
 impl Drop for Renderer {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// The line that tells of waiting for a layout's lock, and of getting it.
+pub fn lock_line(e: &Event<'_>) -> Option<String> {
+    match *e {
+        Event::LockWaiting {
+            layout,
+            lock_file,
+            shared,
+        } => Some(format!(
+            "waiting for {}: another process holds its lock ({}) to {} it; going on once it is released",
+            layout.display(),
+            lock_file.display(),
+            if shared { "write" } else { "write or read" },
+        )),
+        Event::LockAcquired { layout, waited } => Some(format!(
+            "locked {} after waiting {:.1}s",
+            layout.display(),
+            waited.as_secs_f64()
+        )),
+        _ => None,
+    }
+}
+
+/// Shows only the lock lines (for a command with no other progress: `pull`).
+pub struct LockNotes(pub Mode);
+
+impl aelimg::progress::Progress for LockNotes {
+    fn event(&self, e: &Event<'_>) {
+        if self.0 != Mode::Quiet
+            && let Some(l) = lock_line(e)
+        {
+            eprintln!("{l}");
+        }
     }
 }
 

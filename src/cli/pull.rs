@@ -42,7 +42,13 @@ pub fn run(args: &PullArgs, mode: Mode) -> CmdResult {
     };
     let name = src.repository.rsplit('/').next().unwrap_or("image");
     let root = std::path::Path::new(dir).join(name);
-    let (top, tag) = aelimg::pipeline::pull(&src, &root, platform, opts)?;
+    let (top, tag) = aelimg::pipeline::pull(
+        &src,
+        &root,
+        platform,
+        opts,
+        &super::progress::LockNotes(mode),
+    )?;
     if mode != Mode::Quiet {
         eprintln!("pulled {src} into oci:{}:{tag}", root.display());
     }

@@ -84,7 +84,39 @@ impl Sink for ArchiveSink {
         Ok(())
     }
 
-    fn write(&mut self, image: &Artifact<'_>, _progress: &dyn Progress) -> Result<Vec<Record>> {
+    fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>> {
+        self.write_all(std::slice::from_ref(image), progress)
+    }
+
+    /// Writes every archive to a temporary file, and renames them into
+    /// place only once all are complete: an image that cannot be written
+    /// leaves every archive as it was.
+    fn write_all(
+        &mut self,
+        images: &[Artifact<'_>],
+        _progress: &dyn Progress,
+    ) -> Result<Vec<Record>> {
+        let mut staged = Vec::new();
+        let mut records = Vec::new();
+        for image in images {
+            let (tmp, dest, record) = self.stage(image)?;
+            staged.push((tmp, dest));
+            records.push(record);
+        }
+        for (tmp, dest) in staged {
+            tmp.persist(&dest)
+                .map_err(|e| e.error)
+                .ctx(|| format!("cannot rename into {}", dest.display()))?;
+        }
+        crate::fsutil::sync_dir(&self.dir);
+        Ok(records)
+    }
+}
+
+impl ArchiveSink {
+    /// Writes one image's archive to a temporary file beside its place;
+    /// returns it, its place and the record of writing it.
+    fn stage(&self, image: &Artifact<'_>) -> Result<(tempfile::NamedTempFile, PathBuf, Record)> {
         let manifest = match image.top.kind() {
             Kind::Manifest => image.top.manifest()?,
             Kind::Index => {
@@ -120,7 +152,7 @@ impl Sink for ArchiveSink {
             .filter(|l| l.media_type().as_ref().ends_with("+zstd"))
             .count();
         let dest = self.dir.join(format!("{}.tar", image.name));
-        write_archive(&self.dir, &dest, image, &config, &layers)?;
+        let tmp = write_archive(&self.dir, &dest, image, &config, &layers)?;
         let mut record = Record::at(
             format!(
                 "docker-archive:{}:{}:{}",
@@ -137,17 +169,19 @@ impl Sink for ArchiveSink {
                 layers.len()
             ));
         }
-        Ok(vec![record])
+        Ok((tmp, dest, record))
     }
 }
 
+/// Writes the archive to a synced temporary file in `dir`, to be renamed
+/// to `dest`.
 fn write_archive(
     dir: &Path,
     dest: &Path,
     image: &Artifact<'_>,
     config: &Digest,
     layers: &[Digest],
-) -> Result<()> {
+) -> Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".aelimg-archive-")
@@ -188,8 +222,5 @@ fn write_archive(
         .into_inner()
         .map_err(|e| Error::io(ctx(), e.into_error()))?;
     tmp.as_file().sync_all().ctx(ctx)?;
-    tmp.persist(dest)
-        .map_err(|e| e.error)
-        .ctx(|| format!("cannot rename into {}", dest.display()))?;
-    Ok(())
+    Ok(tmp)
 }

@@ -96,9 +96,29 @@ pub trait Sink {
     /// # Errors
     /// When the image cannot be written.
     fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>>;
+
+    /// Writes every image of a build. A sink that can do it all or nothing
+    /// does (the layout sink: when any image cannot be written, no layout
+    /// changes; the archive sink renames its archives into place only once
+    /// every one is complete); the default writes each image in turn.
+    ///
+    /// # Errors
+    /// When an image cannot be written.
+    fn write_all(
+        &mut self,
+        images: &[Artifact<'_>],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for image in images {
+            out.extend(self.write(image, progress)?);
+        }
+        Ok(out)
+    }
 }
 
-/// Several sinks as one: each checks, then each writes, in order.
+/// Several sinks as one: each checks, then each writes, in order (each
+/// sink all its images, with [`Sink::write_all`], before the next).
 #[derive(Default)]
 pub struct Tee {
     sinks: Vec<Box<dyn Sink>>,
@@ -132,6 +152,18 @@ impl Sink for Tee {
         let mut out = Vec::new();
         for s in &mut self.sinks {
             out.extend(s.write(image, progress)?);
+        }
+        Ok(out)
+    }
+
+    fn write_all(
+        &mut self,
+        images: &[Artifact<'_>],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        for s in &mut self.sinks {
+            out.extend(s.write_all(images, progress)?);
         }
         Ok(out)
     }
