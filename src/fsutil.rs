@@ -13,15 +13,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_via(parent(path), path, bytes)
 }
 
+/// A temporary file in `dir` created `0644` less the umask, as `fs::write`
+/// would create the file it replaces (tempfile's default is `0600`, which
+/// left layouts and archives unreadable to other users).
+///
+/// # Errors
+/// When the file cannot be created.
+pub fn readable_temp_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt as _;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+}
+
 /// Writes `bytes` to `path` atomically, through a temporary file in
 /// `tmp_dir` (which must be on the same file system): a blob store keeps
 /// its temporary files out of `blobs/sha256`.
 pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".aelimg-tmp-")
-        .tempfile_in(tmp_dir)
+    let mut tmp = readable_temp_in(tmp_dir, ".aelimg-tmp-")
         .ctx(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?;
     tmp.write_all(bytes)
         .ctx(|| format!("cannot write {}", path.display()))?;
@@ -48,5 +60,27 @@ pub fn parent(path: &Path) -> &Path {
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn atomic_writes_are_as_readable_as_plain_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"x").unwrap();
+        let atomic = dir.path().join("sub/atomic");
+        atomic_write(&atomic, b"x").unwrap();
+        // 0644 less the same umask `fs::write` was given.
+        assert_eq!(mode(&atomic), mode(&plain) & 0o644);
     }
 }

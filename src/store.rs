@@ -83,9 +83,7 @@ impl BlobStore {
     /// Starts writing a blob whose digest is not known yet.
     pub fn begin(&self) -> Result<PendingBlob> {
         let dir = &self.root;
-        let f = tempfile::Builder::new()
-            .prefix(".aelimg-tmp-")
-            .tempfile_in(dir)
+        let f = crate::fsutil::readable_temp_in(dir, ".aelimg-tmp-")
             .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
         Ok(PendingBlob {
             file: BufWriter::with_capacity(1 << 20, f),

@@ -183,9 +183,7 @@ fn write_archive(
     layers: &[Digest],
 ) -> Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".aelimg-archive-")
-        .tempfile_in(dir)
+    let tmp = crate::fsutil::readable_temp_in(dir, ".aelimg-archive-")
         .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
     let manifest = json!([{
