@@ -203,7 +203,15 @@ fn omitted_fields_take_their_defaults() {
     let h = h.images[0].healthcheck.as_ref().unwrap();
     assert!(h.interval.is_none() && h.timeout.is_none() && h.start_period.is_none());
     assert!(h.retries.is_none());
-    assert!(parse_ok("images: []\n").images.is_empty());
+}
+
+#[test]
+fn an_empty_image_list_is_an_error() {
+    fails_at(
+        "version: 1\nimages: []\n",
+        "images: |[]",
+        "`images` is empty: expected at least one image",
+    );
 }
 
 #[test]
