@@ -279,9 +279,12 @@ impl<'de> Deserialize<'de> for Port {
         match Raw::deserialize(d).map_err(|_| {
             de::Error::custom("expected a port: a number 1-65535 or a string like \"8082/tcp\"")
         })? {
-            Raw::Num(n) => {
-                Port::new(u32::try_from(n).unwrap_or(u32::MAX), false).map_err(de::Error::custom)
-            }
+            Raw::Num(n) => match u32::try_from(n) {
+                Ok(n) => Port::new(n, false).map_err(de::Error::custom),
+                Err(_) => Err(de::Error::custom(format!(
+                    "expected a port number 1-65535, found {n}"
+                ))),
+            },
             Raw::Str(s) => Port::parse(&s).map_err(de::Error::custom),
         }
     }
@@ -451,6 +454,14 @@ pub fn parse(path: &Path, text: &str) -> Result<SpecFile, Error> {
     if text.len() > MAX_SPEC_BYTES {
         return Err(too_big(path));
     }
+    if text.trim().is_empty() {
+        return Err(Error::Spec(Located {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: "the file is empty: expected `version: 1` and `images:` with at least one image".into(),
+        }));
+    }
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
         let (line, column) = e
             .location()
@@ -509,10 +520,16 @@ fn saphyr_message(e: &serde_saphyr::Error) -> String {
     }
     let rendered = e.without_snippet().to_string();
     let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
-    // serde-saphyr appends " at line L column C"; we print the location ourselves.
-    let trimmed = match first.rfind(" at line ") {
+    // serde-saphyr appends " at line L column C" (and for a value reached
+    // through an alias, "(defined at line …) (used at line …)"); we print
+    // the location ourselves.
+    let trimmed = match first.find(" (defined at line ") {
         Some(i) => &first[..i],
         None => first,
+    };
+    let trimmed = match trimmed.rfind(" at line ") {
+        Some(i) => &trimmed[..i],
+        None => trimmed,
     };
     friendly(trimmed.trim_start_matches("error: "))
 }
@@ -642,6 +659,18 @@ fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
 /// An exec-form command; each element is checked as it is read, so an error
 /// points at the element.
 fn argv<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<Vec<String>, D::Error> {
+    /// One element; the first is the program.
+    struct Arg<'a>(&'static str, &'a [String]);
+    impl<'de> de::DeserializeSeed<'de> for Arg<'_> {
+        type Value = String;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            let arg = String::deserialize(d)?;
+            let mut args = self.1.to_vec();
+            args.push(arg);
+            values::argv(self.0, &args).map_err(de::Error::custom)?;
+            Ok(args.pop().unwrap_or_default())
+        }
+    }
     struct V(&'static str);
     impl<'de> Visitor<'de> for V {
         type Value = Vec<String>;
@@ -650,9 +679,9 @@ fn argv<'de, D: Deserializer<'de>>(d: D, what: &'static str) -> Result<Vec<Strin
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
             let mut out = Vec::new();
-            while let Some(Text(arg)) = seq.next_element::<Text>()? {
+            // Only the program and the new element are checked each time.
+            while let Some(arg) = seq.next_element_seed(Arg(self.0, &out[..out.len().min(1)]))? {
                 out.push(arg);
-                values::argv(self.0, &out).map_err(de::Error::custom)?;
             }
             Ok(out)
         }

@@ -137,7 +137,7 @@ fn dest_must_be_absolute_without_dotdot() {
     fails(
         "relative-dest",
         "9:19",
-        "expected an absolute path without `..`",
+        "expected an absolute path (starting with `/`)",
     );
 }
 

@@ -266,7 +266,8 @@ fn durations() {
         ("500ms", D::from_millis(500)),
         ("1h", D::from_secs(3600)),
         ("\"10s\"", D::from_secs(10)),
-        ("2us", D::from_micros(2)),
+        ("1ms", D::from_millis(1)),
+        ("0s", D::ZERO),
         ("1h2m3s4ms5us6ns", D::new(3723, 4_005_006)),
     ] {
         assert_eq!(ms(written), want, "{written}");
@@ -279,6 +280,17 @@ fn durations() {
             &text,
             &format!("interval: |{written}"),
             "expected a duration",
+        );
+    }
+    // Docker refuses health check durations between 0 and 1ms.
+    for written in ["2us", "999999ns"] {
+        let text = doc(&format!(
+            "    healthcheck:\n      test: [x]\n      interval: {written}\n"
+        ));
+        fails_at(
+            &text,
+            &format!("interval: |{written}"),
+            "is under 1ms: expected 0 (the engine's default) or at least 1ms",
         );
     }
 }

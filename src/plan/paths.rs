@@ -11,10 +11,7 @@ pub(super) fn absolute(spec: &LoadedSpec, at: &Spanned<String>, what: &str) -> R
     values::absolute_path(&at.value).map_err(|why| {
         spec.error_at(
             at,
-            format!(
-                "invalid {what} {}: {why}; expected an absolute path without `..`",
-                values::quoted(&at.value)
-            ),
+            format!("invalid {what} {}: {why}", values::quoted(&at.value)),
         )
     })
 }
