@@ -375,7 +375,10 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Error> {
     // Read at most one byte past the limit: a huge file is refused, not read.
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(
-        &mut std::io::Read::take(std::fs::File::open(path).map_err(io)?, MAX_SPEC_BYTES as u64 + 1),
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(io)?,
+            MAX_SPEC_BYTES as u64 + 1,
+        ),
         &mut bytes,
     )
     .map_err(io)?;
@@ -459,7 +462,9 @@ pub fn parse(path: &Path, text: &str) -> Result<SpecFile, Error> {
             file: path.to_path_buf(),
             line: 1,
             column: 1,
-            message: "the file is empty: expected `version: 1` and `images:` with at least one image".into(),
+            message:
+                "the file is empty: expected `version: 1` and `images:` with at least one image"
+                    .into(),
         }));
     }
     serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
@@ -640,9 +645,7 @@ impl<'de> Deserialize<'de> for LabelKey {
     }
 }
 
-fn env_map<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, Spanned<String>>, D::Error> {
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Spanned<String>>, D::Error> {
     Ok(BTreeMap::<EnvName, Spanned<Text>>::deserialize(d)?
         .into_iter()
         .map(|(k, v)| (k.0, Spanned::new(v.value.0, v.referenced, v.defined)))

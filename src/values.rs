@@ -139,7 +139,9 @@ pub fn label_key(s: &str) -> Result<(), String> {
         .chars()
         .find(|c| c.is_whitespace() || c.is_control() || *c == '=')
     {
-        _ if s.is_empty() => Err("empty key: expected a key such as org.opencontainers.image.title".into()),
+        _ if s.is_empty() => {
+            Err("empty key: expected a key such as org.opencontainers.image.title".into())
+        }
         Some(c) => Err(format!(
             "invalid key {}: expected no {} in a label or annotation key",
             quoted(s),
@@ -287,7 +289,13 @@ mod tests {
     fn homes() {
         assert_eq!(home("/home//ael/").as_deref(), Ok("/home/ael"));
         assert_eq!(home("/").as_deref(), Ok("/"));
-        for bad in ["relative", "/app/..", "/a:b", "/a\nroot::0:0::/:/bin/sh", "/a\0"] {
+        for bad in [
+            "relative",
+            "/app/..",
+            "/a:b",
+            "/a\nroot::0:0::/:/bin/sh",
+            "/a\0",
+        ] {
             assert!(home(bad).is_err(), "{bad:?}");
         }
         let e = home("/a\nb").unwrap_err();
@@ -331,8 +339,17 @@ mod tests {
     #[test]
     fn signals() {
         for good in [
-            "SIGTERM", "TERM", "term", "sigint", "15", "9", "64", "SIGRTMIN", "SIGRTMIN+3",
-            "RTMAX-2", "SIGWINCH",
+            "SIGTERM",
+            "TERM",
+            "term",
+            "sigint",
+            "15",
+            "9",
+            "64",
+            "SIGRTMIN",
+            "SIGRTMIN+3",
+            "RTMAX-2",
+            "SIGWINCH",
         ] {
             assert!(stop_signal(good).is_ok(), "{good}");
         }

@@ -150,7 +150,9 @@ fn check(case: &Path) -> Result<(), String> {
         accounts(&group, 4, "group")?;
         for want in &want_lines {
             if !passwd.lines().any(|l| l == want) {
-                return Err(format!("{image}: no line `{want}` in /etc/passwd:\n{passwd}"));
+                return Err(format!(
+                    "{image}: no line `{want}` in /etc/passwd:\n{passwd}"
+                ));
             }
         }
     }
@@ -166,12 +168,17 @@ fn accounts(text: &str, fields: usize, what: &str) -> Result<(), String> {
     }
     for l in &lines {
         if l.len() != fields {
-            return Err(format!("/etc/{what}: a line with {} fields:\n{text}", l.len()));
+            return Err(format!(
+                "/etc/{what}: a line with {} fields:\n{text}",
+                l.len()
+            ));
         }
     }
     let roots: Vec<&Vec<&str>> = lines.iter().filter(|l| l[2] == "0").collect();
     if roots.len() != 1 || roots[0][0] != "root" {
-        return Err(format!("/etc/{what}: not exactly one id-0 line, root's:\n{text}"));
+        return Err(format!(
+            "/etc/{what}: not exactly one id-0 line, root's:\n{text}"
+        ));
     }
     for i in 0..lines.len() {
         for j in i + 1..lines.len() {

@@ -399,9 +399,10 @@ fn layer_spec(image: &ImageSpec, i: usize) -> Option<&crate::spec::LayerSpec> {
 /// implied `path` as a parent directory).
 fn content_for<'a>(l: &'a crate::spec::LayerSpec, path: &str) -> Option<&'a Spanned<String>> {
     let dest = |c: &crate::spec::ContentSpec| paths::normalize_abs(&c.dest.value).map(|d| rel(&d));
-    let holds = l.contents.iter().find(|c| {
-        dest(c).is_some_and(|d| path == d || path.starts_with(&format!("{d}/")))
-    });
+    let holds = l
+        .contents
+        .iter()
+        .find(|c| dest(c).is_some_and(|d| path == d || path.starts_with(&format!("{d}/"))));
     let below = || {
         l.contents
             .iter()
@@ -472,7 +473,6 @@ fn special_dirs(user: &User, volumes: &BTreeSet<String>) -> BTreeMap<String, Dir
     dirs.insert(rel(&user.home), user_dir);
     dirs
 }
-
 
 #[cfg(test)]
 mod tests {
