@@ -355,7 +355,7 @@ fn check_layers(spec: &LoadedSpec, image: &ImageSpec, layers: &[LayerPlan]) -> R
                     None => spec.error_at(&image.name, m),
                 }
             };
-            values::entry_path(&e.path).map_err(|m| at(m))?;
+            values::entry_path(&e.path).map_err(&at)?;
             let name = |j: usize| &layers[j].name;
             let is_dir = e.kind == EntryKind::Dir;
             let mut ancestor = e.path.as_str();
