@@ -14,7 +14,8 @@
 //!
 //! - Pure values: [`digest`] (a checked sha256 [`digest::Digest`]),
 //!   [`reference`] (image references), [`platform`], [`units`] (durations
-//!   and byte sizes), [`fsutil`] (atomic writes), [`error`], [`progress`]
+//!   and byte sizes), [`values`] (the rules for names, paths, env, labels
+//!   and signals that reach synthesized files and the config), [`fsutil`] (atomic writes), [`error`], [`progress`]
 //!   (the events the stages report as they go; the library prints nothing).
 //! - Documents and storage: [`oci`] (manifest, index and config as exact
 //!   bytes and as oci-spec types), [`store`] (content-addressed blobs),
@@ -60,5 +61,6 @@ pub mod sink;
 pub mod spec;
 pub mod store;
 pub mod units;
+pub mod values;
 
 pub use error::{Error, Result};

@@ -24,11 +24,18 @@ pub struct User {
 /// `/etc/nsswitch.conf`: files first, then DNS (Go and some libcs read it).
 pub const NSSWITCH: &str = "hosts: files dns\n";
 
-/// `/etc/passwd` with root, the image's user and nobody.
+/// uid and gid of `nobody` and `nogroup`.
+const NOBODY: u32 = 65534;
+
+/// `/etc/passwd` with root, the image's user and nobody: one line each,
+/// the user's only when it is neither root nor nobody. The plan has
+/// checked every field (no `:`, newline or NUL; root's and nobody's ids
+/// only under their own names), so each field is one field and each
+/// account one line.
 #[must_use]
 pub fn passwd(u: &User) -> Vec<u8> {
     let mut s = String::from("root:x:0:0:root:/root:/sbin/nologin\n");
-    if u.uid != 0 {
+    if u.uid != 0 && u.uid != NOBODY {
         s.push_str(&format!(
             "{}:x:{}:{}:{}:{}:/sbin/nologin\n",
             u.name, u.uid, u.gid, u.name, u.home
@@ -38,11 +45,12 @@ pub fn passwd(u: &User) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// `/etc/group` with root, the image's group and nogroup.
+/// `/etc/group` with root, the image's group and nogroup (the user's group
+/// only when it is neither of those).
 #[must_use]
 pub fn group(u: &User) -> Vec<u8> {
     let mut s = String::from("root:x:0:\n");
-    if u.gid != 0 {
+    if u.gid != 0 && u.gid != NOBODY {
         s.push_str(&format!("{}:x:{}:{}\n", u.group, u.gid, u.name));
     }
     s.push_str("nogroup:x:65534:\n");

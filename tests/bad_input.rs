@@ -137,7 +137,7 @@ fn dest_must_be_absolute_without_dotdot() {
     fails(
         "relative-dest",
         "9:19",
-        "expected an absolute path without `..`",
+        "expected an absolute path (starting with `/`)",
     );
 }
 
@@ -198,7 +198,7 @@ fn image_over_its_size_limit_fails_and_writes_nothing() {
     std::fs::write(dir.join("files/blob.bin"), vec![0u8; 2_000_000]).unwrap();
     std::fs::write(
         dir.join("images.yaml"),
-        "version: 1\nimages:\n  - name: big\n    user: {name: app, uid: 1000}\n    size_limit: 1MB\n    layers:\n      - name: data\n        contents:\n          - path: files\n            dest: /data\n",
+        "version: 1\nimages:\n  - name: big\n    user: {name: app, uid: 1000}\n    entrypoint: [/data/run]\n    size_limit: 1MB\n    layers:\n      - name: data\n        contents:\n          - path: files\n            dest: /data\n",
     )
     .unwrap();
     let out = dir.join("out");

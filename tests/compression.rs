@@ -108,6 +108,7 @@ fn bulky_spec(dir: &Path) -> PathBuf {
            - name: bulky\n    \
              platforms: [linux/amd64]\n    \
              user: {name: app, uid: 10001}\n    \
+             entrypoint: [/srv/run]\n    \
              layers:\n      \
                - name: small\n        \
                  contents:\n          \
@@ -482,6 +483,7 @@ fn a_1_gib_layer_is_built_in_bounded_memory() {
            - name: big\n    \
              platforms: [linux/amd64]\n    \
              user: {name: app, uid: 10001}\n    \
+             entrypoint: [/srv/run]\n    \
              layers:\n      \
                - name: big\n        \
                  contents:\n          \

@@ -90,7 +90,7 @@ fn spec(dir: &Path, images: &[Img<'_>]) -> PathBuf {
         fs::create_dir_all(&files).unwrap();
         fs::write(files.join("data"), img.content).unwrap();
         yaml.push_str(&format!(
-            "  - name: {}\n    tag: \"{}\"\n    platforms: [linux/amd64]\n    user: {{name: app, uid: 10001}}\n",
+            "  - name: {}\n    tag: \"{}\"\n    platforms: [linux/amd64]\n    user: {{name: app, uid: 10001}}\n    cmd: [/usr/local/bin/app]\n",
             img.name, img.tag
         ));
         if let Some(l) = img.size_limit {

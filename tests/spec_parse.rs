@@ -203,7 +203,15 @@ fn omitted_fields_take_their_defaults() {
     let h = h.images[0].healthcheck.as_ref().unwrap();
     assert!(h.interval.is_none() && h.timeout.is_none() && h.start_period.is_none());
     assert!(h.retries.is_none());
-    assert!(parse_ok("images: []\n").images.is_empty());
+}
+
+#[test]
+fn an_empty_image_list_is_an_error() {
+    fails_at(
+        "version: 1\nimages: []\n",
+        "images: |[]",
+        "`images` is empty: expected at least one image",
+    );
 }
 
 #[test]
@@ -258,7 +266,8 @@ fn durations() {
         ("500ms", D::from_millis(500)),
         ("1h", D::from_secs(3600)),
         ("\"10s\"", D::from_secs(10)),
-        ("2us", D::from_micros(2)),
+        ("1ms", D::from_millis(1)),
+        ("0s", D::ZERO),
         ("1h2m3s4ms5us6ns", D::new(3723, 4_005_006)),
     ] {
         assert_eq!(ms(written), want, "{written}");
@@ -271,6 +280,17 @@ fn durations() {
             &text,
             &format!("interval: |{written}"),
             "expected a duration",
+        );
+    }
+    // Docker refuses health check durations between 0 and 1ms.
+    for written in ["2us", "999999ns"] {
+        let text = doc(&format!(
+            "    healthcheck:\n      test: [x]\n      interval: {written}\n"
+        ));
+        fails_at(
+            &text,
+            &format!("interval: |{written}"),
+            "is under 1ms: expected 0 (the engine's default) or at least 1ms",
         );
     }
 }

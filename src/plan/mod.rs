@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::reference::{Reference, is_valid_tag};
 use crate::spec::{ImageSpec, LoadedSpec, Spanned};
+use crate::values;
 
 mod context;
 mod entries;
@@ -27,6 +28,9 @@ use paths::{absolute, rel};
 
 /// Resolves a loaded spec into a plan.
 pub fn resolve(spec: &LoadedSpec, opts: &PlanOptions, ws: &dyn Workspace) -> Result<Plan> {
+    for image in &spec.file.images {
+        check_name(spec, image)?;
+    }
     check_unique_names(spec)?;
     let known: Vec<&str> = spec
         .file
@@ -47,6 +51,10 @@ pub fn resolve(spec: &LoadedSpec, opts: &PlanOptions, ws: &dyn Workspace) -> Res
     for image in &spec.file.images {
         if opts.only.is_empty() || opts.only.contains(&image.name.value) {
             images.push(resolve_image(spec, image, opts, ws)?);
+        } else {
+            // Not built this time, but its values are checked all the same:
+            // what the file says is wrong is wrong whatever `--image` picks.
+            check_values(spec, image)?;
         }
     }
     Ok(Plan {
@@ -82,6 +90,49 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 128
 }
 
+/// The image name is a directory name in the output (`DIR/<name>/`,
+/// `DIR/<name>.tar`): never empty, absolute, `..` or with a `/`.
+fn check_name(spec: &LoadedSpec, image: &ImageSpec) -> Result<()> {
+    let name = &image.name.value;
+    if valid_name(name) {
+        return Ok(());
+    }
+    Err(spec.error_at(
+        &image.name,
+        format!(
+            "invalid image name {}: expected lower-case letters, digits, `.`, `_` or `-`, starting with a letter or digit (at most 128)",
+            values::quoted(name)
+        ),
+    ))
+}
+
+/// The checks of [`resolve_image`] that need neither the file system nor
+/// the workspace, for images `--image` leaves out.
+fn check_values(spec: &LoadedSpec, image: &ImageSpec) -> Result<()> {
+    resolve_tag(spec, image)?;
+    resolve_user(spec, image)?;
+    resolve_base(spec, image)?;
+    resolve_platforms(spec, image, &PlanOptions::default())?;
+    resolve_healthcheck(spec, image)?;
+    Ok(())
+}
+
+fn resolve_tag(spec: &LoadedSpec, image: &ImageSpec) -> Result<String> {
+    Ok(match &image.tag {
+        Some(t) if !is_valid_tag(&t.value) => {
+            return Err(spec.error_at(
+                t,
+                format!(
+                    "invalid tag {}: expected letters, digits, `_`, `.` or `-`, not starting with `.` or `-` (at most 128)",
+                    values::quoted(&t.value)
+                ),
+            ));
+        }
+        Some(t) => t.value.clone(),
+        None => "latest".to_string(),
+    })
+}
+
 fn resolve_image(
     spec: &LoadedSpec,
     image: &ImageSpec,
@@ -89,41 +140,48 @@ fn resolve_image(
     ws: &dyn Workspace,
 ) -> Result<ImagePlan> {
     let name = image.name.value.clone();
-    if !valid_name(&name) {
-        return Err(spec.error_at(
-            &image.name,
-            format!("invalid image name `{name}`: expected lower-case letters, digits, `.`, `_` or `-`, starting with a letter or digit"),
-        ));
-    }
-    let tag = match &image.tag {
-        Some(t) if !is_valid_tag(&t.value) => {
-            return Err(spec.error_at(
-                t,
-                format!(
-                    "invalid tag `{}`: expected letters, digits, `_`, `.` or `-` (at most 128)",
-                    t.value
-                ),
-            ));
-        }
-        Some(t) => t.value.clone(),
-        None => "latest".to_string(),
-    };
+    let tag = resolve_tag(spec, image)?;
+    let base = resolve_base(spec, image)?;
+    let platforms = resolve_platforms(spec, image, opts)?;
     let user = resolve_user(spec, image)?;
     let workdir = match &image.workdir {
-        Some(w) => Some(absolute(spec, w, "workdir")?),
+        Some(w) => {
+            let p = absolute(spec, w, "workdir")?;
+            not_over_a_file(spec, image, w, &p, "workdir")?;
+            Some(p)
+        }
         None => None,
     };
     let mut volumes = BTreeSet::new();
     for v in &image.volumes {
-        volumes.insert(absolute(spec, v, "volume")?);
+        let p = absolute(spec, v, "volume")?;
+        if p == "/" {
+            return Err(spec.error_at(v, "volume `/`: expected a directory below the root"));
+        }
+        not_over_a_file(spec, image, v, &p, "volume")?;
+        volumes.insert(p);
+    }
+    if let Some(h) = &image.user.value.home {
+        let at = Spanned::new(h.clone(), image.user.referenced, image.user.defined);
+        not_over_a_file(spec, image, &at, &user.home, "home")?;
     }
     let dirs = special_dirs(&user, &volumes);
     let layers = image_layers(spec, image, &user, workdir.as_deref(), &volumes, &dirs, ws)?;
+    check_layers(spec, image, &layers)?;
+    // A registry base may bring its own; a `scratch` image has nothing to run.
+    if base == Base::Scratch && image.entrypoint.is_empty() && image.cmd.is_empty() {
+        return Err(spec.error_at(
+            &image.name,
+            format!(
+                "image `{name}` has neither `entrypoint` nor `cmd`: expected at least one, e.g. entrypoint: [/usr/local/bin/{name}]"
+            ),
+        ));
+    }
     Ok(ImagePlan {
         name,
         tag,
-        base: resolve_base(spec, image)?,
-        platforms: resolve_platforms(spec, image, opts)?,
+        base,
+        platforms,
         config: ConfigPlan {
             user: format!("{}:{}", user.uid, user.gid),
             env: resolve_env(spec, image)?,
@@ -167,23 +225,13 @@ fn resolve_base(spec: &LoadedSpec, image: &ImageSpec) -> Result<Base> {
     }
 }
 
-/// The command line's platforms, else the image's, else the host's.
+/// The command line's platforms, else the image's, else the host's. The
+/// image's are checked even when the command line overrides them.
 fn resolve_platforms(
     spec: &LoadedSpec,
     image: &ImageSpec,
     opts: &PlanOptions,
 ) -> Result<Vec<Platform>> {
-    if let Some(p) = &opts.platforms {
-        return Ok(p.clone());
-    }
-    if image.platforms.is_empty() {
-        return Ok(vec![Platform::host().ok_or_else(|| {
-            Error::Request(format!(
-                "the host architecture {} is not supported: name a platform",
-                std::env::consts::ARCH
-            ))
-        })?]);
-    }
     let mut out = Vec::new();
     for p in &image.platforms {
         let parsed = Platform::parse(&p.value).map_err(|m| spec.error_at(p, m))?;
@@ -191,47 +239,158 @@ fn resolve_platforms(
             out.push(parsed);
         }
     }
+    if let Some(p) = &opts.platforms {
+        return Ok(p.clone());
+    }
+    if out.is_empty() {
+        return Ok(vec![Platform::host().ok_or_else(|| {
+            Error::Request(format!(
+                "the host architecture {} is not supported: name a platform",
+                std::env::consts::ARCH
+            ))
+        })?]);
+    }
     Ok(out)
 }
 
-/// The runtime user: a non-root account unless root is opted into.
+/// uid and gid 65534: `nobody` and `nogroup`, which every image has.
+const NOBODY: u32 = 65534;
+
+/// The runtime user: a non-root account unless root is opted into, and never
+/// a second account with uid 0 or a second name for root's or nobody's ids
+/// (the names themselves were checked as they were read).
 fn resolve_user(spec: &LoadedSpec, image: &ImageSpec) -> Result<User> {
     let u = &image.user.value;
+    let err = |m: String| Err(spec.error_at(&image.user, m));
     if u.uid == 0 && !u.allow_root {
-        return Err(spec.error_at(
-            &image.user,
-            "user uid 0 runs the container as root: expected a non-root uid, or `allow_root: true` to opt in",
-        ));
+        return err(
+            "user uid 0 runs the container as root: expected a non-root uid, or `allow_root: true` to opt in".into(),
+        );
     }
-    if !valid_account_name(&u.name) {
-        return Err(spec.error_at(
-            &image.user,
-            format!(
-                "invalid user name `{}`: expected letters, digits, `_` or `-`",
-                u.name
-            ),
-        ));
+    for (id, owner, what) in [(0, "root", "uid"), (NOBODY, "nobody", "uid")] {
+        if (u.uid == id) != (u.name == owner) {
+            return err(format!(
+                "user `{}` with uid {}: {what} {id} is `{owner}`'s in /etc/passwd; expected the name `{owner}` with {what} {id} and no other",
+                u.name, u.uid
+            ));
+        }
     }
-    let user = User {
+    let gid = u.gid.unwrap_or(u.uid);
+    let group = match (&u.group, gid) {
+        (Some(g), _) => g.clone(),
+        (None, 0) => "root".to_string(),
+        (None, NOBODY) => "nogroup".to_string(),
+        (None, _) => u.name.clone(),
+    };
+    for (id, owner) in [(0, "root"), (NOBODY, "nogroup")] {
+        if (gid == id) != (group == owner) {
+            return err(format!(
+                "group `{group}` with gid {gid}: gid {id} is `{owner}`'s in /etc/group; expected the name `{owner}` with gid {id} and no other"
+            ));
+        }
+    }
+    let home = match &u.home {
+        Some(h) => values::home(h).map_err(|m| spec.error_at(&image.user, m))?,
+        None => format!("/home/{}", u.name),
+    };
+    Ok(User {
         name: u.name.clone(),
         uid: u.uid,
-        gid: u.gid.unwrap_or(u.uid),
-        group: u.group.clone().unwrap_or_else(|| u.name.clone()),
-        home: u
-            .home
-            .clone()
-            .unwrap_or_else(|| format!("/home/{}", u.name)),
-    };
-    if !valid_account_name(&user.group) {
-        return Err(spec.error_at(
-            &image.user,
-            format!(
-                "invalid group name `{}`: expected letters, digits, `_` or `-`",
-                user.group
-            ),
-        ));
+        gid,
+        group,
+        home,
+    })
+}
+
+/// Files every image on `scratch` has before its own layers.
+fn synthesized_files(image: &ImageSpec) -> Vec<&'static str> {
+    let mut files = vec!["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"];
+    if image.ca_certificates {
+        files.push("/etc/ssl/certs/ca-certificates.crt");
     }
-    Ok(user)
+    files
+}
+
+/// A directory the accounts layer creates (volume, workdir, home) must not
+/// be one of the synthesized files or below one.
+fn not_over_a_file(
+    spec: &LoadedSpec,
+    image: &ImageSpec,
+    at: &Spanned<String>,
+    path: &str,
+    what: &str,
+) -> Result<()> {
+    for file in synthesized_files(image) {
+        if path == file || path.starts_with(&format!("{file}/")) {
+            return Err(spec.error_at(
+                at,
+                format!(
+                    "{what} `{path}` collides with {file}, a file aelimg writes into every image: expected a directory elsewhere"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Across all layers of an image, bottom first: every entry path is one a
+/// tar can carry (see [`values::entry_path`]), and nothing is put below a
+/// file or symlink of a layer beneath (or of its own layer). A path held by
+/// two layers is [`image_layers`]' to refuse (or allow, with `override:
+/// true`); the upper entry's kind then counts.
+fn check_layers(spec: &LoadedSpec, image: &ImageSpec, layers: &[LayerPlan]) -> Result<()> {
+    let mut seen: BTreeMap<&str, (bool, usize)> = BTreeMap::new();
+    for (i, layer) in layers.iter().enumerate() {
+        for e in &layer.entries {
+            let at = |m: String| {
+                let m = format!("`/{}`: {m}", e.path);
+                match layer_spec(image, i) {
+                    Some(l) => match content_for(l, &e.path) {
+                        Some(dest) => spec.error_at(dest, m),
+                        None => spec.error_at(&l.name, m),
+                    },
+                    None => spec.error_at(&image.name, m),
+                }
+            };
+            values::entry_path(&e.path).map_err(&at)?;
+            let name = |j: usize| &layers[j].name;
+            let is_dir = e.kind == EntryKind::Dir;
+            let mut ancestor = e.path.as_str();
+            while let Some((parent, _)) = ancestor.rsplit_once('/') {
+                ancestor = parent;
+                if let Some((false, j)) = seen.get(parent) {
+                    return Err(at(format!(
+                        "it is below `/{parent}`, a file or symlink of layer `{}`: expected nothing below a file",
+                        name(*j)
+                    )));
+                }
+            }
+            seen.insert(&e.path, (is_dir, i));
+        }
+    }
+    Ok(())
+}
+
+/// The images.yaml layer of the plan's layer `i` (the first two are synthesized).
+fn layer_spec(image: &ImageSpec, i: usize) -> Option<&crate::spec::LayerSpec> {
+    i.checked_sub(2).and_then(|k| image.layers.get(k))
+}
+
+/// The `dest` of the content entry that put `path` into a layer: the one
+/// whose destination is `path` or holds it, else one below it (which
+/// implied `path` as a parent directory).
+fn content_for<'a>(l: &'a crate::spec::LayerSpec, path: &str) -> Option<&'a Spanned<String>> {
+    let dest = |c: &crate::spec::ContentSpec| paths::normalize_abs(&c.dest.value).map(|d| rel(&d));
+    let holds = l
+        .contents
+        .iter()
+        .find(|c| dest(c).is_some_and(|d| path == d || path.starts_with(&format!("{d}/"))));
+    let below = || {
+        l.contents
+            .iter()
+            .find(|c| dest(c).is_some_and(|d| d.starts_with(&format!("{path}/"))))
+    };
+    holds.or_else(below).map(|c| &c.dest)
 }
 
 /// `KEY=value`, sorted by key, with the default `PATH`.
@@ -239,12 +398,8 @@ fn resolve_env(spec: &LoadedSpec, image: &ImageSpec) -> Result<Vec<String>> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
     for (k, v) in &image.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(spec.error_at(
-                v,
-                format!("invalid environment variable name `{k}`: expected a name without `=`"),
-            ));
-        }
+        values::env_name(k).map_err(|m| spec.error_at(v, m))?;
+        values::no_nul("environment value", &v.value).map_err(|m| spec.error_at(v, m))?;
         env.insert(k.clone(), v.value.clone());
     }
     Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
@@ -299,13 +454,6 @@ fn special_dirs(user: &User, volumes: &BTreeSet<String>) -> BTreeMap<String, Dir
     }
     dirs.insert(rel(&user.home), user_dir);
     dirs
-}
-
-fn valid_account_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
