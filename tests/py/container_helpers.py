@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import secrets
 import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,28 @@ def host_platform() -> str:
     return f"linux/{arch}"
 
 
+# One path component of a reference (distribution/reference's grammar):
+# lower-case letters and digits, joined by `.`, `_`, `__` or runs of `-`.
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def _reference_safe_dir() -> Path:
+    """A fresh directory under /tmp whose every path component is valid in an
+    image reference. podman names an image pulled from `oci:DIR:TAG` after DIR,
+    so a tempfile.mkdtemp name that happens to end in `_` (its alphabet has
+    one) makes `podman run` fail with "invalid reference format"."""
+    for _ in range(100):
+        base = Path("/tmp") / f"aelimg-py-images-{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            base.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        bad = [c for c in base.parts[1:] if not _PATH_COMPONENT.fullmatch(c)]
+        assert not bad, f"{base}: {bad} cannot be part of an image reference"
+        return base
+    raise AssertionError("could not create a fresh directory under /tmp")
+
+
 def build_images() -> tuple[Path, dict]:
     """Build both images for the host's platform with aelimg into a fresh temporary
     directory, once per process; return (output dir, the build's JSON report).
@@ -48,9 +71,8 @@ def build_images() -> tuple[Path, dict]:
     `:`, so the directory is made under /tmp with a fixed lower-case prefix."""
     with _LOCK:
         if "dir" not in _IMAGES:
-            base = Path(tempfile.mkdtemp(prefix="aelimg-py-images-", dir="/tmp"))
+            base = _reference_safe_dir()
             out = base / "out"
-            assert str(out) == str(out).lower() and ":" not in str(out), out
             # The dev build of aelimg (the Rust tests built it; its hot crates
             # are optimized) avoids a second, release host build in CI.
             cmd = ["cargo", "run", "-q", "--locked", "--", "build",
