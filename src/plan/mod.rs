@@ -181,6 +181,9 @@ fn resolve_platforms(
         return Ok(p.clone());
     }
     if image.platforms.is_empty() {
+        if let Some(p) = opts.prefer_platform {
+            return Ok(vec![p]);
+        }
         return Ok(vec![Platform::host().ok_or_else(|| {
             Error::Request(format!(
                 "the host architecture {} is not supported: name a platform",
@@ -194,6 +197,9 @@ fn resolve_platforms(
         if !out.contains(&parsed) {
             out.push(parsed);
         }
+    }
+    if let Some(p) = opts.prefer_platform.filter(|p| out.contains(p)) {
+        return Ok(vec![p]);
     }
     Ok(out)
 }
