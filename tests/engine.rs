@@ -360,3 +360,37 @@ fn a_missing_unpermitted_or_foreign_engine_fails_before_the_build() {
     assert!(err.contains("image armonly has no platform"), "{err}");
     assert!(!dir.join("cache").exists(), "nothing was built");
 }
+
+/// `docker run $(aelimg build --push REF --image ael)`: stdout holds the
+/// pushed reference by digest and nothing else, and the engine runs it.
+#[test]
+fn docker_runs_what_build_push_prints() {
+    use common::registry::{Auth, Registry};
+    let dir = scratch("engine-push");
+    let reg = Registry::start(&dir.join("reg"), false, Auth::Anonymous);
+    let out = run(aelimg()
+        .args(["build", "--image", "ael", "--platform", &host_platform()])
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("oci").display()))
+        .args(["--push", &format!("{}/acme/{{name}}", reg.host())]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let reference = String::from_utf8(out.stdout).unwrap();
+    let reference = reference.trim_end_matches('\n');
+    assert!(
+        !reference.contains('\n')
+            && reference.starts_with(&format!("{}/acme/ael@sha256:", reg.host())),
+        "stdout must be the reference alone: {reference:?}"
+    );
+    assert!(
+        err.contains("compressed"),
+        "the size report is on stderr: {err}"
+    );
+    // The shell's `$(…)`: the engine pulls it from the loopback registry
+    // (Docker reaches 127.0.0.0/8 registries over plain HTTP) and runs it.
+    let version =
+        ok(shared()
+            .docker()
+            .args(["run", "--rm", "--network", "none", reference, "--version"]));
+    assert!(version.starts_with("ael "), "{version}");
+}

@@ -57,7 +57,9 @@ pub struct BuildArgs {
     /// Working blob store (default: <cargo target dir>/aelimg).
     #[arg(long, value_name = "DIR", env = "AELIMG_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Also push each image to REF (REGISTRY/REPO[:TAG], `{name}` for the image name).
+    /// Also push each image to REF (REGISTRY/REPO[:TAG], `{name}` for the image
+    /// name). stdout then holds only the pushed REGISTRY/REPO@sha256:…, one
+    /// per line (the size report goes to stderr), unless --json.
     #[arg(long, value_name = "REF")]
     push: Option<String>,
     /// Extra tags for --push (repeatable).
@@ -116,9 +118,13 @@ fn output_sink(s: &str, engines: &mut Vec<Platform>) -> Result<Box<dyn Sink>, Fa
 }
 
 /// Prints the report (table on stdout, or JSON with --json), shows
-/// progress and each write on stderr.
+/// progress and each write on stderr. With --push (and no --json) stdout
+/// holds only the pushed references, so the table goes to stderr.
 struct Printer {
     json: bool,
+    /// Print the table on stderr (not in quiet mode), not stdout.
+    report_to_stderr: bool,
+    quiet: bool,
     pushes: Vec<PushReport>,
     ui: Renderer,
 }
@@ -138,8 +144,10 @@ impl Observer for Printer {
                     Ok(s) => println!("{s}"),
                     Err(e) => eprintln!("error: cannot print the size report: {e}"),
                 }
-            } else {
+            } else if !self.report_to_stderr {
                 print!("{}", render_report(report));
+            } else if !self.quiet {
+                eprint!("{}", render_report(report));
             }
         });
     }
@@ -211,6 +219,10 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     };
     let mut printer = Printer {
         json: args.json,
+        // `docker run $(aelimg build --push REF --image ael)`: stdout holds
+        // the references by digest and nothing else.
+        report_to_stderr: args.push.is_some(),
+        quiet: mode == Mode::Quiet,
         pushes: Vec::new(),
         ui,
     };
