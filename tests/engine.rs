@@ -394,3 +394,149 @@ fn docker_runs_what_build_push_prints() {
             .args(["run", "--rm", "--network", "none", reference, "--version"]));
     assert!(version.starts_with("ael "), "{version}");
 }
+
+/// A secret file readable by the images' user (uid 10001), as Docker
+/// bind-mounts it.
+fn secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let f = dir.join(name);
+    std::fs::write(&f, format!("{value}\n")).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    f
+}
+
+/// Runs `ael workflows run ARGS --json` in a container; the run record.
+fn workflow_run(container: &str, args: &[&str]) -> serde_json::Value {
+    let out = run(shared()
+        .docker()
+        .args(["exec", container, "ael", "workflows", "run"])
+        .args(args)
+        .arg("--json"));
+    assert!(
+        out.status.success(),
+        "workflow run {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// native-tools as its own container, serving MCP over HTTP with a bearer
+/// token from a secret file; ael in another, configured by
+/// images/config/ael-compose.yaml to reach it by name with that token;
+/// /health shows it connected and a workflow writes a file through it.
+#[test]
+fn ael_reaches_native_tools_in_another_container() {
+    loaded();
+    let dir = scratch("engine-tools");
+    let token = secret(
+        &dir.join("secrets"),
+        "native_tools_token",
+        "nt-5ecret-token",
+    );
+    let mount = format!("{}:/run/secrets/native_tools_token:ro", token.display());
+    let tools = Container::run(&[
+        "--network-alias",
+        "native-tools",
+        "-e",
+        "NATIVE_TOOLS_HTTP_TOKEN_FILE=/run/secrets/native_tools_token",
+        "-v",
+        &mount,
+        "native-tools:latest",
+        "--transport",
+        "http",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8083",
+        "--root",
+        "/app/data",
+    ]);
+    let port = free_port();
+    let config = common::repo().join("images/config");
+    let ael = Container::run(&[
+        "--network-alias",
+        "ael",
+        "-p",
+        &format!("127.0.0.1:{port}:8082"),
+        "-v",
+        &format!("{}:/app/config:ro", config.display()),
+        "-e",
+        "AEL_CONFIG_PATH=/app/config/ael-compose.yaml",
+        "-v",
+        &mount,
+        "ael:latest",
+    ]);
+    // The health probe of the HTTP mode works in the scratch image (no curl).
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            run(shared()
+                .docker()
+                .args(["exec", &tools.id, "native-tools", "health"]))
+            .status
+            .success()
+        },
+        || format!("native-tools health never passed; logs:\n{}", tools.logs()),
+    );
+    let health = poll(Duration::from_secs(30), || {
+        let (status, body) = http_get(port, "/health").ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && v["tool_servers"]["native"]["state"] == "connected").then_some(v)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "ael never reported native connected: {:?}\nael:\n{}\nnative-tools:\n{}",
+            http_get(port, "/health"),
+            ael.logs(),
+            tools.logs()
+        )
+    });
+    assert_eq!(
+        health["tool_servers"]["native"]["transport"], "http",
+        "{health}"
+    );
+    assert!(
+        health["tool_servers"]["native"]["tools"]
+            .to_string()
+            .contains("fs_write"),
+        "{health}"
+    );
+    // A workflow fetches ael's own /health (by its name, from the
+    // native-tools container) and writes it to native-tools' /app/data.
+    let record = workflow_run(
+        &ael.id,
+        &[
+            "fetch-and-save",
+            "-i",
+            "url=http://ael:8082/health",
+            "-i",
+            "dest=/app/data/health.json",
+        ],
+    );
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["output"]["saved"], true, "{record}");
+    let copied =
+        ok(shared()
+            .docker()
+            .args(["cp", &format!("{}:/app/data/health.json", tools.id), "-"]));
+    assert!(copied.contains("\"tool_servers\""), "{copied}");
+    // The token is required: /mcp without it answers 401 (asked from ael's
+    // network through http_fetch, which sends none).
+    let record = workflow_run(
+        &ael.id,
+        &[
+            "fetch-and-save",
+            "-i",
+            "url=http://native-tools:8083/mcp",
+            "-i",
+            "dest=/app/data/unused",
+            "-i",
+            "save=false",
+        ],
+    );
+    assert_eq!(record["output"]["status"], 401, "{record}");
+    for c in [&tools, &ael] {
+        assert!(!c.logs().contains("nt-5ecret-token"), "a token was logged");
+    }
+}
