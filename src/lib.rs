@@ -33,7 +33,7 @@
 //!   [`build`] runs the stages into a blob store; [`report`] sizes the result.
 //! - Output: [`sink`] writes images out — an OCI layout, a docker archive, a
 //!   local container engine or a registry — behind one trait, joined by a
-//!   tee.
+//!   tee; [`compose`] writes DOC-056's compose files from the plan.
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
@@ -41,6 +41,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cargo;
+pub mod compose;
 pub mod digest;
 pub mod elf;
 pub mod error;

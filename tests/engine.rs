@@ -540,3 +540,232 @@ fn ael_reaches_native_tools_in_another_container() {
         assert!(!c.logs().contains("nt-5ecret-token"), "a token was logged");
     }
 }
+
+/// A docker-compose project on the shared engine: the committed compose
+/// file (and an override), its relative paths resolved in a scratch
+/// directory holding a copy of images/config and images/workflows and the
+/// secret files; `down -v` when dropped.
+struct Compose {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    project: String,
+    port: u16,
+}
+
+impl Compose {
+    fn new(name: &str, file: &str) -> Self {
+        let dir = scratch(name);
+        for sub in ["config", "workflows"] {
+            let to = dir.join("images").join(sub);
+            std::fs::create_dir_all(&to).unwrap();
+            for e in std::fs::read_dir(common::repo().join("images").join(sub)).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+        secret(&dir.join("secrets"), "ael_token", "ael-5ecret-token");
+        secret(
+            &dir.join("secrets"),
+            "native_tools_token",
+            "nt-5ecret-token",
+        );
+        // Docker 20.10 probes first after one interval: a short one here,
+        // the committed file keeps DOC-056's.
+        let fast = dir.join("fast-health.yaml");
+        std::fs::write(
+            &fast,
+            "services:\n  ael:\n    healthcheck: {interval: 1s, start_period: 0s}\n  native-tools:\n    healthcheck: {interval: 1s, start_period: 0s}\n",
+        )
+        .unwrap();
+        Self {
+            project: format!("aelimg-{name}-{}", std::process::id()),
+            files: vec![common::repo().join(file), fast],
+            dir,
+            port: free_port(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("docker-compose");
+        c.env("DOCKER_HOST", shared().host())
+            .env("AEL_PORT", format!("127.0.0.1:{}", self.port))
+            .arg("--project-directory")
+            .arg(&self.dir)
+            .args(["-p", &self.project]);
+        for f in &self.files {
+            c.arg("-f").arg(f);
+        }
+        c
+    }
+
+    fn id(&self, service: &str) -> String {
+        ok(self.cmd().args(["ps", "-q", service]))
+            .trim()
+            .to_string()
+    }
+
+    fn health(&self, service: &str) -> String {
+        let id = self.id(service);
+        if id.is_empty() {
+            return "no container".into();
+        }
+        json(&ok(shared().docker().args(["inspect", &id])))[0]["State"]["Health"]["Status"]
+            .as_str()
+            .unwrap_or("none")
+            .to_string()
+    }
+
+    fn logs(&self) -> String {
+        let out = run(self.cmd().args(["logs", "--no-color"]));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    }
+
+    fn up(&self) {
+        let t = Instant::now();
+        let out = run(self.cmd().args(["up", "-d"]));
+        assert!(
+            out.status.success(),
+            "up failed: {}\n{}",
+            stderr(&out),
+            self.logs()
+        );
+        wait_until(
+            Duration::from_secs(60),
+            || self.health("ael") == "healthy" && self.health("native-tools") == "healthy",
+            || {
+                format!(
+                    "ael {}, native-tools {}; logs:\n{}",
+                    self.health("ael"),
+                    self.health("native-tools"),
+                    self.logs()
+                )
+            },
+        );
+        eprintln!("{}: up and healthy in {:?}", self.project, t.elapsed());
+    }
+
+    fn exec(&self, args: &[&str]) -> String {
+        ok(self.cmd().args(["exec", "-T", "ael"]).args(args))
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = run(self.cmd().args(["down", "-v", "--timeout", "2"]));
+    }
+}
+
+/// The committed production compose file, brought up with Debian's
+/// docker-compose: both services healthy, the CLI in the ael container
+/// lists the example workflows, a workflow writes a file through the
+/// native-tools service, and the run history outlives `down` and `up` in
+/// the named volume.
+#[test]
+fn the_production_compose_file_runs_the_two_services() {
+    loaded();
+    let c = Compose::new("compose-prod", "docker-compose.yaml");
+    c.up();
+    let list = c.exec(&["ael", "workflows", "list"]);
+    for n in common::example_workflow_names() {
+        assert!(list.contains(&n), "{n} missing from:\n{list}");
+    }
+    // The hardening the file asks for is what Docker applied.
+    for service in ["ael", "native-tools"] {
+        let i = &json(&ok(shared().docker().args(["inspect", &c.id(service)])))[0];
+        let host = &i["HostConfig"];
+        assert_eq!(host["ReadonlyRootfs"], true, "{service}");
+        assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{service}");
+        assert_eq!(
+            host["SecurityOpt"],
+            serde_json::json!(["no-new-privileges:true"]),
+            "{service}"
+        );
+        assert_eq!(host["RestartPolicy"]["Name"], "unless-stopped", "{service}");
+        assert_eq!(host["LogConfig"]["Config"]["max-size"], "10m", "{service}");
+        assert!(host["Tmpfs"].get("/tmp").is_some(), "{service}: {host}");
+        assert_eq!(i["Config"]["User"], "10001:10001", "{service}");
+        assert!(
+            !i["Config"]["Env"].to_string().contains("5ecret"),
+            "{service}"
+        );
+    }
+    let (status, body) = http_get(c.port, "/health").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let health = json(&body);
+    assert_eq!(
+        health["tool_servers"]["native"]["state"], "connected",
+        "{health}"
+    );
+    assert_eq!(health["tool_servers"]["native"]["transport"], "http");
+
+    let record = json(&c.exec(&[
+        "ael",
+        "workflows",
+        "run",
+        "fetch-and-save",
+        "-i",
+        "url=http://ael:8082/health",
+        "-i",
+        "dest=/app/data/from-compose.json",
+        "--json",
+    ]));
+    assert_eq!(record["status"], "succeeded", "{record}");
+    let run_id = record["run_id"].as_str().unwrap().to_string();
+    let tools = c.id("native-tools");
+    let copied =
+        ok(shared()
+            .docker()
+            .args(["cp", &format!("{tools}:/app/data/from-compose.json"), "-"]));
+    assert!(copied.contains("\"tool_servers\""), "{copied}");
+
+    // down stops both promptly (SIGTERM is handled; nothing waits for the
+    // kill), up again finds the run history in the ael-data volume.
+    let t = Instant::now();
+    ok(c.cmd().arg("down"));
+    let took = t.elapsed();
+    eprintln!("docker-compose down took {took:?}");
+    assert!(took < Duration::from_secs(8), "down took {took:?}");
+    c.up();
+    let runs = c.exec(&["ael", "runs", "list", "--json"]);
+    assert!(
+        runs.contains(&run_id),
+        "run {run_id} lost across down/up:\n{runs}"
+    );
+}
+
+/// The committed development file: DEBUG logs, hot reload, no restart
+/// policy; a workflow added to the mounted checkout directory shows up in
+/// the running server and in `ael workflows list` without a restart.
+#[test]
+fn the_development_compose_file_reloads_mounted_workflows() {
+    loaded();
+    let c = Compose::new("compose-dev", "docker-compose.dev.yaml");
+    c.up();
+    let ael = json(&ok(shared().docker().args(["inspect", &c.id("ael")])))[0].clone();
+    let restart = ael["HostConfig"]["RestartPolicy"]["Name"].as_str().unwrap();
+    assert!(["", "no"].contains(&restart), "restart policy {restart}");
+    let env = ael["Config"]["Env"].to_string();
+    assert!(
+        env.contains("AEL_LOG_LEVEL=DEBUG") && env.contains("AEL_HOT_RELOAD=true"),
+        "{env}"
+    );
+    let workflows = || {
+        let (_, body) = http_get(c.port, "/health").ok()?;
+        let h: serde_json::Value = serde_json::from_str(&body).ok()?;
+        assert_eq!(h["hot_reload"], true, "{h}");
+        h["workflows"].as_u64()
+    };
+    let before = workflows().unwrap();
+    std::fs::write(
+        c.dir.join("images/workflows/added-in-dev.yaml"),
+        "name: added-in-dev\ndescription: written while the stack runs\nsteps:\n  - id: look\n    tool: native.fs_stat\n    with: {path: /app/data}\n",
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        || workflows() == Some(before + 1),
+        || format!("the server never saw the new workflow; logs:\n{}", c.logs()),
+    );
+    let list = c.exec(&["ael", "workflows", "list"]);
+    assert!(list.contains("added-in-dev"), "{list}");
+}

@@ -67,3 +67,39 @@ fn plan_of_an_absolute_spec_path_is_the_snapshot_under_repo() {
         assert_eq!(out.replace("<repo>/", ""), plan(spec, true), "{name}");
     }
 }
+
+/// The committed compose files are what `aelimg compose` writes from the
+/// default images.yaml (`AELIMG_UPDATE_GOLDEN=1` rewrites them; or run
+/// `aelimg compose -o docker-compose.yaml` and `aelimg compose --dev -o
+/// docker-compose.dev.yaml`).
+#[test]
+fn committed_compose_files_are_what_aelimg_compose_writes() {
+    for (file, args) in [
+        ("docker-compose.yaml", &["compose"][..]),
+        ("docker-compose.dev.yaml", &["compose", "--dev"][..]),
+    ] {
+        let out = ok(aelimg().args(args));
+        check_golden(file, &out);
+    }
+}
+
+/// `-o FILE` elsewhere: mount sources and secrets are relative to FILE's
+/// directory; a spec without both images is a usage error.
+#[test]
+fn compose_paths_are_relative_to_the_file_and_both_images_are_needed() {
+    let dir = common::scratch("compose-elsewhere");
+    let file = dir.join("deploy").join("compose.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    ok(aelimg().args(["compose", "-o"]).arg(&file));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let up = "../../../../images";
+    assert!(
+        text.contains(&format!("\"{up}/workflows:/app/workflows:ro\"")),
+        "{text}"
+    );
+    assert!(text.contains("file: ./secrets/ael_token"), "{text}");
+    let out = common::run(aelimg().args(["compose", "-f", "fixtures/minimal/images.yaml"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no image `ael`"), "{err}");
+}
