@@ -689,6 +689,8 @@ fn the_production_compose_file_runs_the_two_services() {
             "{service}"
         );
     }
+    // README's troubleshooting probe of native-tools from ael's container.
+    c.exec(&["ael", "health", "--url", "http://native-tools:8083/health"]);
     let (status, body) = http_get(c.port, "/health").unwrap();
     assert_eq!(status, 200, "{body}");
     let health = json(&body);
@@ -731,6 +733,32 @@ fn the_production_compose_file_runs_the_two_services() {
         runs.contains(&run_id),
         "run {run_id} lost across down/up:\n{runs}"
     );
+
+    // Backup and restore of ael-data as README's operations section says
+    // (the images have no shell: docker cp of the stopped container; into
+    // the volume itself, since the root filesystem is read-only).
+    ok(c.cmd().args(["stop", "ael"]));
+    let out = run(shared()
+        .docker()
+        .args(["cp", &format!("{}:/app/data/.", c.id("ael")), "-"]));
+    assert!(out.status.success(), "backup: {}", stderr(&out));
+    let backup = c.dir.join("ael-data.tar");
+    std::fs::write(&backup, &out.stdout).unwrap();
+    ok(c.cmd().args(["down", "-v"]));
+    c.up();
+    let empty = c.exec(&["ael", "runs", "list", "--json"]);
+    assert!(!empty.contains(&run_id), "down -v kept the volume: {empty}");
+    ok(c.cmd().args(["stop", "ael"]));
+    ok(shared()
+        .docker()
+        .args(["cp", "-", &format!("{}:/app/data", c.id("ael"))])
+        .stdin(std::fs::File::open(&backup).unwrap()));
+    c.up();
+    let restored = c.exec(&["ael", "runs", "list", "--json"]);
+    assert_eq!(json(&restored), json(&runs), "restored history");
+    // The restored files keep their owner (uid 10001): ael still writes.
+    let (_, body) = http_get(c.port, "/health").unwrap();
+    assert_eq!(json(&body)["data_dir"]["writable"], true, "{body}");
 }
 
 /// The committed development file: DEBUG logs, hot reload, no restart
