@@ -58,6 +58,57 @@ pub struct ComposeOptions {
     pub flavor: Flavor,
     /// The directory the file will be in: mount sources are relative to it.
     pub dir: PathBuf,
+    /// Images by digest instead of by tag (`--pin`): image name →
+    /// `REGISTRY/REPO@sha256:…`, as `--digest-file` lists them.
+    pub pins: BTreeMap<String, String>,
+}
+
+/// Reads a digest file (`aelimg push --digest-file`, `build --push
+/// --digest-file`): one `REGISTRY/REPO@sha256:…` per line; each is the pin
+/// of the image named by the repository's last path component.
+///
+/// # Errors
+/// When the file cannot be read or a line is not a reference by digest.
+pub fn read_pins(file: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+    let mut pins = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let r = crate::reference::Reference::parse(line)?;
+        if r.digest.is_none() {
+            return Err(Error::Request(format!(
+                "{}:{}: `{line}` is not a reference by digest (REGISTRY/REPO@sha256:…)",
+                file.display(),
+                i + 1
+            )));
+        }
+        let name = r
+            .repository
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        pins.insert(name, line.to_string());
+    }
+    Ok(pins)
+}
+
+/// The `image:` of a service: its pin, else `name:tag`.
+fn image_ref(image: &ImagePlan, opts: &ComposeOptions) -> Result<String> {
+    if opts.pins.is_empty() {
+        return Ok(format!("{}:{}", image.name, image.tag));
+    }
+    opts.pins.get(&image.name).cloned().ok_or_else(|| {
+        Error::Request(format!(
+            "--pin: no reference by digest for image {} (it has: {})",
+            image.name,
+            opts.pins.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
 /// A value in the generated YAML.
@@ -334,7 +385,7 @@ pub fn compose(plan: &Plan, opts: &ComposeOptions) -> Result<String> {
         .first()
         .cloned()
         .unwrap_or_else(|| "/app/data".into());
-    let mut nt: Vec<(&str, Y)> = vec![("image", s(format!("{}:{}", tools.name, tools.tag)))];
+    let mut nt: Vec<(&str, Y)> = vec![("image", s(image_ref(tools, opts)?))];
     if !dev {
         nt.push(("restart", s("unless-stopped")));
     }
@@ -394,7 +445,7 @@ pub fn compose(plan: &Plan, opts: &ComposeOptions) -> Result<String> {
             plan.spec_file.display()
         )));
     }
-    let mut a: Vec<(&str, Y)> = vec![("image", s(format!("{}:{}", ael.name, ael.tag)))];
+    let mut a: Vec<(&str, Y)> = vec![("image", s(image_ref(ael, opts)?))];
     if !dev {
         a.push(("restart", s("unless-stopped")));
     }
@@ -501,6 +552,9 @@ pub fn compose(plan: &Plan, opts: &ComposeOptions) -> Result<String> {
              # secret files below (readable by uid 10001). AEL_PORT picks the host port\n\
              # (default 8082; e.g. AEL_PORT=127.0.0.1:8082 to stay on loopback).\n",
         );
+    }
+    if !opts.pins.is_empty() {
+        out.push_str("# Images pinned by digest (--pin), as pushed.\n");
     }
     out.push_str("# Secrets (files, never values in this file):\n");
     for (name, file, what) in SECRETS {

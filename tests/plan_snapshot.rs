@@ -103,3 +103,30 @@ fn compose_paths_are_relative_to_the_file_and_both_images_are_needed() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no image `ael`"), "{err}");
 }
+
+/// `--pin DIGEST_FILE`: each service's image by digest, as `--digest-file`
+/// wrote it; an image without one, or a line that is no digest reference,
+/// is a usage error.
+#[test]
+fn compose_pins_images_by_digest() {
+    let dir = common::scratch("compose-pin");
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let ael = format!("127.0.0.1:5000/acme/ael@{}", d('a'));
+    let tools = format!("127.0.0.1:5000/acme/native-tools@{}", d('b'));
+    let pins = dir.join("digests.txt");
+    std::fs::write(&pins, format!("{ael}\n{tools}\n")).unwrap();
+    let out = ok(aelimg().args(["compose", "--pin"]).arg(&pins));
+    assert!(out.contains(&format!("image: \"{ael}\"")), "{out}");
+    assert!(out.contains(&format!("image: \"{tools}\"")), "{out}");
+    assert!(!out.contains("ael:latest"), "{out}");
+    for text in [
+        format!("{ael}\n"),
+        format!("{ael}\n127.0.0.1:5000/acme/native-tools:1.0\n"),
+    ] {
+        std::fs::write(&pins, text).unwrap();
+        let out = common::run(aelimg().args(["compose", "--pin"]).arg(&pins));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("native-tools"), "{err}");
+    }
+}

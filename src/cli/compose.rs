@@ -18,6 +18,11 @@ pub struct ComposeArgs {
     /// instead of the production one.
     #[arg(long)]
     dev: bool,
+    /// Name each image by digest, from a digest file of `aelimg push
+    /// --digest-file` (REGISTRY/REPO@sha256:… per line; the repository's
+    /// last component is the image name).
+    #[arg(long, value_name = "DIGEST_FILE")]
+    pin: Option<PathBuf>,
     /// Write the file here (mount paths are relative to its directory);
     /// default: stdout (paths relative to the current directory).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -48,6 +53,10 @@ pub fn run(args: &ComposeArgs) -> CmdResult {
                 Flavor::Production
             },
             dir,
+            pins: match &args.pin {
+                Some(f) => aelimg::compose::read_pins(f)?,
+                None => Default::default(),
+            },
         },
     )?;
     match &args.output {
