@@ -120,6 +120,9 @@ pub enum Error {
     /// A document is not what it claims to be.
     #[error(transparent)]
     Document(#[from] DocumentError),
+    /// A container engine could not be reached, or refused an image.
+    #[error("{0}")]
+    Engine(String),
     /// Talking to a registry failed (never holds a secret).
     #[error(transparent)]
     Registry(Box<RegistryError>),

@@ -32,8 +32,9 @@
 //!   targets) and [`elf`] checks each against its platform; [`image`] makes
 //!   configs, manifests and indexes (our layers appended onto the base once);
 //!   [`build`] runs the stages into a blob store; [`report`] sizes the result.
-//! - Output: [`sink`] writes images out — an OCI layout, a docker archive or
-//!   a registry — behind one trait, joined by a tee.
+//! - Output: [`sink`] writes images out — an OCI layout, a docker archive, a
+//!   local container engine or a registry — behind one trait, joined by a
+//!   tee; [`compose`] writes DOC-056's compose files from the plan.
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
@@ -41,6 +42,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cargo;
+pub mod compose;
 pub mod digest;
 pub mod elf;
 pub mod error;

@@ -71,6 +71,15 @@ pub enum ConfigError {
         /// The configured URL.
         url: String,
     },
+    /// A bearer token for a server that is not reached over HTTP, or from
+    /// two places at once.
+    #[error("tool_servers.{name}: {what}")]
+    Token {
+        /// Tool server name.
+        name: String,
+        /// What is wrong.
+        what: &'static str,
+    },
 }
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -201,6 +210,11 @@ pub struct ToolServerConfig {
     /// Name of an environment variable holding a bearer token for `url`.
     #[serde(default)]
     pub bearer_token_env: Option<String>,
+    /// A file holding a bearer token for `url` (a Docker or Kubernetes
+    /// secret, e.g. `/run/secrets/native_tools_token`), read at each
+    /// connect, whitespace trimmed.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
     /// If true, /health reports 503 while this server is not connected.
     #[serde(default)]
     pub required: bool,
@@ -363,6 +377,19 @@ impl Config {
                 }
                 _ => {}
             }
+            let token = |what| ConfigError::Token {
+                name: name.clone(),
+                what,
+            };
+            let has_token = ts.bearer_token_env.is_some() || ts.bearer_token_file.is_some();
+            if ts.url.is_none() && has_token {
+                return Err(token(
+                    "a bearer token (bearer_token_env, bearer_token_file) needs a `url` server",
+                ));
+            }
+            if ts.bearer_token_env.is_some() && ts.bearer_token_file.is_some() {
+                return Err(token("set bearer_token_env or bearer_token_file, not both"));
+            }
         }
         Ok(())
     }
@@ -397,6 +424,23 @@ mod tests {
         assert_eq!(native.args, vec!["--root", "/app/data"]);
         assert!(!native.required);
         assert!(native.enabled);
+    }
+
+    #[test]
+    fn bearer_token_file_is_for_http_servers_only() {
+        let ok = "tool_servers:\n  native:\n    url: http://native-tools:8083/mcp\n    bearer_token_file: /run/secrets/t\n";
+        let cfg = Config::from_yaml(Path::new("c.yaml"), ok).unwrap();
+        assert_eq!(
+            cfg.tool_servers["native"].bearer_token_file.as_deref(),
+            Some(Path::new("/run/secrets/t"))
+        );
+        let stdio = "tool_servers:\n  native:\n    command: x\n    bearer_token_file: /t\n";
+        let both = "tool_servers:\n  native:\n    url: http://x/mcp\n    bearer_token_file: /t\n    bearer_token_env: T\n";
+        for (text, want) in [(stdio, "needs a `url` server"), (both, "not both")] {
+            let err = Config::from_yaml(Path::new("c.yaml"), text).unwrap_err();
+            let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert!(chain.contains(want), "{chain}");
+        }
     }
 
     #[test]

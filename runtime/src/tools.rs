@@ -65,6 +65,8 @@ pub enum ToolError {
 enum ConnectError {
     #[error("environment variable {0} (bearer token) is not set")]
     TokenUnset(String),
+    #[error("bearer token file {path}: {error}")]
+    TokenFile { path: String, error: String },
     #[error(transparent)]
     Http(Box<ClientInitializeError>),
     #[error("no command")]
@@ -418,6 +420,20 @@ async fn connect(server: &ToolServer) -> Result<Conn, ConnectError> {
         if let Some(var) = &cfg.bearer_token_env {
             let token = env_var(var).ok_or_else(|| ConnectError::TokenUnset(var.clone()))?;
             tcfg = tcfg.auth_header(token);
+        }
+        if let Some(path) = &cfg.bearer_token_file {
+            // Read at every connect, so a rotated secret is picked up.
+            let bad = |error: String| ConnectError::TokenFile {
+                path: path.display().to_string(),
+                error,
+            };
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| bad(e.to_string()))?;
+            match text.trim() {
+                "" => return Err(bad("empty".into())),
+                t => tcfg = tcfg.auth_header(t.to_string()),
+            }
         }
         let transport = StreamableHttpClientTransport::from_config(tcfg);
         let service = client_info()

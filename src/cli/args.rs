@@ -39,6 +39,7 @@ impl SpecArgs {
         };
         Ok(PlanOptions {
             platforms,
+            prefer_platform: None,
             only: self.images.clone(),
             source_date_epoch: source_date_epoch()?,
         })

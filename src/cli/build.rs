@@ -6,11 +6,13 @@ use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
 use aelimg::digest::Digest;
 use aelimg::layer::{Codec, LayerCompression};
 use aelimg::pipeline::{BuildSettings, Observer};
+use aelimg::platform::Platform;
 use aelimg::progress::Event;
 use aelimg::reference::Reference;
 use aelimg::registry::PushReport;
 use aelimg::report::{PlatformSize, render_report};
 use aelimg::sink::archive::ArchiveSink;
+use aelimg::sink::engine::{EngineKind, EngineSink, resolve_endpoint};
 use aelimg::sink::layout::LayoutSink;
 use aelimg::sink::registry::RegistrySink;
 use aelimg::sink::{Record, Sink, Tee};
@@ -26,9 +28,16 @@ use super::{CmdResult, Failure, usage};
 pub struct BuildArgs {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Where to write the images (repeatable): oci:DIR, docker-archive:DIR.
-    #[arg(long = "output", default_value = "oci:target/images")]
+    /// Where to write the images (repeatable): oci:DIR, docker-archive:DIR,
+    /// docker-daemon[:unix:///SOCKET], podman[:unix:///SOCKET]. Default:
+    /// oci:target/images, unless --load is given.
+    #[arg(long = "output", value_name = "DEST")]
     outputs: Vec<String>,
+    /// Load each image into the local container engine (DOCKER_HOST, else
+    /// /var/run/docker.sock, else podman's socket) for the engine's platform,
+    /// tagged NAME:TAG. Without --platform, builds only that platform.
+    #[arg(long)]
+    load: bool,
     /// Print the size report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -48,7 +57,9 @@ pub struct BuildArgs {
     /// Working blob store (default: <cargo target dir>/aelimg).
     #[arg(long, value_name = "DIR", env = "AELIMG_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Also push each image to REF (REGISTRY/REPO[:TAG], `{name}` for the image name).
+    /// Also push each image to REF (REGISTRY/REPO[:TAG], `{name}` for the image
+    /// name). stdout then holds only the pushed REGISTRY/REPO@sha256:…, one
+    /// per line (the size report goes to stderr), unless --json.
     #[arg(long, value_name = "REF")]
     push: Option<String>,
     /// Extra tags for --push (repeatable).
@@ -68,23 +79,52 @@ pub struct BuildArgs {
     registry: RegistryArgs,
 }
 
-/// One `--output` as a sink.
-fn output_sink(s: &str) -> Result<Box<dyn Sink>, Failure> {
+/// The default `--output`, when neither `--output` nor `--load` is given.
+const DEFAULT_OUTPUT: &str = "oci:target/images";
+
+/// The environment as the engine sink looks variables up.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Connects to an engine (it must answer before anything is built).
+fn engine_sink(kind: EngineKind, address: Option<&str>) -> Result<EngineSink, Failure> {
+    let endpoint = resolve_endpoint(kind, address, &env_var, &|p| p.exists())?;
+    Ok(EngineSink::connect(kind, endpoint)?)
+}
+
+/// One `--output` as a sink; an engine's platform goes to `engines`.
+fn output_sink(s: &str, engines: &mut Vec<Platform>) -> Result<Box<dyn Sink>, Failure> {
+    let engine = |kind, address: Option<&str>, engines: &mut Vec<Platform>| {
+        let sink = engine_sink(kind, address)?;
+        if let Ok(p) = sink.platform() {
+            engines.push(p);
+        }
+        Ok::<Box<dyn Sink>, Failure>(Box::new(sink))
+    };
     match s.split_once(':') {
+        None if s == "docker-daemon" => engine(EngineKind::Docker, None, engines),
+        None if s == "podman" => engine(EngineKind::Podman, None, engines),
+        Some(("docker-daemon", a)) if !a.is_empty() => engine(EngineKind::Docker, Some(a), engines),
+        Some(("podman", a)) if !a.is_empty() => engine(EngineKind::Podman, Some(a), engines),
         Some(("oci", dir)) if !dir.is_empty() => Ok(Box::new(LayoutSink::new(PathBuf::from(dir)))),
         Some(("docker-archive", dir)) if !dir.is_empty() => {
             Ok(Box::new(ArchiveSink::new(PathBuf::from(dir))))
         }
         _ => Err(usage(format!(
-            "--output {s}: expected oci:DIR or docker-archive:DIR (for example oci:target/images)"
+            "--output {s}: expected oci:DIR, docker-archive:DIR, docker-daemon[:unix:///SOCKET] or podman[:unix:///SOCKET] (for example oci:target/images)"
         ))),
     }
 }
 
 /// Prints the report (table on stdout, or JSON with --json), shows
-/// progress and each write on stderr.
+/// progress and each write on stderr. With --push (and no --json) stdout
+/// holds only the pushed references, so the table goes to stderr.
 struct Printer {
     json: bool,
+    /// Print the table on stderr (not in quiet mode), not stdout.
+    report_to_stderr: bool,
+    quiet: bool,
     pushes: Vec<PushReport>,
     ui: Renderer,
 }
@@ -104,8 +144,10 @@ impl Observer for Printer {
                     Ok(s) => println!("{s}"),
                     Err(e) => eprintln!("error: cannot print the size report: {e}"),
                 }
-            } else {
+            } else if !self.report_to_stderr {
                 print!("{}", render_report(report));
+            } else if !self.quiet {
+                eprint!("{}", render_report(report));
             }
         });
     }
@@ -130,8 +172,26 @@ impl Observer for Printer {
 /// Builds the images and writes them to every output.
 pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     let mut tee = Tee::default();
+    let mut engines = Vec::new();
+    if args.outputs.is_empty() && !args.load {
+        tee.push(output_sink(DEFAULT_OUTPUT, &mut engines)?);
+    }
     for o in &args.outputs {
-        tee.push(output_sink(o)?);
+        tee.push(output_sink(o, &mut engines)?);
+    }
+    let ui = Renderer::new(mode);
+    if args.load {
+        let sink = engine_sink(EngineKind::Any, None)?;
+        ui.line(&format!("loading into {}", sink.describe));
+        if let Ok(p) = sink.platform() {
+            engines.push(p);
+        }
+        tee.push(Box::new(sink));
+    }
+    let mut plan_options = args.spec.plan_options()?;
+    if plan_options.platforms.is_none() {
+        // Build what the engine runs (ko --local builds for the host).
+        plan_options.prefer_platform = engines.first().copied();
     }
     let registry = args.registry.options()?;
     if let Some(r) = &args.push {
@@ -159,12 +219,16 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     };
     let mut printer = Printer {
         json: args.json,
+        // `docker run $(aelimg build --push REF --image ael)`: stdout holds
+        // the references by digest and nothing else.
+        report_to_stderr: args.push.is_some(),
+        quiet: mode == Mode::Quiet,
         pushes: Vec::new(),
-        ui: Renderer::new(mode),
+        ui,
     };
     let built = aelimg::pipeline::build(
         &args.spec.file,
-        &args.spec.plan_options()?,
+        &plan_options,
         &settings,
         &mut tee,
         &mut printer,

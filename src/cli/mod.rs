@@ -4,6 +4,7 @@
 mod args;
 mod build;
 mod cache;
+mod compose;
 mod login;
 mod plan;
 mod progress;
@@ -41,6 +42,8 @@ enum Command {
     Login(login::LoginArgs),
     /// Inspect or prune the working blob store and layer cache.
     Cache(cache::CacheArgs),
+    /// Write DOC-056's compose file (production, or --dev) from images.yaml.
+    Compose(compose::ComposeArgs),
 }
 
 /// An error of a command: a usage error (exit 2) or a failure (exit 1).
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Pull(a) => pull::run(&a, mode),
         Command::Login(a) => login::run(&a, mode),
         Command::Cache(a) => cache::run(&a),
+        Command::Compose(a) => compose::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

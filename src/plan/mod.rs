@@ -243,12 +243,18 @@ fn resolve_platforms(
         return Ok(p.clone());
     }
     if out.is_empty() {
+        if let Some(p) = opts.prefer_platform {
+            return Ok(vec![p]);
+        }
         return Ok(vec![Platform::host().ok_or_else(|| {
             Error::Request(format!(
                 "the host architecture {} is not supported: name a platform",
                 std::env::consts::ARCH
             ))
         })?]);
+    }
+    if let Some(p) = opts.prefer_platform.filter(|p| out.contains(p)) {
+        return Ok(vec![p]);
     }
     Ok(out)
 }

@@ -17,6 +17,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub struct PlanOptions {
     /// `--platform`: overrides the platforms of every image.
     pub platforms: Option<Vec<Platform>>,
+    /// Without `platforms`: build each image that lists this platform for it
+    /// alone (`--load` builds for the engine's platform). An image that does
+    /// not list it keeps its platforms.
+    pub prefer_platform: Option<Platform>,
     /// `--image`: build only these images (empty: all).
     pub only: Vec<String>,
     /// Timestamp of every file and of the image config (SOURCE_DATE_EPOCH).

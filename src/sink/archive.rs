@@ -10,7 +10,7 @@
 //! Dockers fail with "unexpected EOF" or "invalid tar header", so the write
 //! carries a warning naming the version (docs/decisions/0007-compression.md).
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -21,6 +21,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::oci::{Kind, canonical_json};
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::store::BlobStore;
+use oci_spec::image::ImageManifest;
 
 /// Writes each image to `DIR/<name>.tar`.
 pub struct ArchiveSink {
@@ -71,6 +73,39 @@ fn one_platform_only(name: &str, platforms: &[String]) -> Error {
         platforms.join(", "),
         platforms.first().map_or("linux/amd64", String::as_str)
     ))
+}
+
+/// What a docker archive of one platform manifest holds: its config and
+/// layers (both engines' image-load endpoints read the same archive).
+pub(crate) struct ArchiveContents {
+    /// The config blob (the image ID an engine gives the loaded image).
+    pub config: Digest,
+    /// The layer blobs, bottom first.
+    pub layers: Vec<Digest>,
+    /// How many layers are zstd-compressed (Docker before 23 cannot load them).
+    pub zstd: usize,
+}
+
+impl ArchiveContents {
+    /// The blobs of an image manifest.
+    ///
+    /// # Errors
+    /// When a digest in it is malformed.
+    pub(crate) fn of(manifest: &ImageManifest) -> Result<Self> {
+        Ok(Self {
+            config: Digest::from_oci(manifest.config().digest())?,
+            layers: manifest
+                .layers()
+                .iter()
+                .map(|l| Digest::from_oci(l.digest()))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            zstd: manifest
+                .layers()
+                .iter()
+                .filter(|l| l.media_type().as_ref().ends_with("+zstd"))
+                .count(),
+        })
+    }
 }
 
 impl Sink for ArchiveSink {
@@ -140,19 +175,9 @@ impl ArchiveSink {
                 )));
             }
         };
-        let config = Digest::from_oci(manifest.config().digest())?;
-        let layers = manifest
-            .layers()
-            .iter()
-            .map(|l| Digest::from_oci(l.digest()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let zstd = manifest
-            .layers()
-            .iter()
-            .filter(|l| l.media_type().as_ref().ends_with("+zstd"))
-            .count();
+        let contents = ArchiveContents::of(&manifest)?;
         let dest = self.dir.join(format!("{}.tar", image.name));
-        let tmp = write_archive(&self.dir, &dest, image, &config, &layers)?;
+        let tmp = write_archive_file(&self.dir, &dest, image, &contents)?;
         let mut record = Record::at(
             format!(
                 "docker-archive:{}:{}:{}",
@@ -162,59 +187,78 @@ impl ArchiveSink {
             ),
             image.top.digest.clone(),
         );
-        if zstd > 0 {
+        if contents.zstd > 0 {
             record.warnings.push(format!(
-                "{}: {zstd} of its {} layers are zstd-compressed: docker load needs Docker 23 or later (podman load reads them)",
+                "{}: {} of its {} layers are zstd-compressed: docker load needs Docker 23 or later (podman load reads them)",
                 dest.display(),
-                layers.len()
+                contents.zstd,
+                contents.layers.len()
             ));
         }
         Ok((tmp, dest, record))
     }
 }
 
-/// Writes the archive to a synced temporary file in `dir`, to be renamed
-/// to `dest`.
-fn write_archive(
-    dir: &Path,
-    dest: &Path,
-    image: &Artifact<'_>,
-    config: &Digest,
-    layers: &[Digest],
-) -> Result<tempfile::NamedTempFile> {
-    std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    let tmp = crate::fsutil::readable_temp_in(dir, ".aelimg-archive-")
-        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(tmp));
+/// Writes the docker archive of `contents`, tagged `repo_tag`, to `w` as a
+/// tar stream (blobs read from `store` as they are written, never held in
+/// memory), and returns `w`. The bytes depend only on the blobs and the tag.
+///
+/// # Errors
+/// When a blob cannot be read or `w` cannot be written.
+pub(crate) fn write_archive<W: Write>(
+    w: W,
+    store: &BlobStore,
+    repo_tag: &str,
+    contents: &ArchiveContents,
+) -> std::io::Result<W> {
+    let mut tar = tar::Builder::new(w);
     let manifest = json!([{
-        "Config": blob_path(config),
-        "RepoTags": [format!("{}:{}", image.name, image.tag)],
-        "Layers": layers.iter().map(blob_path).collect::<Vec<_>>(),
+        "Config": blob_path(&contents.config),
+        "RepoTags": [repo_tag],
+        "Layers": contents.layers.iter().map(blob_path).collect::<Vec<_>>(),
     }]);
-    let ctx = || format!("cannot write {}", dest.display());
     for d in ["blobs/", "blobs/sha256/"] {
-        tar.append(&dir_header(d), std::io::empty()).ctx(ctx)?;
+        tar.append(&dir_header(d), std::io::empty())?;
     }
-    let mut digests: Vec<&Digest> = layers.iter().collect();
-    digests.push(config);
+    let mut digests: Vec<&Digest> = contents.layers.iter().collect();
+    digests.push(&contents.config);
     digests.sort_unstable();
     digests.dedup();
     for d in digests {
-        let path = image.store.path(d);
-        let f = std::fs::File::open(&path).ctx(|| format!("cannot open {}", path.display()))?;
-        let len = f
-            .metadata()
-            .ctx(|| format!("cannot stat {}", path.display()))?
-            .len();
-        tar.append(&header(&blob_path(d), len), f).ctx(ctx)?;
+        let path = store.path(d);
+        let f = std::fs::File::open(&path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
+        let len = f.metadata()?.len();
+        tar.append(&header(&blob_path(d), len), f)?;
     }
     let mbytes = canonical_json(&manifest);
     tar.append(
         &header("manifest.json", mbytes.len() as u64),
         mbytes.as_slice(),
+    )?;
+    tar.into_inner()
+}
+
+/// Writes the archive to a synced temporary file in `dir`, to be renamed
+/// to `dest`.
+fn write_archive_file(
+    dir: &Path,
+    dest: &Path,
+    image: &Artifact<'_>,
+    contents: &ArchiveContents,
+) -> Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    let tmp = crate::fsutil::readable_temp_in(dir, ".aelimg-archive-")
+        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let ctx = || format!("cannot write {}", dest.display());
+    let mut w = write_archive(
+        std::io::BufWriter::new(tmp),
+        image.store,
+        &format!("{}:{}", image.name, image.tag),
+        contents,
     )
     .ctx(ctx)?;
-    let mut w = tar.into_inner().ctx(ctx)?;
     w.flush().ctx(ctx)?;
     let tmp = w
         .into_inner()

@@ -7,6 +7,7 @@
 //! from a layout (`aelimg push`) are the same thing to a sink.
 
 pub mod archive;
+pub mod engine;
 pub mod layout;
 pub mod registry;
 

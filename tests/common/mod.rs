@@ -3,6 +3,7 @@
 //! waiting for them (on a condition, with a deadline: never a fixed sleep).
 #![allow(dead_code)]
 
+pub mod dockerd;
 pub mod fake_http;
 pub mod proxy;
 pub mod registry;

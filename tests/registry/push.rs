@@ -183,8 +183,28 @@ fn build_push_pushes_what_it_builds(t: &Setup) {
         .arg("--ca-file")
         .arg(t.reg.ca()));
     let ours = layout_digest(&t.images.join("alpha"));
-    assert!(out.contains(&format!("{host}/built/alpha@{ours}")), "{out}");
+    // stdout is the reference by digest and nothing else (the size report
+    // and the progress go to stderr): `docker run $(aelimg build --push …)`.
+    assert_eq!(out, format!("{host}/built/alpha@{ours}\n"));
     assert_eq!(t.reg.skopeo_digest("built/alpha:1.0"), ours);
+    // --json keeps stdout for the size report, as JSON.
+    let out = ok(aelimg_in(&t.dir, &t.docker)
+        .args(["build", "--json", "-f"])
+        .arg(t.dir.join("spec/images.yaml"))
+        .arg("--cache-dir")
+        .arg(t.dir.join("cache"))
+        .arg("--output")
+        .arg(format!("oci:{}", t.dir.join("images2").display()))
+        .args([
+            "--image",
+            "alpha",
+            "--push",
+            &format!("{host}/built/{{name}}"),
+        ])
+        .arg("--ca-file")
+        .arg(t.reg.ca()));
+    let report = common::json(&out);
+    assert_eq!(report[0]["image"], "alpha:1.0", "{report}");
 }
 
 #[test]
