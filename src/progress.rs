@@ -87,6 +87,8 @@ pub enum BlobOutcome<'a> {
 pub enum Event<'a> {
     /// cargo is about to build the payload.
     PayloadStarted {
+        /// The package cargo builds (one invocation per package).
+        package: &'a str,
         /// The platforms built for.
         platforms: &'a [Platform],
         /// How many units (crates, binaries, build scripts) cargo is expected
@@ -126,6 +128,8 @@ pub enum Event<'a> {
     /// Nothing the payload is built from changed since cargo last built it
     /// (the stamp in the target directory): cargo was not run.
     PayloadUpToDate {
+        /// The package.
+        package: &'a str,
         /// The platforms.
         platforms: &'a [Platform],
         /// Binaries taken.

@@ -490,3 +490,84 @@ fn an_unchanged_payload_is_taken_without_running_cargo() {
     };
     assert_eq!(run(&ask).0, "finished 3 3");
 }
+
+/// Each payload package is built as `cargo build -p` alone would build it:
+/// a feature one package switches on in a shared dependency does not reach
+/// the other's binary, which is the same, byte for byte, whether or not the
+/// first is built beside it.
+#[test]
+fn each_package_is_built_with_its_own_features() {
+    use std::collections::BTreeMap;
+
+    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
+    use aelimg::platform::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    let write = |rel: &str, text: &str| {
+        let p = ws.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let package = |name: &str, deps: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[dependencies]\n{deps}"
+        )
+    };
+    write(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"dep\", \"loud\", \"quiet\"]\nresolver = \"3\"\n",
+    );
+    write(
+        "dep/Cargo.toml",
+        &format!("{}[features]\nloud = []\n", package("dep", "")),
+    );
+    write(
+        "dep/src/lib.rs",
+        "pub fn word() -> &'static str { if cfg!(feature = \"loud\") { \"LOUD\" } else { \"quiet\" } }\n",
+    );
+    for (name, features) in [("loud", ", features = [\"loud\"]"), ("quiet", "")] {
+        write(
+            &format!("{name}/Cargo.toml"),
+            &package(name, &format!("dep = {{ path = \"../dep\"{features} }}\n")),
+        );
+        write(
+            &format!("{name}/src/main.rs"),
+            "fn main() { println!(\"{}\", dep::word()); }\n",
+        );
+    }
+    let builder = CargoBuilder {
+        workspace: CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+        trust_stamp: false,
+    };
+    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let bin = |name: &str| BinId {
+        package: name.into(),
+        bin: name.into(),
+    };
+    let build = |names: &[&str]| {
+        let wanted = BTreeMap::from([(platform, names.iter().map(|n| bin(n)).collect())]);
+        let bins = builder.build(&wanted, &PayloadEvents::default()).unwrap();
+        let say = |n: &str| {
+            let exe = &bins[&(platform, bin(n))];
+            let out = std::process::Command::new(exe).output().unwrap();
+            (
+                String::from_utf8(out.stdout).unwrap().trim().to_string(),
+                std::fs::read(exe).unwrap(),
+            )
+        };
+        names.iter().map(|n| say(n)).collect::<Vec<_>>()
+    };
+    let both = build(&["loud", "quiet"]);
+    assert_eq!(both[0].0, "LOUD");
+    assert_eq!(both[1].0, "quiet", "loud's feature reached quiet's binary");
+    let alone = build(&["quiet"]);
+    assert_eq!(alone[0].0, "quiet");
+    assert!(
+        alone[0].1 == both[1].1,
+        "quiet's binary depends on whether loud is built beside it"
+    );
+}

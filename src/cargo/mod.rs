@@ -1,9 +1,12 @@
 //! Building the payload binaries with cargo.
 //!
-//! aelimg runs `cargo build --release` once for all platforms of a build (one
-//! `--target` per platform, so cargo schedules them together and its output
-//! is never interleaved), and takes the paths of the binaries from cargo's
-//! JSON messages, never by guessing them.
+//! aelimg runs `cargo build --release -p PACKAGE` once per payload package,
+//! for all platforms of a build at once (one `--target` per platform, so
+//! cargo schedules them together and its output is never interleaved), and
+//! takes the paths of the binaries from cargo's JSON messages, never by
+//! guessing them. One package per invocation keeps cargo's feature
+//! unification inside each package's own graph: a binary is the same
+//! whatever other images a build holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -227,12 +230,7 @@ impl CargoBuilder {
     /// (aelimg's own dependencies switch on optional dependencies of shared
     /// crates), `cargo tree -p` those of the packages built, as `cargo build
     /// -p` does.
-    fn estimate(&self, wanted: &BTreeMap<Platform, BTreeSet<BinId>>) -> Option<u64> {
-        let packages: BTreeSet<&str> = wanted
-            .values()
-            .flatten()
-            .map(|b| b.package.as_str())
-            .collect();
+    fn estimate(&self, package: &str, wanted: &BTreeMap<Platform, BTreeSet<BinId>>) -> Option<u64> {
         let mut per_target = Vec::new();
         for (platform, bins) in wanted {
             let meta = self.run_for_estimate(|c| {
@@ -251,10 +249,9 @@ impl CargoBuilder {
                     "{p}",
                 ])
                 .arg("--target")
-                .arg(platform.rust_target());
-                for p in &packages {
-                    c.arg("-p").arg(p);
-                }
+                .arg(platform.rust_target())
+                .arg("-p")
+                .arg(package);
             })?;
             let used: BTreeSet<String> = tree.lines().filter_map(tree_package).collect();
             let mut graph = UnitGraph::of(&meta);
@@ -304,15 +301,47 @@ impl CargoBuilder {
 }
 
 impl PayloadBuilder for CargoBuilder {
+    /// One `cargo build -p PACKAGE` per package, each for every platform at
+    /// once, so that each binary is built with the features of its own
+    /// package's dependency graph, as `cargo build -p` alone would build it
+    /// and `cargo tree -p` lists it: never with features another payload
+    /// package of the same build switches on (with both packages in one
+    /// invocation, native-tools' binary depended on whether ael was built
+    /// beside it).
     fn build(
         &self,
         wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
         progress: &dyn Progress,
     ) -> Result<Binaries> {
-        let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
-        if all.is_empty() {
-            return Ok(Binaries::new());
+        let mut by_package: BTreeMap<&str, BTreeMap<Platform, BTreeSet<BinId>>> = BTreeMap::new();
+        for (platform, bins) in wanted {
+            for id in bins {
+                by_package
+                    .entry(id.package.as_str())
+                    .or_default()
+                    .entry(*platform)
+                    .or_default()
+                    .insert(id.clone());
+            }
         }
+        let mut found = Binaries::new();
+        for (package, wanted) in &by_package {
+            found.extend(self.build_package(package, wanted, progress)?);
+        }
+        Ok(found)
+    }
+}
+
+impl CargoBuilder {
+    /// Builds the binaries `wanted` of one package (every platform in one
+    /// cargo invocation).
+    fn build_package(
+        &self,
+        package: &str,
+        wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+        progress: &dyn Progress,
+    ) -> Result<Binaries> {
+        let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
         let platforms: Vec<Platform> = wanted.keys().copied().collect();
         let started = Instant::now();
         let started_at = SystemTime::now();
@@ -332,10 +361,7 @@ impl PayloadBuilder for CargoBuilder {
         for p in wanted.keys() {
             cmd.arg("--target").arg(p.rust_target());
         }
-        let packages: BTreeSet<&String> = all.iter().map(|id| &id.package).collect();
-        for p in packages {
-            cmd.arg("-p").arg(p);
-        }
+        cmd.arg("-p").arg(package);
         for id in &all {
             cmd.arg("--bin").arg(&id.bin);
         }
@@ -343,13 +369,15 @@ impl PayloadBuilder for CargoBuilder {
         let stamp = self.stamp(&cmd);
         if let Some(found) = stamp.as_ref().and_then(|s| s.check(wanted)) {
             progress.event(&Event::PayloadUpToDate {
+                package,
                 platforms: &platforms,
                 binaries: found.len(),
             });
             return Ok(found);
         }
-        let estimate = self.estimate(wanted);
+        let estimate = self.estimate(package, wanted);
         progress.event(&Event::PayloadStarted {
+            package,
             platforms: &platforms,
             estimate,
         });
@@ -382,7 +410,7 @@ impl PayloadBuilder for CargoBuilder {
         let found = found?;
         if !status.success() {
             return Err(Error::Cargo(format!(
-                "cargo build failed ({status}); its messages are above"
+                "cargo build -p {package} failed ({status}); its messages are above"
             )));
         }
         for (platform, bins) in wanted {

@@ -133,12 +133,13 @@ impl Renderer {
         let bars = self.mode == Mode::Bars;
         match *e {
             Event::PayloadStarted {
+                package,
                 platforms,
                 estimate,
             } => {
                 let about = estimate.map_or(String::new(), |n| format!(" (about {n} crates)"));
                 self.line(&format!(
-                    "compiling payload for {}{about}",
+                    "compiling {package} for {}{about}",
                     platform_list(platforms)
                 ));
                 if bars {
@@ -200,10 +201,11 @@ impl Renderer {
                 ));
             }
             Event::PayloadUpToDate {
+                package,
                 platforms,
                 binaries,
             } => self.line(&format!(
-                "payload: {binaries} binaries for {} up to date (no source changed since cargo built them)",
+                "{package}: {binaries} binaries for {} up to date (no source changed since cargo built them)",
                 platform_list(platforms)
             )),
             Event::PayloadPrebuilt {
