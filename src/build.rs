@@ -54,6 +54,14 @@ struct LayerJob<'p> {
     platforms: Vec<Platform>,
 }
 
+/// What [`build`] made: the images, and the payload binaries they hold.
+pub struct Built {
+    /// The images, their blobs in the store.
+    pub images: Vec<BuiltImage>,
+    /// The payload binaries, by platform and binary.
+    pub binaries: Binaries,
+}
+
 /// Builds every image of the plan into the cache's store, on the bases `bases` holds
 /// for the images that have one (keyed by image name, as
 /// [`crate::base::resolve`] returns them).
@@ -73,7 +81,7 @@ pub fn build(
     payload: &dyn PayloadBuilder,
     settings: &LayerSettings,
     progress: &dyn Progress,
-) -> Result<Vec<BuiltImage>> {
+) -> Result<Built> {
     let mut wanted: BTreeMap<Platform, BTreeSet<BinId>> = BTreeMap::new();
     for img in &plan.images {
         for p in &img.platforms {
@@ -125,7 +133,8 @@ pub fn build(
     let built = run_jobs(&numbered, settings.threads(), |(n, job), threads| {
         build_layer(&ctx, *n, job, threads)
     })?;
-    plan.images
+    let images = plan
+        .images
         .iter()
         .zip(&layer_jobs)
         .map(|(img, per_platform)| {
@@ -139,7 +148,8 @@ pub fn build(
                 settings.compression,
             )
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Built { images, binaries })
 }
 
 /// Runs `f` on every job, at most `threads` at once, and returns the results
@@ -242,6 +252,7 @@ fn build_image(
         index,
         layer_names,
         size_limit: img.size_limit,
+        referrers: Vec::new(),
     })
 }
 

@@ -96,6 +96,9 @@ pub struct BuiltImage {
     pub layer_names: Vec<String>,
     /// The size limit, bytes.
     pub size_limit: Option<u64>,
+    /// Artifacts attached to its platform manifests (SBOMs), in platform
+    /// order.
+    pub referrers: Vec<crate::attest::Referrer>,
 }
 
 impl BuiltImage {

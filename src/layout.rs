@@ -439,7 +439,9 @@ impl Layout {
     /// # Errors
     /// When no entry (or more than one, without a tag) matches.
     pub fn find(&self, tag: Option<&str>) -> Result<(Document, Option<String>)> {
-        let entries = self.entries()?;
+        let mut entries = self.entries()?;
+        // Referrers (SBOMs) listed beside the images are not images.
+        entries.retain(|d| !is_referrer(d));
         let pick = match tag {
             Some(t) => entries.iter().find(|d| ref_name(d) == Some(t)),
             None if entries.len() == 1 => entries.first(),
@@ -531,6 +533,49 @@ pub fn with_tag(manifests: &mut Vec<Descriptor>, mut desc: Descriptor, tag: &str
     annotations.insert(REF_NAME.to_string(), tag.to_string());
     desc.set_annotations(Some(annotations));
     manifests.push(desc);
+}
+
+/// Whether an index entry is an artifact attached to an image (an untagged
+/// entry with an `artifactType`), rather than an image.
+#[must_use]
+pub fn is_referrer(d: &Descriptor) -> bool {
+    d.artifact_type().is_some() && ref_name(d).is_none()
+}
+
+/// Adds `referrer` to `manifests` unless an entry of the same digest is
+/// there.
+pub fn with_referrer(manifests: &mut Vec<Descriptor>, referrer: Descriptor) {
+    if !manifests.iter().any(|d| d.digest() == referrer.digest()) {
+        manifests.push(referrer);
+    }
+}
+
+/// Drops the referrers among `manifests` whose subject no image entry
+/// reaches any more (the SBOM of a manifest a tag moved away from), so that
+/// garbage collection can remove them. A referrer that cannot be read, or
+/// when the images' blobs cannot all be known, is kept.
+pub fn drop_orphan_referrers(store: &BlobStore, manifests: &mut Vec<Descriptor>) {
+    let images: Vec<Descriptor> = manifests
+        .iter()
+        .filter(|d| !is_referrer(d))
+        .cloned()
+        .collect();
+    let Ok(live) = walk(store, images) else {
+        return;
+    };
+    manifests.retain(|d| {
+        if !is_referrer(d) {
+            return true;
+        }
+        let subject = read_verified(store, d)
+            .ok()
+            .and_then(|doc| doc.manifest().ok())
+            .and_then(|m| m.subject().clone());
+        match subject.map(|s| Digest::from_oci(s.digest())) {
+            Some(Ok(s)) => live.contains(&s),
+            _ => true,
+        }
+    });
 }
 
 /// The document `desc` names in `store`, checked against its digest.

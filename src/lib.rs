@@ -38,6 +38,7 @@
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
+pub mod attest;
 pub mod base;
 pub mod build;
 pub mod cache;
@@ -59,6 +60,7 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod rootfs;
+pub mod sbom;
 pub mod sink;
 pub mod spec;
 pub mod store;

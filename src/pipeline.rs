@@ -163,6 +163,8 @@ pub struct BuildSettings<'a> {
     /// Threads for compressing layers; 0: the available parallelism. The
     /// output is the same whatever it is.
     pub jobs: usize,
+    /// What to attach to each image (an SBOM by default).
+    pub attach: crate::attest::AttachSettings,
 }
 
 /// What a build did.
@@ -259,7 +261,19 @@ pub fn build_planned(
         compression: settings.compression,
         jobs: settings.jobs,
     };
-    let images = crate::build::build(plan, &bases, &cache, payload, &layers, &observer)?;
+    let crate::build::Built {
+        mut images,
+        binaries,
+    } = crate::build::build(plan, &bases, &cache, payload, &layers, &observer)?;
+    crate::attest::attach(
+        plan,
+        &mut images,
+        &bases,
+        &binaries,
+        planned.workspace.as_ref(),
+        &store,
+        settings.attach,
+    )?;
     let report = size_report(&images);
     observer.with(|o| o.built(&report));
     let over = over_limit(&report);
@@ -411,6 +425,7 @@ pub fn push(
             top,
             platform: None,
             store: layout.store(),
+            referrers: &[],
         };
         for r in sink.write(&artifact, &observer)? {
             observer.with(|o| o.written(&r));

@@ -116,7 +116,10 @@ fn build_digests(name: &str, spec: &str, args: &[&str]) -> Map<String, Value> {
     ok(aelimg()
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("AELIMG_CACHE_DIR")
-        .args(["build", "-f", spec])
+        // The SBOM follows Cargo.lock (tests/sbom.rs and
+        // tests/reproducible.rs pin its bytes): no dependency bump should
+        // touch these golden digests.
+        .args(["build", "--sbom", "none", "-f", spec])
         .args(args)
         .arg("--cache-dir")
         .arg(out.join("cache"))

@@ -69,6 +69,7 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
         },
         compression: aelimg::layer::LayerCompression::default(),
         jobs: 0,
+        attach: aelimg::attest::AttachSettings::default(),
     }
 }
 

@@ -9,12 +9,23 @@ use std::process::Command;
 
 use common::{aelimg, json, ok, repo, scratch};
 
-/// The digest `index.json` of a layout gives its tag.
+/// The digest `index.json` of a layout gives its tag, and those of the
+/// SBOMs listed beside it (so they are compared across checkouts too).
 fn top_digest(layout: &Path) -> String {
     let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
     let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 1);
-    manifests[0]["digest"].as_str().unwrap().to_string()
+    let tagged = manifests
+        .iter()
+        .filter(|m| m.get("artifactType").is_none())
+        .count();
+    assert_eq!(tagged, 1, "{index}");
+    let referrers = manifests.len() - 1;
+    assert!(referrers > 0, "no SBOM: {index}");
+    manifests
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Copies the files git would check out (tracked, plus untracked files that

@@ -27,6 +27,20 @@ mod units;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
 
+/// `program` (cargo or rustc) in the workspace at `root`, without the
+/// variables cargo and rustup set for the process running aelimg (see
+/// decision 0002), so it sees the toolchain and fingerprints a shell would.
+pub(crate) fn workspace_tool(root: &Path, program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(is_inherited_build_var) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// Something that produces the payload binaries; tests swap in prebuilt ones.
 pub trait PayloadBuilder {
     /// Builds every binary for every platform, reporting to `progress` as
@@ -82,6 +96,14 @@ impl CargoWorkspace {
             members,
             manifests,
         })
+    }
+}
+
+impl CargoWorkspace {
+    /// Every member's Cargo.toml.
+    #[must_use]
+    pub fn manifests(&self) -> &[PathBuf] {
+        &self.manifests
     }
 }
 
@@ -209,14 +231,7 @@ impl CargoBuilder {
 
     /// `program` (cargo or rustc) run as [`Self::cargo`] runs cargo.
     fn tool(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.current_dir(&self.workspace.root);
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(is_inherited_build_var) {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd
+        workspace_tool(&self.workspace.root, program)
     }
 
     /// How many compiler artifacts `cargo build` of `wanted` will report

@@ -75,6 +75,10 @@ pub struct BuildArgs {
     /// Compression level: gzip 1–9 (default 6), zstd 1–19 (default 3).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     compression_level: Option<i32>,
+    /// SBOM attached to each image and platform as an OCI referrer: spdx
+    /// (SPDX 2.3 JSON), cyclonedx (CycloneDX 1.6 JSON), or none.
+    #[arg(long, visible_alias = "sbom-format", value_name = "FORMAT", default_value = "spdx", value_parser = ["spdx", "cyclonedx", "none"])]
+    sbom: String,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -216,6 +220,12 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         compression,
         // `--jobs` (with the registry flags) also bounds blob transfers.
         jobs: args.registry.jobs.map_or(0, usize::from),
+        attach: aelimg::attest::AttachSettings {
+            sbom: match args.sbom.as_str() {
+                "none" => None,
+                f => Some(aelimg::sbom::SbomFormat::parse(f).map_err(usage)?),
+            },
+        },
     };
     let mut printer = Printer {
         json: args.json,

@@ -10,7 +10,9 @@
 //! 2. add the blobs each image reaches (each renamed into place complete),
 //!    then sync the blob directories;
 //! 3. replace each `index.json` atomically, the entry of each image's tag
-//!    replaced and every other entry kept;
+//!    replaced and every other entry kept; the image's referrers (SBOMs)
+//!    listed untagged beside it, and referrers of manifests no tag reaches
+//!    any more dropped;
 //! 4. collect garbage, unlock.
 //!
 //! When anything fails before the last `index.json` is replaced, what was
@@ -28,7 +30,9 @@ use oci_spec::image::Descriptor;
 use super::{Artifact, Record, Sink};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::{Collected, Layout, LayoutLock, with_tag};
+use crate::layout::{
+    Collected, Layout, LayoutLock, drop_orphan_referrers, with_referrer, with_tag,
+};
 use crate::plan::Plan;
 use crate::progress::Progress;
 
@@ -147,7 +151,16 @@ impl LayoutSink {
                     desc.set_platform(Some(p.to_oci()));
                 }
                 with_tag(&mut txn.manifests, desc, image.tag);
+                for r in image.referrers {
+                    for digest in crate::layout::reachable(image.store, &r.manifest)? {
+                        if image.store.copy_to(layout.store(), &digest)? {
+                            txn.added.push(digest);
+                        }
+                    }
+                    with_referrer(&mut txn.manifests, r.descriptor());
+                }
             }
+            drop_orphan_referrers(layout.store(), &mut txn.manifests);
             layout.store().sync();
         }
         // 3. Each index.json, atomically.

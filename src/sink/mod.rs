@@ -34,6 +34,9 @@ pub struct Artifact<'a> {
     pub platform: Option<Platform>,
     /// The store holding every blob `top` reaches.
     pub store: &'a BlobStore,
+    /// Artifacts attached to the image's manifests (SBOMs), their blobs in
+    /// `store` too. Sinks that can hold them write them beside the image.
+    pub referrers: &'a [crate::attest::Referrer],
 }
 
 impl BuiltImage {
@@ -49,6 +52,7 @@ impl BuiltImage {
                 _ => None,
             },
             store,
+            referrers: &self.referrers,
         }
     }
 }

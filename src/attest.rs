@@ -1,0 +1,225 @@
+//! Attaching documents about an image to it, as OCI 1.1 referrers: for
+//! each platform manifest, an artifact manifest whose `subject` is that
+//! manifest, whose `artifactType` says what it holds (an SPDX or CycloneDX
+//! SBOM), with the empty config and the document as its one layer. The
+//! layout sink lists them in `index.json` beside the image (untagged, with
+//! their `artifactType`), as the image-layout spec allows and ORAS does.
+
+use std::collections::BTreeMap;
+
+use oci_spec::image::{Descriptor, MediaType};
+use serde_json::json;
+
+use crate::cargo::{BinId, Binaries, CargoWorkspace};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{BaseImage, BuiltImage};
+use crate::oci::{self, Document};
+use crate::plan::{EntryKind, ImagePlan, Plan};
+use crate::platform::Platform;
+use crate::sbom::{self, BaseInfo, FileInfo, PackageCrates, SbomFormat, SbomInput};
+use crate::store::BlobStore;
+
+/// The media type of the empty config of an artifact manifest.
+pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+/// Its bytes: `{}`.
+pub const EMPTY_CONFIG_BYTES: &[u8] = b"{}";
+
+/// What to attach to each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttachSettings {
+    /// The SBOM format, or `None` for no SBOM.
+    pub sbom: Option<SbomFormat>,
+}
+
+impl AttachSettings {
+    /// Whether nothing is attached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sbom.is_none()
+    }
+}
+
+/// An artifact manifest of `artifact_type` holding `blob` (stored with the
+/// empty config in `store`), whose subject is `subject`; stored too.
+///
+/// # Errors
+/// When a blob cannot be stored.
+pub fn artifact_manifest(
+    store: &BlobStore,
+    artifact_type: &str,
+    blob: &Document,
+    subject: &Descriptor,
+    created: u64,
+) -> Result<Document> {
+    let empty = Document::from_bytes(EMPTY_CONFIG, EMPTY_CONFIG_BYTES.to_vec());
+    store.put_bytes(&empty.bytes, &empty.digest)?;
+    store.put_bytes(&blob.bytes, &blob.digest)?;
+    let desc = |d: &Document| {
+        serde_json::to_value(d.descriptor()).map_err(|e| Error::json("artifact manifest", e))
+    };
+    let subject = serde_json::to_value(subject).map_err(|e| Error::json("artifact manifest", e))?;
+    let manifest = Document::from_value(
+        oci::MANIFEST,
+        &json!({
+            "schemaVersion": 2,
+            "mediaType": oci::MANIFEST,
+            "artifactType": artifact_type,
+            "config": desc(&empty)?,
+            "layers": [desc(blob)?],
+            "subject": subject,
+            "annotations": {
+                "org.opencontainers.image.created": crate::image::rfc3339(created),
+            },
+        }),
+    );
+    store.put_bytes(&manifest.bytes, &manifest.digest)?;
+    Ok(manifest)
+}
+
+/// The descriptor an index gives an artifact manifest: with its
+/// `artifactType`, so a reader finds referrers without opening them.
+#[must_use]
+pub fn referrer_descriptor(manifest: &Document, artifact_type: &str) -> Descriptor {
+    let mut d = manifest.descriptor();
+    d.set_artifact_type(Some(MediaType::from(artifact_type)));
+    d
+}
+
+/// Builds what `settings` asks for, for every platform of every image, and
+/// records it in each image's `referrers`.
+///
+/// # Errors
+/// When cargo cannot say what a binary holds, a file cannot be read, or a
+/// blob cannot be stored.
+pub fn attach(
+    plan: &Plan,
+    images: &mut [BuiltImage],
+    bases: &BTreeMap<String, BaseImage>,
+    binaries: &Binaries,
+    workspace: Option<&CargoWorkspace>,
+    store: &BlobStore,
+    settings: AttachSettings,
+) -> Result<()> {
+    let Some(format) = settings.sbom else {
+        return Ok(());
+    };
+    let mut crates: BTreeMap<(String, Platform), PackageCrates> = BTreeMap::new();
+    for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
+        let base = bases.get(&img_plan.name).map(|b| BaseInfo {
+            reference: b.reference.to_string(),
+            digest: b.digest.clone(),
+        });
+        for p in &mut image.platforms {
+            let mut packages = Vec::new();
+            for id in img_plan.cargo_binaries() {
+                let key = (id.package.clone(), p.platform);
+                if !crates.contains_key(&key) {
+                    let Some(ws) = workspace else { continue };
+                    let found =
+                        sbom::crates::package_crates(ws, &id.package, p.platform.rust_target())?;
+                    crates.insert(key.clone(), found);
+                }
+                let found = &crates[&key];
+                if !packages.contains(found) {
+                    packages.push(found.clone());
+                }
+            }
+            let files = files_of(img_plan, p.platform, binaries)?;
+            let input = SbomInput {
+                name: &image.name,
+                tag: &image.tag,
+                platform: p.platform,
+                manifest: &p.manifest.digest,
+                created: plan.source_date_epoch,
+                packages,
+                files,
+                base: base.clone(),
+            };
+            let doc = Document::from_bytes(format.media_type(), sbom::document(&input, format));
+            let manifest = artifact_manifest(
+                store,
+                format.media_type(),
+                &doc,
+                &p.manifest.descriptor(),
+                plan.source_date_epoch,
+            )?;
+            image.referrers.push(Referrer {
+                manifest,
+                artifact_type: format.media_type().to_string(),
+                subject: p.manifest.digest.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An artifact attached to one of an image's manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// Its artifact manifest (stored).
+    pub manifest: Document,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// The digest of the manifest it is about.
+    pub subject: Digest,
+}
+
+impl Referrer {
+    /// Its descriptor in an index.
+    #[must_use]
+    pub fn descriptor(&self) -> Descriptor {
+        referrer_descriptor(&self.manifest, &self.artifact_type)
+    }
+}
+
+/// Every regular file aelimg puts into `img` for `platform`, with digests,
+/// sorted by path.
+fn files_of(img: &ImagePlan, platform: Platform, binaries: &Binaries) -> Result<Vec<FileInfo>> {
+    // By path: a later layer's file of the same path is what the image holds.
+    let mut out: BTreeMap<String, FileInfo> = BTreeMap::new();
+    for layer in &img.layers {
+        for e in &layer.entries {
+            let path = format!("/{}", e.path);
+            let (sha256, sha1, size, package) = match &e.kind {
+                EntryKind::File { source } => {
+                    let (a, b, n) = sbom::file_digests(source).map_err(|err| {
+                        Error::io(format!("cannot read {}", source.display()), err)
+                    })?;
+                    (a, b, n, None)
+                }
+                EntryKind::Cargo { package, bin } => {
+                    let id = BinId {
+                        package: package.clone(),
+                        bin: bin.clone(),
+                    };
+                    let Some(source) = binaries.get(&(platform, id)) else {
+                        return Err(Error::Cargo(format!(
+                            "no {bin} binary of {package} for {platform}"
+                        )));
+                    };
+                    let (a, b, n) = sbom::file_digests(source).map_err(|err| {
+                        Error::io(format!("cannot read {}", source.display()), err)
+                    })?;
+                    (a, b, n, Some(package.clone()))
+                }
+                EntryKind::Generated { bytes, .. } => {
+                    let (a, b) = sbom::bytes_digests(bytes);
+                    (a, b, bytes.len() as u64, None)
+                }
+                _ => continue,
+            };
+            out.insert(
+                path.clone(),
+                FileInfo {
+                    path,
+                    sha256,
+                    sha1,
+                    size,
+                    package,
+                },
+            );
+        }
+    }
+    Ok(out.into_values().collect())
+}
