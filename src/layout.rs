@@ -462,6 +462,40 @@ impl Layout {
         Ok((self.read(d)?, ref_name(d).map(str::to_string)))
     }
 
+    /// The artifacts listed in the index whose subject is `top` or one of
+    /// its platform manifests (the SBOMs a build attached), in index order.
+    ///
+    /// # Errors
+    /// When the index or a listed document cannot be read.
+    pub fn referrers_of(&self, top: &Document) -> Result<Vec<crate::attest::Referrer>> {
+        let mut subjects = vec![top.digest.clone()];
+        if top.kind() == Kind::Index {
+            for d in top.index()?.manifests() {
+                subjects.push(Digest::from_oci(d.digest())?);
+            }
+        }
+        let mut out = Vec::new();
+        for d in self.entries()?.into_iter().filter(is_referrer) {
+            let doc = self.read(&d)?;
+            let Some(subject) = doc.manifest()?.subject().clone() else {
+                continue;
+            };
+            let subject = Digest::from_oci(subject.digest())?;
+            if subjects.contains(&subject) {
+                out.push(crate::attest::Referrer {
+                    artifact_type: d
+                        .artifact_type()
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    manifest: doc,
+                    subject,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Names `desc` as `tag`, replacing an entry of the same name and keeping
     /// every other entry; `index.json` is replaced atomically. The blobs
     /// `desc` reaches must already be in the layout.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use crate::attest::Referrer;
 use crate::base;
 use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
 use crate::error::{Error, Result};
@@ -403,7 +404,7 @@ pub fn push(
     for (_, root) in order {
         locks.extend(LayoutLock::shared(root, &observer)?);
     }
-    let mut picked: Vec<(Layout, Document, String, &LayoutImage)> = Vec::new();
+    let mut picked: Vec<(Layout, Document, String, Vec<Referrer>, &LayoutImage)> = Vec::new();
     for img in images {
         let layout = Layout::open(&img.root)?;
         let (top, ref_name) = match layout.find(img.tag.as_deref()) {
@@ -415,17 +416,18 @@ pub fn push(
             Err(e) => return Err(e),
         };
         let tag = ref_name.unwrap_or_else(|| "latest".into());
-        picked.push((layout, top, tag, img));
+        let referrers = layout.referrers_of(&top)?;
+        picked.push((layout, top, tag, referrers, img));
     }
     let mut records = Vec::new();
-    for (layout, top, tag, img) in &picked {
+    for (layout, top, tag, referrers, img) in &picked {
         let artifact = Artifact {
             name: &img.name,
             tag,
             top,
             platform: None,
             store: layout.store(),
-            referrers: &[],
+            referrers,
         };
         for r in sink.write(&artifact, &observer)? {
             observer.with(|o| o.written(&r));

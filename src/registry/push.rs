@@ -50,7 +50,7 @@ pub struct PushReport {
     pub digest: Digest,
     /// The tags pushed.
     pub tags: Vec<String>,
-    /// Blobs the image needs.
+    /// Blobs the image and its referrers need.
     pub blobs: usize,
     /// Blobs uploaded by this push.
     pub uploaded: u64,
@@ -62,6 +62,8 @@ pub struct PushReport {
     pub mounted: u64,
     /// Requests retried.
     pub retried: u64,
+    /// Artifacts attached to the image (SBOMs) pushed after it.
+    pub referrers: usize,
 }
 
 /// Where blobs that were pushed before are remembered, for automatic mounts
@@ -112,13 +114,15 @@ fn save_memory(reg: &Registry) {
 }
 
 /// Pushes one image: `top` and everything it references, from `store`, to
-/// `target`'s repository, tagged with every one of `tags`. Each blob is
-/// reported to `progress` (started, bytes accepted, done), from the threads
-/// that upload them.
+/// `target`'s repository, tagged with every one of `tags`, then the
+/// artifacts attached to it (`referrers`, see [`push_referrers`]). Each
+/// blob is reported to `progress` (started, bytes accepted, done), from the
+/// threads that upload them; the report counts the referrers' blobs too.
 pub fn push_image(
     reg: &Registry,
     store: &BlobStore,
     top: &Document,
+    referrers: &[crate::attest::Referrer],
     target: &Reference,
     tags: &[String],
     progress: &dyn Progress,
@@ -183,17 +187,19 @@ pub fn push_image(
         }
     }
     save_memory(reg);
+    let referrer_blobs = push_referrers(reg, store, repo, referrers, progress)?;
     let after = snapshot(reg);
     Ok(PushReport {
         reference: format!("{}@{}", target.name(), top.digest),
         digest: top.digest.clone(),
         tags: tags.to_vec(),
-        blobs: blobs.len(),
+        blobs: blobs.len() + referrer_blobs,
         uploaded: after.0 - before.0,
         uploaded_bytes: after.1 - before.1,
         skipped: after.2 - before.2,
         mounted: after.3 - before.3,
         retried: after.4 - before.4,
+        referrers: referrers.len(),
     })
 }
 
@@ -580,6 +586,131 @@ fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Re
         .into());
     }
     Ok(())
+}
+
+/// Pushes artifacts attached to an image's manifests (SBOMs) to `repo`,
+/// after the image: their blobs, then each artifact manifest by digest. A
+/// registry that keeps referrers itself says so with an `OCI-Subject`
+/// header on the manifest PUT; for one that does not (docker-registry 2.8
+/// here), each subject's referrers are also listed in an image index tagged
+/// `sha256-<subject hex>`, merged with what that tag already lists: the
+/// image-spec's referrers tag schema, which clients fall back to when the
+/// referrers API answers 404. Returns how many blobs they needed (each
+/// uploaded, mounted or found in the repository).
+///
+/// # Errors
+/// When a blob or manifest cannot be pushed, or the tag's index cannot be
+/// read or written.
+fn push_referrers(
+    reg: &Registry,
+    store: &BlobStore,
+    repo: &str,
+    referrers: &[crate::attest::Referrer],
+    progress: &dyn Progress,
+) -> Result<usize> {
+    if referrers.is_empty() {
+        return Ok(0);
+    }
+    let mut blobs: Vec<BlobRef> = Vec::new();
+    for r in referrers {
+        let m = r.manifest.manifest()?;
+        blobs.push(BlobRef::of(m.config())?);
+        for l in m.layers() {
+            blobs.push(BlobRef::of(l)?);
+        }
+    }
+    blobs.sort_by(|a, b| a.digest.cmp(&b.digest));
+    blobs.dedup_by(|a, b| a.digest == b.digest);
+    upload_all(reg, store, repo, &blobs, progress)?;
+    {
+        // Known to be in `repo` from now: another repository mounts them.
+        let mut known = reg.known.lock().expect("known");
+        for b in &blobs {
+            known.insert(b.digest.to_string(), repo.to_string());
+        }
+    }
+    save_memory(reg);
+    let mut fallback: std::collections::BTreeMap<&Digest, Vec<Descriptor>> =
+        std::collections::BTreeMap::new();
+    for r in referrers {
+        let kept = put_manifest_subject(reg, repo, &r.manifest)?;
+        if !kept {
+            fallback.entry(&r.subject).or_default().push(r.descriptor());
+        }
+    }
+    for (subject, descs) in fallback {
+        let tag = format!("sha256-{}", subject.hex());
+        let mut listed: Vec<Descriptor> = match get_index(reg, repo, &tag)? {
+            Some(doc) => doc.index()?.manifests().clone(),
+            None => Vec::new(),
+        };
+        for d in descs {
+            if !listed.iter().any(|l| l.digest() == d.digest()) {
+                listed.push(d);
+            }
+        }
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(oci_spec::image::MediaType::ImageIndex)
+            .manifests(listed)
+            .build()
+            .map_err(|e| LayoutError::Invalid(format!("referrers index: {e}")))?;
+        let doc = Document::from_typed(crate::oci::INDEX, &index)
+            .map_err(|e| Error::json("referrers index", e))?;
+        put_manifest(reg, repo, &doc, &tag)?;
+    }
+    Ok(blobs.len())
+}
+
+/// PUTs an artifact manifest by digest; true when the registry says it
+/// keeps the subject's referrers itself (`OCI-Subject`).
+fn put_manifest_subject(reg: &Registry, repo: &str, m: &Document) -> Result<bool> {
+    let url = reg.url(&format!("/v2/{repo}/manifests/{}", m.digest))?;
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(crate::oci::MANIFEST));
+    let resp = reg.send(
+        Method::PUT,
+        &url,
+        &push_scopes(repo, None),
+        &h,
+        Some(&m.bytes),
+    )?;
+    if resp.status().as_u16() != 201 {
+        return Err(reg.status_error(
+            resp,
+            &format!("push artifact manifest {} to {repo}", m.digest),
+        ));
+    }
+    Ok(resp.headers().get("oci-subject").is_some())
+}
+
+/// The index tagged `tag`, or `None` when the tag does not exist.
+fn get_index(reg: &Registry, repo: &str, tag: &str) -> Result<Option<Document>> {
+    let url = reg.url(&format!("/v2/{repo}/manifests/{tag}"))?;
+    let mut h = HeaderMap::new();
+    h.insert(ACCEPT, HeaderValue::from_static(crate::oci::INDEX));
+    let resp = reg.send(
+        Method::GET,
+        &url,
+        &super::client::pull_scopes(repo),
+        &h,
+        None,
+    )?;
+    match resp.status().as_u16() {
+        404 => return Ok(None),
+        200 => {}
+        _ => return Err(reg.status_error(resp, &format!("get referrers index {repo}:{tag}"))),
+    }
+    let bytes = resp
+        .bytes()
+        .map_err(|e| {
+            Error::from(RegistryError::Transfer(format!(
+                "{}: cannot read {repo}:{tag}: {e}",
+                reg.name
+            )))
+        })?
+        .to_vec();
+    Ok(Some(Document::from_bytes(crate::oci::INDEX, bytes)))
 }
 
 /// Checks that the tag now resolves to our digest.

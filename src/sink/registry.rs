@@ -131,6 +131,7 @@ impl Sink for RegistrySink {
             reg,
             image.store,
             image.top,
+            image.referrers,
             &target,
             &tags,
             progress,

@@ -12,7 +12,7 @@ use crate::common::registry::{
     Auth, PASSWORD, Registry, USER, aelimg_in, b64, docker_config, sha256_hex,
 };
 use crate::common::{Daemon, json, ok, run, scratch, wait_until};
-use crate::{blobs, build_fixture, layout_digest};
+use crate::{blobs, build_fixture, image_blobs, layout_digest};
 
 #[test]
 fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
@@ -88,7 +88,7 @@ fn registry_killed_mid_push_and_restarted_push_completes_and_verifies() {
     assert_eq!(reg.skopeo_digest("acme/beta:1.0"), layout_digest(&layout));
     let back = dir.join("back");
     reg.skopeo_pull("acme/beta:1.0", &back, "1.0");
-    assert_eq!(blobs(&back), blobs(&layout));
+    assert_eq!(blobs(&back), image_blobs(&layout));
 }
 
 /// A fake registry behind USER:PASSWORD (basic) serving one manifest, whose

@@ -86,6 +86,36 @@ fn layout_digest(layout: &Path) -> String {
     idx["manifests"][0]["digest"].as_str().unwrap().to_string()
 }
 
+/// The digests (hex) of the artifacts a layout lists beside its images
+/// (SBOM manifests), with the blobs they alone reach (their documents and
+/// the empty config).
+fn referrer_blobs(layout: &Path) -> Vec<String> {
+    let idx = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    let mut out = Vec::new();
+    for d in idx["manifests"].as_array().unwrap() {
+        if d.get("artifactType").is_none() {
+            continue;
+        }
+        let hex = d["digest"].as_str().unwrap()[7..].to_string();
+        let m = json(&std::fs::read_to_string(layout.join("blobs/sha256").join(&hex)).unwrap());
+        out.push(hex);
+        out.push(m["config"]["digest"].as_str().unwrap()[7..].to_string());
+        for l in m["layers"].as_array().unwrap() {
+            out.push(l["digest"].as_str().unwrap()[7..].to_string());
+        }
+    }
+    out
+}
+
+/// Every blob of a layout's images, without its SBOMs: name → sha256.
+fn image_blobs(layout: &Path) -> BTreeMap<String, String> {
+    let mut all = blobs(layout);
+    for r in referrer_blobs(layout) {
+        all.remove(&r);
+    }
+    all
+}
+
 /// Every blob of a layout: name → sha256 of its bytes.
 fn blobs(layout: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(layout.join("blobs/sha256"))

@@ -55,15 +55,21 @@ impl Observer for Recorder {
     }
 }
 
-/// The blobs (config and layers) of every platform of a layout: digest → size.
+/// The blobs (config and layers) of every platform of a layout, and of the
+/// SBOMs listed beside it (a push sends them too): digest → size.
 fn layout_blobs(layout: &Path) -> BTreeMap<String, u64> {
     let read = |d: &str| {
         json(&std::fs::read_to_string(layout.join("blobs/sha256").join(&d[7..])).unwrap())
     };
     let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
     let top = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let referrers = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d.get("artifactType").is_some());
     let mut out = BTreeMap::new();
-    for m in top["manifests"].as_array().unwrap() {
+    for m in top["manifests"].as_array().unwrap().iter().chain(referrers) {
         let m = read(m["digest"].as_str().unwrap());
         let descriptors = std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap());
         for d in descriptors {

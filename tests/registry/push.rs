@@ -9,7 +9,7 @@ use crate::common::registry::{
     Auth, PASSWORD, Registry, aelimg_in, docker_config, sha256_hex, uploads,
 };
 use crate::common::{self, json, ok, run, scratch};
-use crate::{blobs, build_fixture, layout_digest};
+use crate::{blobs, build_fixture, image_blobs, layout_digest};
 
 /// A registry with TLS and htpasswd, the fixture images, and a docker config
 /// holding the right password.
@@ -56,6 +56,7 @@ fn push_with_tls_and_basic_auth_round_trips_skips_and_mounts() {
         docker,
     };
     first_push_uploads_everything_and_round_trips(&t);
+    sboms_go_with_the_image_under_the_referrers_tag(&t);
     second_push_uploads_nothing(&t);
     a_second_repository_gets_mounts(&t);
     pull_gives_back_the_same_index(&t);
@@ -98,9 +99,70 @@ fn first_push_uploads_everything_and_round_trips(t: &Setup) {
         t.reg.skopeo_pull(&format!("acme/{name}:1.2"), &back, "1.2");
         assert_eq!(
             blobs(&back),
-            blobs(&layout),
+            image_blobs(&layout),
             "{name}: blobs differ after a round trip"
         );
+    }
+}
+
+/// The SBOMs went with the images: docker-registry 2.8 has no referrers
+/// API, so each platform manifest's referrers are listed in the index
+/// tagged `sha256-<hex>` (the image-spec's fallback), which skopeo reads;
+/// each artifact manifest reads back with the layout's exact bytes, and so
+/// does the SBOM blob, fetched over the registry's HTTP API.
+fn sboms_go_with_the_image_under_the_referrers_tag(t: &Setup) {
+    for name in ["alpha", "beta"] {
+        let layout = t.images.join(name);
+        let idx = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+        let referrers: Vec<&Value> = idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d.get("artifactType").is_some())
+            .collect();
+        assert_eq!(referrers.len(), 2, "{name}: one SBOM per platform: {idx}");
+        for r in referrers {
+            let digest = r["digest"].as_str().unwrap();
+            let ours = std::fs::read(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+            let manifest = json(std::str::from_utf8(&ours).unwrap());
+            let subject = manifest["subject"]["digest"].as_str().unwrap();
+            let listed = json(&String::from_utf8_lossy(
+                &t.reg
+                    .skopeo_raw(&format!("acme/{name}:sha256-{}", &subject[7..])),
+            ));
+            let entry = listed["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["digest"] == digest)
+                .unwrap_or_else(|| {
+                    panic!("{name}: {digest} not under the referrers tag: {listed}")
+                });
+            assert_eq!(entry["artifactType"], "application/spdx+json");
+            assert_eq!(
+                t.reg.skopeo_raw(&format!("acme/{name}@{digest}")),
+                ours,
+                "{name}: the artifact manifest read back differs"
+            );
+            let sbom = manifest["layers"][0]["digest"].as_str().unwrap();
+            let out = run(std::process::Command::new("curl")
+                .args(["-sf", "--max-time", "20", "--cacert"])
+                .arg(t.reg.ca())
+                .args([
+                    "-u",
+                    &format!("{}:{PASSWORD}", crate::common::registry::USER),
+                ])
+                .arg(format!(
+                    "https://{}/v2/acme/{name}/blobs/{sbom}",
+                    t.reg.host()
+                )));
+            assert!(out.status.success(), "curl: {out:?}");
+            assert_eq!(
+                out.stdout,
+                std::fs::read(layout.join("blobs/sha256").join(&sbom[7..])).unwrap(),
+                "{name}: the SBOM read back differs"
+            );
+        }
     }
 }
 
@@ -157,7 +219,10 @@ fn pull_gives_back_the_same_index(t: &Setup) {
         .arg(format!("oci:{}", pulled.display()))
         .arg("--ca-file")
         .arg(t.reg.ca()));
-    assert_eq!(blobs(&pulled.join("alpha")), blobs(&t.images.join("alpha")));
+    assert_eq!(
+        blobs(&pulled.join("alpha")),
+        image_blobs(&t.images.join("alpha"))
+    );
     ok(std::process::Command::new("skopeo").args([
         "inspect",
         &format!("oci:{}:1.2", pulled.join("alpha").display()),
