@@ -7,14 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use oci_spec::image::{Descriptor, MediaType};
+use oci_spec::image::Descriptor;
 use serde_json::json;
 
 use crate::cargo::{BinId, Binaries, CargoWorkspace};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{BaseImage, BuiltImage};
-use crate::oci::{self, Document};
+use crate::oci::{self, Document, Referrer};
 use crate::plan::{EntryKind, ImagePlan, Plan};
 use crate::platform::Platform;
 use crate::sbom::{self, BaseInfo, FileInfo, PackageCrates, SbomFormat, SbomInput};
@@ -75,15 +74,6 @@ pub fn artifact_manifest(
     );
     store.put_bytes(&manifest.bytes, &manifest.digest)?;
     Ok(manifest)
-}
-
-/// The descriptor an index gives an artifact manifest: with its
-/// `artifactType`, so a reader finds referrers without opening them.
-#[must_use]
-pub fn referrer_descriptor(manifest: &Document, artifact_type: &str) -> Descriptor {
-    let mut d = manifest.descriptor();
-    d.set_artifact_type(Some(MediaType::from(artifact_type)));
-    d
 }
 
 /// Builds what `settings` asks for, for every platform of every image, and
@@ -152,25 +142,6 @@ pub fn attach(
         }
     }
     Ok(())
-}
-
-/// An artifact attached to one of an image's manifests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Referrer {
-    /// Its artifact manifest (stored).
-    pub manifest: Document,
-    /// Its artifact type.
-    pub artifact_type: String,
-    /// The digest of the manifest it is about.
-    pub subject: Digest,
-}
-
-impl Referrer {
-    /// Its descriptor in an index.
-    #[must_use]
-    pub fn descriptor(&self) -> Descriptor {
-        referrer_descriptor(&self.manifest, &self.artifact_type)
-    }
 }
 
 /// Every regular file aelimg puts into `img` for `platform`, with digests,

@@ -98,7 +98,7 @@ pub struct BuiltImage {
     pub size_limit: Option<u64>,
     /// Artifacts attached to its platform manifests (SBOMs), in platform
     /// order.
-    pub referrers: Vec<crate::attest::Referrer>,
+    pub referrers: Vec<crate::oci::Referrer>,
 }
 
 impl BuiltImage {

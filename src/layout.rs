@@ -467,7 +467,7 @@ impl Layout {
     ///
     /// # Errors
     /// When the index or a listed document cannot be read.
-    pub fn referrers_of(&self, top: &Document) -> Result<Vec<crate::attest::Referrer>> {
+    pub fn referrers_of(&self, top: &Document) -> Result<Vec<crate::oci::Referrer>> {
         let mut subjects = vec![top.digest.clone()];
         if top.kind() == Kind::Index {
             for d in top.index()?.manifests() {
@@ -482,7 +482,7 @@ impl Layout {
             };
             let subject = Digest::from_oci(subject.digest())?;
             if subjects.contains(&subject) {
-                out.push(crate::attest::Referrer {
+                out.push(crate::oci::Referrer {
                     artifact_type: d
                         .artifact_type()
                         .as_ref()

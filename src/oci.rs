@@ -254,6 +254,34 @@ pub fn canonical_json(v: &Value) -> Vec<u8> {
     out
 }
 
+/// The descriptor an index gives an artifact manifest: with its
+/// `artifactType`, so a reader finds referrers without opening them.
+#[must_use]
+pub fn referrer_descriptor(manifest: &Document, artifact_type: &str) -> Descriptor {
+    let mut d = manifest.descriptor();
+    d.set_artifact_type(Some(MediaType::from(artifact_type)));
+    d
+}
+
+/// An artifact attached to one of an image's manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// Its artifact manifest (stored).
+    pub manifest: Document,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// The digest of the manifest it is about.
+    pub subject: Digest,
+}
+
+impl Referrer {
+    /// Its descriptor in an index.
+    #[must_use]
+    pub fn descriptor(&self) -> Descriptor {
+        referrer_descriptor(&self.manifest, &self.artifact_type)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

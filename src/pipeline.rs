@@ -7,14 +7,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::attest::Referrer;
 use crate::base;
 use crate::cargo::{BinId, Binaries, CargoWorkspace, PayloadBuilder};
 use crate::error::{Error, Result};
 use crate::image::BuiltImage;
 use crate::layer::LayerCompression;
 use crate::layout::{Layout, LayoutLock};
-use crate::oci::Document;
+use crate::oci::{Document, Referrer};
 use crate::plan::{Plan, PlanOptions, Workspace};
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};

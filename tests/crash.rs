@@ -279,7 +279,10 @@ fn check_layout(root: &Path) -> Checked {
         if d.get("artifactType").is_some() {
             // An SBOM listed beside the images: untagged, about a manifest
             // one of them reaches (checked below).
-            assert!(d["annotations"][REF_NAME].is_null(), "{what}: a tagged referrer");
+            assert!(
+                d["annotations"][REF_NAME].is_null(),
+                "{what}: a tagged referrer"
+            );
             let m = json(std::str::from_utf8(&blob(d["digest"].as_str().unwrap())).unwrap());
             subjects.push(m["subject"]["digest"].as_str().unwrap().to_string());
             continue;

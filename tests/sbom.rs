@@ -199,7 +199,11 @@ fn every_platform_manifest_has_a_valid_spdx_sbom_with_cargo_trees_crates() {
             let out = ok(Command::new("oci-image-tool")
                 .args(["validate", "--type", kind])
                 .arg(path));
-            assert!(out.contains("Validation succeeded"), "{kind} {}: {out}", path.display());
+            assert!(
+                out.contains("Validation succeeded"),
+                "{kind} {}: {out}",
+                path.display()
+            );
         };
         validate("imageIndex", &layout.join("index.json"));
         let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());

@@ -122,7 +122,7 @@ pub fn push_image(
     reg: &Registry,
     store: &BlobStore,
     top: &Document,
-    referrers: &[crate::attest::Referrer],
+    referrers: &[crate::oci::Referrer],
     target: &Reference,
     tags: &[String],
     progress: &dyn Progress,
@@ -605,7 +605,7 @@ fn push_referrers(
     reg: &Registry,
     store: &BlobStore,
     repo: &str,
-    referrers: &[crate::attest::Referrer],
+    referrers: &[crate::oci::Referrer],
     progress: &dyn Progress,
 ) -> Result<usize> {
     if referrers.is_empty() {

@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CrateInfo, SbomInput};
+use super::model::{CrateInfo, SbomInput, stable_uuid};
 
 fn crate_component(c: &CrateInfo, kind: &str) -> Value {
     let mut v = json!({
@@ -89,7 +89,7 @@ pub fn document(input: &SbomInput<'_>) -> Value {
     json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
-        "serialNumber": format!("urn:uuid:{}", super::stable_uuid(input.manifest.as_str())),
+        "serialNumber": format!("urn:uuid:{}", stable_uuid(input.manifest.as_str())),
         "version": 1,
         "metadata": {
             "timestamp": crate::image::rfc3339(input.created),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{CrateInfo, SbomInput};
+use super::model::{CrateInfo, SbomInput, stable_uuid};
 
 /// `SPDXRef-` followed by `text` with every character SPDX does not allow in
 /// an identifier (letters, digits, `.` and `-`) replaced by `-`.
@@ -162,7 +162,7 @@ pub fn document(input: &SbomInput<'_>) -> Value {
         "documentNamespace": format!(
             "https://spdx.aelimg.dev/{}/{}",
             input.name,
-            super::stable_uuid(input.manifest.as_str())
+            stable_uuid(input.manifest.as_str())
         ),
         "creationInfo": {
             "created": crate::image::rfc3339(input.created),

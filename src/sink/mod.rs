@@ -36,7 +36,7 @@ pub struct Artifact<'a> {
     pub store: &'a BlobStore,
     /// Artifacts attached to the image's manifests (SBOMs), their blobs in
     /// `store` too. Sinks that can hold them write them beside the image.
-    pub referrers: &'a [crate::attest::Referrer],
+    pub referrers: &'a [crate::oci::Referrer],
 }
 
 impl BuiltImage {
