@@ -11,6 +11,7 @@ use oci_spec::image::Descriptor;
 use serde_json::json;
 
 use crate::cargo::{BinId, Binaries, CargoWorkspace};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{BaseImage, BuiltImage};
 use crate::oci::{self, Document, Referrer};
@@ -115,18 +116,39 @@ pub fn attach(
                     packages.push(found.clone());
                 }
             }
-            let files = files_of(img_plan, p.platform, binaries)?;
-            let input = SbomInput {
-                name: &image.name,
-                tag: &image.tag,
-                platform: p.platform,
-                manifest: &p.manifest.digest,
-                created: plan.source_date_epoch,
-                packages,
-                files,
-                base: base.clone(),
+            // The manifest's digest fixes every file's bytes: with the same
+            // crates, base, names and time, the SBOM is the one made before.
+            let key = sbom_key(
+                format,
+                &image.name,
+                &image.tag,
+                p.platform,
+                &p.manifest.digest,
+                &packages,
+                base.as_ref(),
+                plan.source_date_epoch,
+            )?;
+            let doc = match cached_sbom(store, &key, format) {
+                Some(doc) => doc,
+                None => {
+                    let files = files_of(img_plan, p.platform, binaries)?;
+                    let input = SbomInput {
+                        name: &image.name,
+                        tag: &image.tag,
+                        platform: p.platform,
+                        manifest: &p.manifest.digest,
+                        created: plan.source_date_epoch,
+                        packages,
+                        files,
+                        base: base.clone(),
+                    };
+                    let doc =
+                        Document::from_bytes(format.media_type(), sbom::document(&input, format));
+                    store.put_bytes(&doc.bytes, &doc.digest)?;
+                    remember_sbom(store, &key, &doc.digest);
+                    doc
+                }
             };
-            let doc = Document::from_bytes(format.media_type(), sbom::document(&input, format));
             let manifest = artifact_manifest(
                 store,
                 format.media_type(),
@@ -142,6 +164,55 @@ pub fn attach(
         }
     }
     Ok(())
+}
+
+/// What decides the bytes of one SBOM, hashed.
+#[allow(clippy::too_many_arguments)]
+fn sbom_key(
+    format: SbomFormat,
+    name: &str,
+    tag: &str,
+    platform: Platform,
+    manifest: &Digest,
+    packages: &[PackageCrates],
+    base: Option<&BaseInfo>,
+    created: u64,
+) -> Result<Digest> {
+    let v = json!({
+        "v": concat!("aelimg-sbom-doc-1-", env!("CARGO_PKG_VERSION")),
+        "format": format.media_type(),
+        "name": name,
+        "tag": tag,
+        "platform": platform.to_string(),
+        "manifest": manifest.as_str(),
+        "packages": packages,
+        "base": base.map(|b| (b.reference.as_str(), b.digest.as_str())),
+        "created": created,
+    });
+    Ok(Digest::of(&oci::canonical_json(&v)))
+}
+
+fn sbom_cache_file(store: &BlobStore, key: &Digest) -> std::path::PathBuf {
+    store.root().join("sbom-cache").join(key.hex())
+}
+
+/// The SBOM made before for `key`, when its blob is still in the store.
+fn cached_sbom(store: &BlobStore, key: &Digest, format: SbomFormat) -> Option<Document> {
+    let text = std::fs::read_to_string(sbom_cache_file(store, key)).ok()?;
+    let digest = Digest::parse(text.trim()).ok()?;
+    let bytes = store.read(&digest).ok()?;
+    (Digest::of(&bytes) == digest).then(|| Document::from_bytes(format.media_type(), bytes))
+}
+
+/// Remembers which SBOM `key` gave (a cache: failing to write it fails
+/// nothing).
+fn remember_sbom(store: &BlobStore, key: &Digest, sbom: &Digest) {
+    let path = sbom_cache_file(store, key);
+    if let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = crate::fsutil::atomic_write(&path, sbom.as_str().as_bytes());
+    }
 }
 
 /// Every regular file aelimg puts into `img` for `platform`, with digests,
