@@ -1,7 +1,8 @@
 //! Attaching documents about an image to it, as OCI 1.1 referrers: for
 //! each platform manifest, an artifact manifest whose `subject` is that
 //! manifest, whose `artifactType` says what it holds (an SPDX or CycloneDX
-//! SBOM), with the empty config and the document as its one layer. The
+//! SBOM, an in-toto SLSA provenance statement), with the empty config and
+//! the document as its one layer. The
 //! layout sink lists them in `index.json` beside the image (untagged, with
 //! their `artifactType`), as the image-layout spec allows and ORAS does.
 
@@ -30,13 +31,15 @@ pub const EMPTY_CONFIG_BYTES: &[u8] = b"{}";
 pub struct AttachSettings {
     /// The SBOM format, or `None` for no SBOM.
     pub sbom: Option<SbomFormat>,
+    /// Attach SLSA v1 provenance (an in-toto statement).
+    pub provenance: bool,
 }
 
 impl AttachSettings {
     /// Whether nothing is attached.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.sbom.is_none()
+        self.sbom.is_none() && !self.provenance
     }
 }
 
@@ -51,6 +54,7 @@ pub fn artifact_manifest(
     blob: &Document,
     subject: &Descriptor,
     created: u64,
+    annotations: &[(&str, &str)],
 ) -> Result<Document> {
     let empty = Document::from_bytes(EMPTY_CONFIG, EMPTY_CONFIG_BYTES.to_vec());
     store.put_bytes(&empty.bytes, &empty.digest)?;
@@ -59,6 +63,14 @@ pub fn artifact_manifest(
         serde_json::to_value(d.descriptor()).map_err(|e| Error::json("artifact manifest", e))
     };
     let subject = serde_json::to_value(subject).map_err(|e| Error::json("artifact manifest", e))?;
+    let mut notes = serde_json::Map::new();
+    notes.insert(
+        "org.opencontainers.image.created".into(),
+        json!(crate::image::rfc3339(created)),
+    );
+    for (k, v) in annotations {
+        notes.insert((*k).to_string(), json!(v));
+    }
     let manifest = Document::from_value(
         oci::MANIFEST,
         &json!({
@@ -68,30 +80,86 @@ pub fn artifact_manifest(
             "config": desc(&empty)?,
             "layers": [desc(blob)?],
             "subject": subject,
-            "annotations": {
-                "org.opencontainers.image.created": crate::image::rfc3339(created),
-            },
+            "annotations": notes,
         }),
     );
     store.put_bytes(&manifest.bytes, &manifest.digest)?;
     Ok(manifest)
 }
 
-/// Builds what `settings` asks for, for every platform of every image, and
-/// records it in each image's `referrers`.
+/// What a build knows that the attached documents describe.
+pub struct BuildFacts<'a> {
+    /// The plan.
+    pub plan: &'a Plan,
+    /// The resolved registry bases, by image name.
+    pub bases: &'a BTreeMap<String, BaseImage>,
+    /// The payload binaries.
+    pub binaries: &'a Binaries,
+    /// The cargo workspace they were built in, when there is one.
+    pub workspace: Option<&'a CargoWorkspace>,
+    /// The layers' compression (`gzip-6`).
+    pub compression: &'a str,
+}
+
+/// Builds what `settings` asks for, for every platform of every image, into
+/// `store`, and records it in each image's `referrers`.
 ///
 /// # Errors
 /// When cargo cannot say what a binary holds, a file cannot be read, or a
 /// blob cannot be stored.
 pub fn attach(
-    plan: &Plan,
+    facts: &BuildFacts<'_>,
     images: &mut [BuiltImage],
-    bases: &BTreeMap<String, BaseImage>,
-    binaries: &Binaries,
-    workspace: Option<&CargoWorkspace>,
     store: &BlobStore,
     settings: AttachSettings,
 ) -> Result<()> {
+    let BuildFacts {
+        plan,
+        bases,
+        binaries,
+        workspace,
+        compression,
+    } = *facts;
+    if settings.provenance {
+        let source =
+            crate::provenance::source(&plan.spec_file, workspace.map(|w| w.root.as_path()))?;
+        for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
+            let base = bases.get(&img_plan.name);
+            let base_ref = base.map(|b| b.reference.to_string());
+            for p in &image.platforms {
+                let input = crate::provenance::ProvenanceInput {
+                    name: &image.name,
+                    tag: &image.tag,
+                    platform: p.platform,
+                    manifest: &p.manifest.digest,
+                    source: &source,
+                    base: base.map(|b| (base_ref.as_deref().unwrap_or_default(), &b.digest)),
+                    source_date_epoch: plan.source_date_epoch,
+                    compression,
+                };
+                let doc = Document::from_value(
+                    crate::provenance::MEDIA_TYPE,
+                    &crate::provenance::statement(&input),
+                );
+                let manifest = artifact_manifest(
+                    store,
+                    crate::provenance::MEDIA_TYPE,
+                    &doc,
+                    &p.manifest.descriptor(),
+                    plan.source_date_epoch,
+                    &[(
+                        "in-toto.io/predicate-type",
+                        crate::provenance::PREDICATE_TYPE,
+                    )],
+                )?;
+                image.referrers.push(Referrer {
+                    manifest,
+                    artifact_type: crate::provenance::MEDIA_TYPE.to_string(),
+                    subject: p.manifest.digest.clone(),
+                });
+            }
+        }
+    }
     let Some(format) = settings.sbom else {
         return Ok(());
     };
@@ -155,6 +223,7 @@ pub fn attach(
                 &doc,
                 &p.manifest.descriptor(),
                 plan.source_date_epoch,
+                &[],
             )?;
             image.referrers.push(Referrer {
                 manifest,

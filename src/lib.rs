@@ -56,6 +56,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod progress;
+pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod report;

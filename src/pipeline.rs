@@ -265,12 +265,16 @@ pub fn build_planned(
         mut images,
         binaries,
     } = crate::build::build(plan, &bases, &cache, payload, &layers, &observer)?;
+    let compression = settings.compression.cache_key();
     crate::attest::attach(
-        plan,
+        &crate::attest::BuildFacts {
+            plan,
+            bases: &bases,
+            binaries: &binaries,
+            workspace: planned.workspace.as_ref(),
+            compression: &compression,
+        },
         &mut images,
-        &bases,
-        &binaries,
-        planned.workspace.as_ref(),
         &store,
         settings.attach,
     )?;

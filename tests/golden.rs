@@ -116,10 +116,18 @@ fn build_digests(name: &str, spec: &str, args: &[&str]) -> Map<String, Value> {
     ok(aelimg()
         .env_remove("SOURCE_DATE_EPOCH")
         .env_remove("AELIMG_CACHE_DIR")
-        // The SBOM follows Cargo.lock (tests/sbom.rs and
-        // tests/reproducible.rs pin its bytes): no dependency bump should
-        // touch these golden digests.
-        .args(["build", "--sbom", "none", "-f", spec])
+        // The SBOM follows Cargo.lock and the provenance the git commit
+        // (tests/sbom.rs and tests/reproducible.rs pin their bytes): no
+        // dependency bump or commit should touch these golden digests.
+        .args([
+            "build",
+            "--sbom",
+            "none",
+            "--provenance",
+            "none",
+            "-f",
+            spec,
+        ])
         .args(args)
         .arg("--cache-dir")
         .arg(out.join("cache"))

@@ -2,8 +2,9 @@
 //! write: pyspdxtools validates every SPDX document, cyclonedx-python-lib
 //! validates the CycloneDX one against the CycloneDX 1.6 JSON schema, the
 //! crates each payload package depends on are exactly `cargo tree -e normal
-//! --target <triple> -p <package>`'s, skopeo reads the artifact manifests
-//! back from the layout, and oci-image-tool still validates the layouts.
+//! --target <triple> -p <package>`'s, oci-image-tool validates index.json
+//! and the artifact manifests, and the in-toto attestation framework's
+//! bindings parse and validate the SLSA provenance.
 
 mod common;
 
@@ -15,6 +16,7 @@ use common::{aelimg, json, layout_blob, ok, run, scratch};
 
 const SPDX: &str = "application/spdx+json";
 const CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+const PROVENANCE: &str = "application/vnd.in-toto+json";
 
 /// The default images, built once with `--sbom spdx` (the default).
 fn images() -> &'static Path {
@@ -147,7 +149,10 @@ fn every_platform_manifest_has_a_valid_spdx_sbom_with_cargo_trees_crates() {
         let layout = images().join(image);
         let platforms = platform_digests(&layout);
         assert_eq!(platforms.len(), 2, "{platforms:?}");
-        let refs = referrers(&layout);
+        let refs: Vec<_> = referrers(&layout)
+            .into_iter()
+            .filter(|(kind, _)| kind == SPDX)
+            .collect();
         assert_eq!(refs.len(), platforms.len(), "{image}: {refs:?}");
         for (arch, digest, size) in &platforms {
             let (kind, manifest) = refs
@@ -236,6 +241,9 @@ fn cyclonedx_sboms_validate_and_sboms_are_reproducible() {
             .arg("--output")
             .arg(format!("oci:{}", dir.display())));
         referrers(&dir.join("native-tools"))
+            .into_iter()
+            .filter(|(kind, _)| kind != PROVENANCE)
+            .collect::<Vec<_>>()
     };
     let a = build(&work.join("a"), "cyclonedx");
     assert_eq!(a.len(), 1, "{a:?}");
@@ -303,6 +311,9 @@ fn a_moved_tag_leaves_no_orphan_sbom() {
             .arg("--output")
             .arg(format!("oci:{}", out.display())));
         referrers(&out.join("small"))
+            .into_iter()
+            .filter(|(kind, _)| kind == SPDX)
+            .collect::<Vec<_>>()
     };
     let first = build();
     assert_eq!(first.len(), 1);
@@ -338,4 +349,84 @@ fn a_moved_tag_leaves_no_orphan_sbom() {
         file["checksums"][1]["checksumValue"],
         hex::encode(sha2::Sha256::digest(b"two\n"))
     );
+}
+
+/// SLSA v1 provenance beside each platform manifest: the in-toto
+/// attestation framework's own Python bindings parse the statement and the
+/// SLSA provenance v1 predicate strictly (an unknown or mistyped field
+/// fails) and validate them; the subject is the platform manifest; the git
+/// commit and dirty flag are git's.
+#[test]
+fn every_platform_manifest_has_slsa_provenance() {
+    let work = scratch("sbom-provenance");
+    let layout = images().join("ael");
+    let platforms = platform_digests(&layout);
+    let provenance: Vec<_> = referrers(&layout)
+        .into_iter()
+        .filter(|(kind, _)| kind == PROVENANCE)
+        .collect();
+    assert_eq!(provenance.len(), platforms.len(), "{provenance:?}");
+    let head = ok(Command::new("git")
+        .current_dir(common::repo())
+        .args(["rev-parse", "HEAD"]))
+    .trim()
+    .to_string();
+    for (arch, digest, _) in &platforms {
+        let (_, manifest) = provenance
+            .iter()
+            .find(|(_, m)| m["subject"]["digest"] == digest.as_str())
+            .unwrap_or_else(|| panic!("{arch}: no provenance"));
+        assert_eq!(
+            manifest["annotations"]["in-toto.io/predicate-type"],
+            "https://slsa.dev/provenance/v1"
+        );
+        let file = artifact_blob(&layout, manifest, &work.join(arch));
+        let check = run(Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import json, sys\n\
+from google.protobuf import json_format\n\
+from in_toto_attestation.v1 import statement_pb2\n\
+from in_toto_attestation.v1.statement import Statement\n\
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2\n\
+doc = json.load(open(sys.argv[1]))\n\
+pb = json_format.ParseDict(doc, statement_pb2.Statement())\n\
+Statement.copy_from_pb(pb).validate()\n\
+json_format.ParseDict(doc['predicate'], provenance_pb2.Provenance())\n\
+print('valid')\n",
+            )
+            .arg(&file));
+        assert!(
+            check.status.success(),
+            "{arch}: in-toto rejects the provenance: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let doc = json(&std::fs::read_to_string(&file).unwrap());
+        assert_eq!(doc["subject"][0]["digest"]["sha256"], digest[7..]);
+        let deps = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
+        let source = deps
+            .iter()
+            .find(|d| d["digest"]["gitCommit"].is_string())
+            .unwrap_or_else(|| panic!("no git commit: {doc}"));
+        assert_eq!(source["digest"]["gitCommit"], head.as_str());
+        assert!(source["annotations"]["dirty"].is_boolean(), "{source}");
+        let spec = deps
+            .iter()
+            .find(|d| d["name"] == "images/images.yaml")
+            .unwrap();
+        use sha2::Digest as _;
+        assert_eq!(
+            spec["digest"]["sha256"],
+            hex::encode(sha2::Sha256::digest(
+                std::fs::read(common::repo().join("images/images.yaml")).unwrap()
+            ))
+        );
+        assert!(
+            !doc.to_string().contains(common::repo().to_str().unwrap()),
+            "a host path in the provenance: {doc}"
+        );
+    }
 }

@@ -79,6 +79,10 @@ pub struct BuildArgs {
     /// (SPDX 2.3 JSON), cyclonedx (CycloneDX 1.6 JSON), or none.
     #[arg(long, visible_alias = "sbom-format", value_name = "FORMAT", default_value = "spdx", value_parser = ["spdx", "cyclonedx", "none"])]
     sbom: String,
+    /// SLSA v1 provenance attached to each image and platform as an OCI
+    /// referrer (an in-toto statement): slsa, or none.
+    #[arg(long, value_name = "MODE", default_value = "slsa", value_parser = ["slsa", "none"])]
+    provenance: String,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -225,6 +229,7 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
                 "none" => None,
                 f => Some(aelimg::sbom::SbomFormat::parse(f).map_err(usage)?),
             },
+            provenance: args.provenance == "slsa",
         },
     };
     let mut printer = Printer {
