@@ -76,7 +76,18 @@ pub fn source(spec_file: &Path, rustc_dir: Option<&Path>) -> Result<Source> {
     } else {
         dir
     };
-    let top = git(dir, &["rev-parse", "--show-toplevel"]);
+    // Only a spec git tracks comes from a commit: a copy inside some other
+    // repository's ignored directory (a CI workspace, target/) does not.
+    let tracked = spec_file.file_name().is_some_and(|name| {
+        git(
+            dir,
+            &["ls-files", "--error-unmatch", "--", &name.to_string_lossy()],
+        )
+        .is_some()
+    });
+    let top = tracked
+        .then(|| git(dir, &["rev-parse", "--show-toplevel"]))
+        .flatten();
     let commit = top.as_ref().and_then(|_| git(dir, &["rev-parse", "HEAD"]));
     let spec_path = match (&top, std::fs::canonicalize(spec_file)) {
         (Some(t), Ok(abs)) => abs

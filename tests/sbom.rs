@@ -317,6 +317,26 @@ fn a_moved_tag_leaves_no_orphan_sbom() {
     };
     let first = build();
     assert_eq!(first.len(), 1);
+    // This spec sits in the repository's ignored target/: git does not
+    // track it, so its provenance names no commit (and no host path).
+    let index = json(&std::fs::read_to_string(out.join("small/index.json")).unwrap());
+    let prov = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["artifactType"] == PROVENANCE)
+        .unwrap();
+    let prov = layout_blob(&out.join("small"), prov["digest"].as_str().unwrap());
+    let statement = layout_blob(
+        &out.join("small"),
+        prov["layers"][0]["digest"].as_str().unwrap(),
+    );
+    let deps = &statement["predicate"]["buildDefinition"]["resolvedDependencies"];
+    assert_eq!(deps[0]["name"], "images.yaml", "{statement}");
+    assert!(
+        !statement.to_string().contains("gitCommit"),
+        "an untracked spec attributed to a commit: {statement}"
+    );
     std::fs::write(work.join("files/a.txt"), "two\n").unwrap();
     let second = build();
     assert_eq!(second.len(), 1, "the old SBOM is still listed: {second:?}");
