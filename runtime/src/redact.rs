@@ -15,7 +15,8 @@ const MIN_SECRET_LEN: usize = 6;
 
 /// The secret values to hide: those of the environment variables the
 /// configuration names as secret (each tool server's `pass_env` and
-/// `bearer_token_env`, and ael's own `AEL_HTTP_TOKEN`).
+/// `bearer_token_env`), and ael's own bearer token (`AEL_HTTP_TOKEN` or
+/// `AEL_HTTP_TOKEN_FILE`).
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
     secrets: Vec<String>,
@@ -35,14 +36,16 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    /// The secrets of `config`, read from the environment now.
+    /// The secrets of `config`, read from the environment now (and ael's
+    /// own token, also when it comes from `AEL_HTTP_TOKEN_FILE`).
     pub fn from_config(config: &Config) -> Redactor {
-        let mut names: Vec<String> = vec!["AEL_HTTP_TOKEN".into()];
+        let mut names: Vec<String> = Vec::new();
         for s in config.tool_servers.values() {
             names.extend(s.pass_env.iter().cloned());
             names.extend(s.bearer_token_env.iter().cloned());
         }
-        Redactor::new(names.iter().filter_map(|n| env_var(n)))
+        let own = bearer_auth::token_from_env("AEL_HTTP").ok().flatten();
+        Redactor::new(names.iter().filter_map(|n| env_var(n)).chain(own))
     }
 
     /// `text` with every secret value replaced by [`REDACTED`].
