@@ -226,6 +226,9 @@ impl App {
             opts,
         )
         .await;
+        // The record goes to clients (tool results, run_get, resources):
+        // the same redaction as the history.
+        let rec = self.store.redactor().redact_value(&rec);
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() >= 100 {
             recent.pop_front();

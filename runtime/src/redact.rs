@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::Value;
+
 use crate::config::{Config, env_var};
 
 /// What a secret value is replaced with.
@@ -60,9 +62,35 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// `v` with every secret value in its strings replaced by [`REDACTED`].
+    pub fn redact_value(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(self.redact(s).into_owned()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_value(x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.redact_value(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_strings_inside_json() {
+        let r = Redactor::new(["key-123456".to_string()]);
+        let v = serde_json::json!({"error": "bad key-123456", "n": 1, "a": ["x key-123456"]});
+        assert_eq!(
+            r.redact_value(&v),
+            serde_json::json!({"error": "bad [REDACTED]", "n": 1, "a": ["x [REDACTED]"]})
+        );
+    }
 
     #[test]
     fn hides_secrets_longest_first_and_ignores_short_values() {

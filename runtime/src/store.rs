@@ -144,6 +144,11 @@ impl Store {
         self
     }
 
+    /// The redactor applied to everything the store writes.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// Receives every run event from now on (a receiver that lags loses
     /// the oldest events).
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {

@@ -3,7 +3,7 @@ that need tools native-tools does not have:
 
 * `echo(text)`: returns `{"text": text}`.
 * `nap(ms)`: sleeps, then returns `{"slept_ms": ms}`.
-* `fail(message)`: a tool error.
+* `fail(message)`: a tool error whose text contains `message`.
 * `sleep_child(pidfile)`: starts `sleep 60` as a child process, writes its PID
   to `pidfile` and waits for it; when the call is cancelled
   (`notifications/cancelled`) the child is killed and reaped.
@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("fake-tools")
 
@@ -36,7 +37,7 @@ async def nap(ms: int = 100) -> dict:
 @server.tool()
 async def fail(message: str = "boom") -> dict:
     """Always fails."""
-    raise RuntimeError(message)
+    raise ToolError(message)
 
 
 @server.tool()

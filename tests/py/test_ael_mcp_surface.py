@@ -155,8 +155,7 @@ def test_identity_logging_progress_prompts_and_completions(tmp_path):
                                        10, lambda: f"the failure log of {r1['run_id']} ({inbox.logs})")
                 got = inbox.run_logs(r1["run_id"])
                 assert {lvl for lvl, _, _ in got} == {"error"}, got
-                # (The Python SDK reports a raised tool error without its text.)
-                assert any(st == "boom" and m.startswith("failed: ") for _, st, m in got), got
+                assert any(st == "boom" and m.startswith("failed: ") and "it broke" in m for _, st, m in got), got
                 # At `info`, every step event of a run, with its run id, in order.
                 await s.set_logging_level("info")
                 steps: list[tuple[float, str | None]] = []
@@ -306,3 +305,35 @@ def test_cancelled_run_stops_kills_the_tool_call_and_is_recorded(tmp_path):
                 assert ok(await s.call_tool("workflow_run", {"name": "steps3"}))["status"] == "succeeded"
 
         run(body(), timeout=60)
+
+
+def test_secrets_are_redacted_in_log_files_and_log_messages(tmp_path):
+    cfg, wf, data = setup(tmp_path)
+    secret = "s3cr3t-token-987654"
+    cfg.write_text(cfg.read_text().replace("    connect_timeout_ms: 15000\n",
+                                           "    connect_timeout_ms: 15000\n    pass_env: [FAKE_API_KEY]\n"))
+    (wf / "leaky.yaml").write_text(
+        "name: leaky\ninputs:\n  key: {type: string, required: true}\nsteps:\n"
+        "  - id: leak\n    tool: fake.fail\n    with: {message: 'bad key ${{ inputs.key }}'}\n")
+    with Ael(cfg, env={"FAKE_API_KEY": secret}) as ael:
+        ael.wait_tool_server("fake")
+
+        async def body():
+            inbox = Inbox()
+            async with session(ael.base, inbox) as (s, _):
+                await s.set_logging_level("debug")
+                r = failed(await s.call_tool("workflow_run", {"name": "leaky", "inputs": {"key": secret}}))
+                await wait_until_async(lambda: any(m[2].startswith("run failed") for m in inbox.run_logs(r["run_id"])),
+                                       10, lambda: f"the failure of {r['run_id']} ({inbox.logs})")
+                msgs = inbox.run_logs(r["run_id"])
+                assert any("bad key [REDACTED]" in m for _, _, m in msgs), msgs
+                assert secret not in json.dumps([m.data for m in inbox.logs])
+                assert secret not in json.dumps(r) and "[REDACTED]" in r["error"]
+                text = (await s.read_resource(f"ael://runs/{r['run_id']}")).contents[0].text
+                assert secret not in text and "[REDACTED]" in text
+
+        run(body(), timeout=60)
+        ael.stop()
+    for f in ("runs.jsonl", "logs.jsonl"):
+        text = (data / f).read_text()
+        assert secret not in text and "[REDACTED]" in text, f
