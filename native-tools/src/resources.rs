@@ -14,6 +14,9 @@ use crate::paths::{PathError, Roots};
 pub const RESOURCE_MAX_BYTES: u64 = crate::fs_tools::READ_MAX_BYTES;
 /// At most this many files are listed (breadth first, in name order).
 pub const LISTED_MAX: usize = 1000;
+/// The listing looks at no more directory entries than this (a tree of
+/// empty directories stays cheap).
+const SCANNED_MAX: usize = 100_000;
 /// Template of file resource URIs.
 pub const FILE_TEMPLATE: &str = "file:///{path}";
 
@@ -87,9 +90,10 @@ fn file_uri(path: &Path) -> Option<String> {
 }
 
 /// Regular files under the roots (symlinks are not followed), breadth
-/// first, at most [`LISTED_MAX`].
+/// first, at most [`LISTED_MAX`] (looking at most at [`SCANNED_MAX`] entries).
 pub fn list(roots: &Roots) -> Vec<Resource> {
     let mut out = Vec::new();
+    let mut scanned = 0usize;
     for root in roots.list() {
         let mut queue = VecDeque::from([root.canonical.clone()]);
         while let Some(dir) = queue.pop_front() {
@@ -99,6 +103,10 @@ pub fn list(roots: &Roots) -> Vec<Resource> {
             let mut ents: Vec<_> = rd.filter_map(Result::ok).collect();
             ents.sort_by_key(|e| e.file_name());
             for ent in ents {
+                scanned += 1;
+                if scanned > SCANNED_MAX {
+                    return out;
+                }
                 let Ok(ft) = ent.file_type() else { continue };
                 let path = ent.path();
                 if ft.is_dir() {
