@@ -337,3 +337,29 @@ def test_secrets_are_redacted_in_log_files_and_log_messages(tmp_path):
     for f in ("runs.jsonl", "logs.jsonl"):
         text = (data / f).read_text()
         assert secret not in text and "[REDACTED]" in text, f
+
+
+def test_stdio_identity_and_log_messages(tmp_path):
+    """The same surface over stdio: serverInfo, and log messages after setLevel."""
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from ael_helpers import ael_bin, base_env
+
+    cfg, _, _ = setup(tmp_path)
+
+    async def body():
+        inbox = Inbox()
+        params = StdioServerParameters(command=ael_bin(), args=["serve", "--transport", "stdio"],
+                                       env=base_env(AEL_CONFIG_PATH=str(cfg)))
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write, logging_callback=inbox.on_log) as s:
+                init = await s.initialize()
+                assert (init.server_info.name, init.server_info.title) == ("ael", "AEL runtime")
+                await s.set_logging_level("info")
+                r = ok(await s.call_tool("workflow_run", {"name": "steps3"}))
+                await wait_until_async(lambda: ("info", None, "run succeeded") in inbox.run_logs(r["run_id"]), 15,
+                                       lambda: f"the log messages of {r['run_id']} ({inbox.logs})")
+                assert [st for _, st, m in inbox.run_logs(r["run_id"]) if m == "succeeded"] == ["a", "b", "c"]
+
+    run(body(), timeout=60)
