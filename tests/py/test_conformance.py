@@ -1,9 +1,9 @@
 """The official MCP conformance suite (npm @modelcontextprotocol/conformance,
 pinned in tests/npm/package.json and installed by scripts/bootstrap) against
-ael over streamable HTTP.
+ael and native-tools over streamable HTTP.
 
-The whole active server suite runs once; every scenario that applies to the
-capabilities ael declares must pass. The others test fixtures of the SDKs'
+The whole active server suite runs once per server; every scenario that
+applies to the capabilities the server declares must pass. The others test fixtures of the SDKs'
 reference test server (tools named `test_simple_text`, resources like
 `test://static-text`, prompts like `test_simple_prompt`) that a workflow
 runtime does not have; they are listed in NOT_APPLICABLE with the reason,
@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 from ael_helpers import Ael, base_env, repo_workflows, write_config
+from nt_helpers import HttpNativeTools
 from support import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,34 +99,29 @@ def suite_run(tmp: Path, args: list[str]) -> None:
             raise AssertionError(f"conformance {args} timed out:\n{(tmp / 'suite.log').read_text()[-3000:]}")
 
 
-def test_conformance_server_scenarios_against_ael(tmp_path):
-    require(CONFORMANCE.exists(), f"{CONFORMANCE} missing: run scripts/bootstrap (npm ci --prefix tests/npm)")
-    require(shutil.which("node"), "node is not installed")
-    wf, data = tmp_path / "workflows", tmp_path / "data"
-    wf.mkdir()
-    data.mkdir()
-    for f in repo_workflows().glob("*.yaml"):
-        shutil.copy(f, wf / f.name)
-    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
-    out = tmp_path / "results"
-    with Ael(cfg) as ael:
-        ael.wait_healthy()
-        listed = subprocess.run([str(CONFORMANCE), "list"], capture_output=True, text=True, timeout=60,
-                                env=base_env(HOME=str(tmp_path)), cwd=tmp_path)
-        assert listed.returncode == 0, listed.stderr
-        server_part = listed.stdout.split("Client scenarios")[0]
-        suite = [line.strip()[2:] for line in server_part.splitlines() if line.strip().startswith("- ")]
-        assert sorted(suite) == sorted(APPLICABLE + list(NOT_APPLICABLE)), \
-            f"the suite's server scenarios changed: {sorted(set(suite) ^ set(APPLICABLE) ^ set(NOT_APPLICABLE))}"
-        url = f"http://127.0.0.1:{ael.port}/mcp"
-        suite_run(tmp_path, ["server", "--url", url, "-o", str(out)])
-        # Scenarios still pending upstream are not in the active suite: run them one by one.
-        for scenario in [x for x in APPLICABLE if x not in results(out)]:
-            suite_run(tmp_path, ["server", "--url", url, "--scenario", scenario, "-o", str(out)])
-        log_text = (tmp_path / "suite.log").read_text()
+def suite_list(tmp: Path) -> list[str]:
+    """The suite's server scenarios (`conformance list`)."""
+    listed = subprocess.run([str(CONFORMANCE), "list"], capture_output=True, text=True, timeout=60,
+                            env=base_env(HOME=str(tmp)), cwd=tmp)
+    assert listed.returncode == 0, listed.stderr
+    server_part = listed.stdout.split("Client scenarios")[0]
+    return [line.strip()[2:] for line in server_part.splitlines() if line.strip().startswith("- ")]
+
+
+def check_server(tmp: Path, url: str, applicable: list[str], not_applicable: dict[str, str]) -> None:
+    """Runs the active suite (and the pending scenarios in `applicable`) against `url`;
+    every scenario in `applicable` must pass."""
+    suite = suite_list(tmp)
+    assert sorted(suite) == sorted(applicable + list(not_applicable)), \
+        f"the suite's server scenarios changed: {sorted(set(suite) ^ set(applicable) ^ set(not_applicable))}"
+    out = tmp / "results"
+    suite_run(tmp, ["server", "--url", url, "-o", str(out)])
+    # Scenarios still pending upstream are not in the active suite: run them one by one.
+    for scenario in [x for x in applicable if x not in results(out)]:
+        suite_run(tmp, ["server", "--url", url, "--scenario", scenario, "-o", str(out)])
     found = results(out)
     problems = []
-    for scenario in APPLICABLE:
+    for scenario in applicable:
         checks = found.get(scenario)
         if not checks:
             problems.append(f"{scenario}: no results")
@@ -135,4 +131,38 @@ def test_conformance_server_scenarios_against_ael(tmp_path):
                 problems.append(f"{scenario}: {c['id']} {c['status']}: {c.get('errorMessage')}")
         if not any(c["status"] == "SUCCESS" for c in checks):
             problems.append(f"{scenario}: no successful check")
-    assert not problems, "\n".join(problems) + "\n" + log_text[-3000:]
+    assert not problems, "\n".join(problems) + "\n" + (tmp / "suite.log").read_text()[-3000:]
+
+
+def test_conformance_server_scenarios_against_ael(tmp_path):
+    require(CONFORMANCE.exists(), f"{CONFORMANCE} missing: run scripts/bootstrap (npm ci --prefix tests/npm)")
+    require(shutil.which("node"), "node is not installed")
+    wf, data = tmp_path / "workflows", tmp_path / "data"
+    wf.mkdir()
+    data.mkdir()
+    for f in repo_workflows().glob("*.yaml"):
+        shutil.copy(f, wf / f.name)
+    cfg = write_config(tmp_path / "ael.yaml", workflows=wf, data=data)
+    with Ael(cfg) as ael:
+        ael.wait_healthy()
+        check_server(tmp_path, f"http://127.0.0.1:{ael.port}/mcp", APPLICABLE, NOT_APPLICABLE)
+
+
+# native-tools declares tools, logging and resources (no completions, prompts or subscriptions).
+NT_NOT_DECLARED = {
+    "completion-complete": "native-tools declares no completions",
+    "resources-subscribe": "native-tools declares no resource subscriptions",
+    "resources-unsubscribe": "native-tools declares no resource subscriptions",
+    "prompts-list": "native-tools declares no prompts",
+}
+
+
+def test_conformance_server_scenarios_against_native_tools(tmp_path):
+    require(CONFORMANCE.exists(), f"{CONFORMANCE} missing: run scripts/bootstrap (npm ci --prefix tests/npm)")
+    require(shutil.which("node"), "node is not installed")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "hello.txt").write_text("hello")
+    applicable = [x for x in APPLICABLE if x not in NT_NOT_DECLARED]
+    with HttpNativeTools(args=["--root", str(root)]) as nt:
+        check_server(tmp_path, f"http://127.0.0.1:{nt.port}/mcp", applicable, {**NOT_APPLICABLE, **NT_NOT_DECLARED})
