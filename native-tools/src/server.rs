@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use rmcp::{
     ErrorData, Json, RoleServer, ServerHandler,
+    handler::server::tool::ToolCallContext,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        Implementation, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
         ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
         ServerConfig, SetLevelRequestParams,
     },
@@ -478,6 +480,27 @@ impl ServerHandler for NativeTools {
                 .with_description(env!("CARGO_PKG_DESCRIPTION")),
         )
         .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // notifications/cancelled: drop the call (an HTTP request, a Kafka
+        // fetch, ... stops with it; fs_search also watches the token).
+        let ct = context.ct.clone();
+        let name = request.name.clone();
+        let call = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, context));
+        tokio::select! {
+            r = call => r,
+            _ = ct.cancelled() => {
+                tracing::debug!(tool = %name, "call cancelled by the client");
+                Ok(CallToolResult::error(vec![ContentBlock::text("cancelled by the client")]).into())
+            }
+        }
     }
 
     async fn set_level(
