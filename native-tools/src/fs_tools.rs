@@ -28,6 +28,9 @@ pub enum FsError {
         /// The I/O error (part of the message).
         error: std::io::Error,
     },
+    /// The client cancelled the call.
+    #[error("cancelled by the client")]
+    Cancelled,
     /// fs_read on a directory.
     #[error("cannot read {0}: it is a directory (use fs_list)")]
     ReadDirectory(String),
@@ -429,8 +432,13 @@ pub fn stat(roots: &Roots, a: PathArgs) -> Result<FsStatResult, FsError> {
     }
 }
 
-/// The fs_search tool.
-pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError> {
+/// The fs_search tool: reports entries scanned to `monitor` and stops with
+/// [`FsError::Cancelled`] when the client cancels.
+pub fn search(
+    roots: &Roots,
+    a: FsSearchArgs,
+    monitor: &crate::progress::Monitor,
+) -> Result<FsSearchResult, FsError> {
     let r = roots.resolve(&a.path)?;
     let pattern = glob::Pattern::new(&a.pattern).map_err(|error| FsError::Pattern {
         pattern: a.pattern.clone(),
@@ -467,6 +475,14 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError>
         let mut subdirs = Vec::new();
         for ent in ents {
             visited += 1;
+            if visited.is_multiple_of(256) {
+                if monitor.is_cancelled() {
+                    return Err(FsError::Cancelled);
+                }
+                monitor.report(visited as u64, None, false, || {
+                    format!("scanned {visited} entries, {} matches", matches.len())
+                });
+            }
             if visited > 1_000_000 {
                 truncated = true;
                 break 'walk;
@@ -490,6 +506,9 @@ pub fn search(roots: &Roots, a: FsSearchArgs) -> Result<FsSearchResult, FsError>
         }
         stack.extend(subdirs.into_iter().rev());
     }
+    monitor.report(visited as u64, None, true, || {
+        format!("scanned {visited} entries, {} matches", matches.len())
+    });
     Ok(FsSearchResult {
         path: r.relative(),
         pattern: a.pattern,
@@ -653,6 +672,7 @@ mod tests {
                 pattern: "*.txt".into(),
                 max_results: None,
             },
+            &crate::progress::Monitor::default(),
         )
         .unwrap();
         assert_eq!(f.matches, vec!["a/b/c.txt".to_string()]);
@@ -663,6 +683,7 @@ mod tests {
                 pattern: "a/*/c.*".into(),
                 max_results: None,
             },
+            &crate::progress::Monitor::default(),
         )
         .unwrap();
         assert_eq!(f.matches, vec!["a/b/c.txt".to_string()]);
@@ -791,5 +812,25 @@ mod tests {
         );
         assert!(d.path().join("f").exists());
         assert!(!o.path().join("f").exists());
+    }
+
+    #[test]
+    fn search_stops_when_cancelled() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..300 {
+            std::fs::write(d.path().join(format!("f{i}")), "x").unwrap();
+        }
+        let rs = Roots::new(&[d.path().to_path_buf()]).unwrap();
+        let ct = tokio_util::sync::CancellationToken::new();
+        ct.cancel();
+        let args = || FsSearchArgs {
+            path: ".".into(),
+            pattern: "*".into(),
+            max_results: Some(1000),
+        };
+        let m = crate::progress::Monitor::new(ct);
+        assert!(matches!(search(&rs, args(), &m), Err(FsError::Cancelled)));
+        let f = search(&rs, args(), &crate::progress::Monitor::default()).unwrap();
+        assert_eq!(f.matches.len(), 300);
     }
 }

@@ -4,8 +4,11 @@
 mod fs_tools;
 mod kafka;
 mod limits;
+mod mcp_log;
 mod net;
 mod paths;
+mod progress;
+mod resources;
 mod server;
 mod text;
 mod tls;
@@ -150,11 +153,18 @@ fn init_logging() {
         .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // stderr gets what LOG_LEVEL allows; MCP clients choose their own level
+    // (logging/setLevel) over native-tools' events down to debug.
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .init();
+        .with_filter(filter);
+    let mcp = mcp_log::McpLogLayer::from_env()
+        .with_filter(tracing_subscriber::filter::LevelFilter::DEBUG);
+    tracing_subscriber::registry().with(stderr).with(mcp).init();
 }
 
 fn main() -> std::process::ExitCode {

@@ -39,6 +39,9 @@ pub enum NetError {
     /// The overall deadline passed.
     #[error("request timed out after {0} ms")]
     Timeout(u128),
+    /// The client cancelled the call.
+    #[error("cancelled by the client")]
+    Cancelled,
     /// The request body is too large.
     #[error("request body is {0} bytes; the limit is {FETCH_MAX_REQUEST_BODY}")]
     BodyTooLarge(usize),
@@ -234,6 +237,7 @@ fn same_origin(a: &url::Url, b: &url::Url) -> bool {
 pub async fn http_fetch(
     client: &reqwest::Client,
     a: HttpFetchArgs,
+    monitor: &crate::progress::Monitor,
 ) -> Result<HttpFetchResult, NetError> {
     let timeout = Duration::from_millis(crate::limits::arg(
         "timeout_ms",
@@ -243,9 +247,13 @@ pub async fn http_fetch(
         FETCH_MAX_TIMEOUT_MS,
     )?);
     let started = Instant::now();
-    match tokio::time::timeout(timeout, fetch_inner(client, a, started)).await {
-        Ok(r) => r,
-        Err(_) => Err(NetError::Timeout(timeout.as_millis())),
+    // Dropping the request (timeout, cancellation) aborts the download.
+    tokio::select! {
+        r = tokio::time::timeout(timeout, fetch_inner(client, a, started, monitor)) => match r {
+            Ok(r) => r,
+            Err(_) => Err(NetError::Timeout(timeout.as_millis())),
+        },
+        _ = monitor.cancelled() => Err(NetError::Cancelled),
     }
 }
 
@@ -253,6 +261,7 @@ async fn fetch_inner(
     client: &reqwest::Client,
     a: HttpFetchArgs,
     started: Instant,
+    monitor: &crate::progress::Monitor,
 ) -> Result<HttpFetchResult, NetError> {
     let max_bytes = crate::limits::arg(
         "max_bytes",
@@ -350,6 +359,13 @@ async fn fetch_inner(
         }
         let mut buf: Vec<u8> = Vec::new();
         let mut truncated = false;
+        let total = resp.content_length().map(|n| n.min(max_bytes));
+        let progress = |n: usize, last: bool| {
+            monitor.report(n as u64, total, last, || match total {
+                Some(t) => format!("downloaded {n} of {t} bytes"),
+                None => format!("downloaded {n} bytes"),
+            })
+        };
         while let Some(chunk) = resp.chunk().await.map_err(NetError::ReadBody)? {
             let room = (max_bytes as usize).saturating_sub(buf.len());
             if chunk.len() > room {
@@ -358,7 +374,9 @@ async fn fetch_inner(
                 break;
             }
             buf.extend_from_slice(&chunk);
+            progress(buf.len(), false);
         }
+        progress(buf.len(), true);
         let bytes = buf.len() as u64;
         let (body, enc) = crate::text::text_or_base64(buf, truncated);
         return Ok(HttpFetchResult {

@@ -1,11 +1,22 @@
-//! The MCP server: shared context, tool router and handler.
+//! The MCP server: shared context, tool router and handler (tools, files
+//! as resources, logging).
+
+// MCP logging is deprecated by SEP-2577 but still what 2025-xx clients use.
+#![allow(deprecated)]
 
 use std::sync::Arc;
 
 use rmcp::{
-    Json, ServerHandler,
+    ErrorData, Json, RoleServer, ServerHandler,
+    handler::server::tool::ToolCallContext,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{ServerCapabilities, ServerConfig},
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+        ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+        ServerConfig, SetLevelRequestParams,
+    },
+    service::RequestContext,
     tool, tool_handler, tool_router,
 };
 use schemars::JsonSchema;
@@ -14,8 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::fs_tools::{self, *};
 use crate::kafka::{self, Kafka, KafkaError};
 use crate::limits::OutOfRange;
+use crate::mcp_log::SessionLog;
 use crate::net::{self, HttpFetchArgs, HttpFetchResult, NetError, TcpCheckArgs, TcpCheckResult};
 use crate::paths::Roots;
+use crate::progress::Monitor;
+use crate::resources;
 use crate::tls::TlsError;
 use crate::upstream::{self, Firecrawl, Ollama, OllamaHostError, UpstreamError};
 
@@ -143,11 +157,29 @@ pub struct DnsResolveResult {
     pub addresses: Vec<String>,
 }
 
+/// What native-tools tells clients it is for (`instructions` of `initialize`).
+const INSTRUCTIONS: &str = "native-tools: tools for filesystem access confined to the configured roots \
+(fs_read, fs_write, fs_list, fs_stat, fs_search, fs_mkdir, fs_move, fs_delete), network checks and requests \
+(dns_resolve, tcp_check, http_fetch), Kafka (kafka_list_topics, kafka_produce, kafka_consume) and, when \
+configured, Firecrawl and Ollama. The files under the roots are also resources (file:// URIs, up to 16 MiB). \
+http_fetch and fs_search report progress when given a progress token and stop on notifications/cancelled; \
+logging/setLevel streams native-tools' log lines.";
+
+/// A progress/cancellation monitor for one tool call.
+fn monitor(ctx: &RequestContext<RoleServer>) -> Monitor {
+    let m = Monitor::new(ctx.ct.clone());
+    match ctx.meta.get_progress_token() {
+        Some(token) => m.with_progress(ctx.peer.clone(), token),
+        None => m,
+    }
+}
+
 /// The MCP server (one per session) over the shared [`Context`].
 #[derive(Debug, Clone)]
 pub struct NativeTools {
     ctx: Arc<Context>,
     tool_router: ToolRouter<Self>,
+    log: Arc<SessionLog>,
 }
 
 impl NativeTools {
@@ -164,7 +196,11 @@ impl NativeTools {
                 tool_router.remove_route(t);
             }
         }
-        Self { ctx, tool_router }
+        Self {
+            ctx,
+            tool_router,
+            log: Arc::new(SessionLog::default()),
+        }
     }
 
     fn firecrawl(&self) -> Result<&Firecrawl, ToolError> {
@@ -252,8 +288,11 @@ impl NativeTools {
     async fn fs_search(
         &self,
         Parameters(a): Parameters<FsSearchArgs>,
+        rc: RequestContext<RoleServer>,
     ) -> Result<Json<FsSearchResult>, ToolError> {
-        self.fs("fs_search", move |r| fs_tools::search(r, a)).await
+        let m = monitor(&rc);
+        self.fs("fs_search", move |r| fs_tools::search(r, a, &m))
+            .await
     }
 
     #[tool(
@@ -325,8 +364,15 @@ impl NativeTools {
     async fn http_fetch(
         &self,
         Parameters(a): Parameters<HttpFetchArgs>,
+        rc: RequestContext<RoleServer>,
     ) -> Result<Json<HttpFetchResult>, ToolError> {
-        Ok(Json(net::http_fetch(&self.ctx.http, a).await?))
+        let url = a.url.clone();
+        let r = net::http_fetch(&self.ctx.http, a, &monitor(&rc)).await;
+        match &r {
+            Ok(f) => tracing::debug!(%url, status = f.status, bytes = f.bytes, "http_fetch done"),
+            Err(e) => tracing::debug!(%url, error = %e, "http_fetch failed"),
+        }
+        Ok(Json(r?))
     }
 
     #[tool(
@@ -421,9 +467,95 @@ impl NativeTools {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for NativeTools {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
-            "native-tools: filesystem, network, kafka, firecrawl and ollama tools",
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_logging()
+                .enable_resources()
+                .enable_tools()
+                .build(),
         )
+        .with_server_info(
+            Implementation::new("native-tools", env!("CARGO_PKG_VERSION"))
+                .with_title("native-tools")
+                .with_description(env!("CARGO_PKG_DESCRIPTION")),
+        )
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // notifications/cancelled: drop the call (an HTTP request, a Kafka
+        // fetch, ... stops with it; fs_search also watches the token).
+        let ct = context.ct.clone();
+        let name = request.name.clone();
+        let call = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, context));
+        tokio::select! {
+            r = call => r,
+            _ = ct.cancelled() => {
+                tracing::debug!(tool = %name, "call cancelled by the client");
+                Ok(CallToolResult::error(vec![ContentBlock::text("cancelled by the client")]).into())
+            }
+        }
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log.set_level(request.level, context.peer);
+        Ok(())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let ctx = self.ctx.clone();
+        let list = tokio::task::spawn_blocking(move || resources::list(&ctx.roots))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(ListResourcesResult::with_all_items(list))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let ctx = self.ctx.clone();
+        let uri = request.uri.clone();
+        let r = tokio::task::spawn_blocking(move || resources::read(&ctx.roots, &uri))
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        match r {
+            Ok(c) => Ok(ReadResourceResult::new(vec![c]).into()),
+            Err(e) => {
+                tracing::debug!(uri = %request.uri, error = %e, "resource refused");
+                let data = Some(serde_json::json!({"uri": request.uri}));
+                Err(if e.is_not_found() {
+                    ErrorData::resource_not_found(e.to_string(), data)
+                } else {
+                    ErrorData::invalid_params(e.to_string(), data)
+                })
+            }
+        }
     }
 }
 

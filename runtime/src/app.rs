@@ -68,7 +68,8 @@ impl App {
                 tracing::warn!(workflow = %wf.name(), "invalid workflow: {p}");
             }
         }
-        let store = Store::open(&config.data_dir);
+        let store = Store::open(&config.data_dir)
+            .with_redactor(crate::redact::Redactor::from_config(&config));
         let tools = ToolManager::start(&config, only);
         Arc::new(App {
             config,
@@ -135,20 +136,26 @@ impl App {
         (added, changed, removed)
     }
 
-    /// Sends `notifications/tools/list_changed` to every MCP session
-    /// (workflows are also tools); drops sessions that are gone.
-    pub fn notify_tools_changed(self: &Arc<Self>) {
+    /// Sends `notifications/tools/list_changed`, `.../resources/list_changed`
+    /// and `.../prompts/list_changed` to every MCP session (workflows are
+    /// tools, resources and prompts); drops sessions that are gone.
+    pub fn notify_workflows_changed(self: &Arc<Self>) {
         let peers: Vec<_> = self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if peers.is_empty() {
             return;
         }
         let app = self.clone();
         tokio::spawn(async move {
+            use rmcp::model::ServerNotification as N;
             for p in peers {
-                let n = rmcp::model::ServerNotification::ToolListChangedNotification(
-                    Default::default(),
-                );
-                let _ = tokio::time::timeout(Duration::from_secs(1), p.send_notification(n)).await;
+                for n in [
+                    N::ToolListChangedNotification(Default::default()),
+                    N::ResourceListChangedNotification(Default::default()),
+                    N::PromptListChangedNotification(Default::default()),
+                ] {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), p.send_notification(n)).await;
+                }
             }
             app.peers
                 .lock()
@@ -201,12 +208,14 @@ impl App {
         origin: &str,
         run_id: Option<String>,
         progress: Option<engine::Progress>,
+        cancel: CancellationToken,
     ) -> Value {
         let opts = RunOptions {
             origin,
             progress,
             run_id,
             stop: self.stop.clone(),
+            cancel,
         };
         let rec = engine::run(
             self.tools.as_ref(),
@@ -217,6 +226,9 @@ impl App {
             opts,
         )
         .await;
+        // The record goes to clients (tool results, run_get, resources):
+        // the same redaction as the history.
+        let rec = self.store.redactor().redact_value(&rec);
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() >= 100 {
             recent.pop_front();
@@ -225,16 +237,20 @@ impl App {
         rec
     }
 
-    /// Runs a workflow and waits for the run record.
+    /// Runs a workflow and waits for the run record; `cancel` cancels the
+    /// run (recorded as cancelled).
     pub async fn run_workflow(
         &self,
         name: &str,
         inputs: &Map<String, Value>,
         origin: &str,
         progress: Option<engine::Progress>,
+        cancel: CancellationToken,
     ) -> Result<Value, RunRequestError> {
         let wf = self.find(name)?;
-        Ok(self.run_with_id(&wf, inputs, origin, None, progress).await)
+        Ok(self
+            .run_with_id(&wf, inputs, origin, None, progress, cancel)
+            .await)
     }
 
     /// Starts a workflow in the background; returns its run id. Unknown
@@ -254,9 +270,27 @@ impl App {
         let app = self.clone();
         let id = run_id.clone();
         tokio::spawn(async move {
-            app.run_with_id(&wf, &inputs, origin, Some(id), None).await;
+            app.run_with_id(
+                &wf,
+                &inputs,
+                origin,
+                Some(id),
+                None,
+                CancellationToken::new(),
+            )
+            .await;
         });
         Ok(run_id)
+    }
+
+    /// The most recent runs, newest first: the history, or the runs this
+    /// process finished when the history is disabled.
+    pub fn recent_runs(&self, limit: usize) -> Vec<Value> {
+        if self.store.writable() {
+            return self.store.runs(None, limit);
+        }
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().take(limit).cloned().collect()
     }
 
     /// A run by id: finished runs of this process, else the history.

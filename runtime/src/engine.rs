@@ -210,6 +210,10 @@ pub struct RunOptions<'a> {
     pub run_id: Option<String>,
     /// Cancelled when the process must stop (the run is recorded as interrupted).
     pub stop: CancellationToken,
+    /// Cancelled when the client that started the run cancels it (MCP
+    /// `notifications/cancelled`); the run is recorded as cancelled and the
+    /// tool call in flight is abandoned (the tool server is told to cancel it).
+    pub cancel: CancellationToken,
 }
 
 /// A fresh run id (UUID v4).
@@ -280,6 +284,7 @@ pub async fn run<T: ToolCaller>(
             Err(_) => Err(("failed".to_string(), format!("workflow timed out after {} ms", total.as_millis()))),
         },
         _ = opts.stop.cancelled() => Err(("interrupted".to_string(), "ael is shutting down".to_string())),
+        _ = opts.cancel.cancelled() => Err(("cancelled".to_string(), "cancelled by the client".to_string())),
     };
     let (status, error, output) = match outcome {
         Ok(()) => {
@@ -554,6 +559,7 @@ mod tests {
             progress: None,
             run_id: None,
             stop: CancellationToken::new(),
+            cancel: CancellationToken::new(),
         };
         let rec = run(
             &fake,
@@ -694,11 +700,54 @@ output:
                 progress: None,
                 run_id: None,
                 stop,
+                cancel: CancellationToken::new(),
             },
         )
         .await;
         assert_eq!(rec["status"], "interrupted");
         assert_eq!(active.count(), 0);
         assert_eq!(store.runs(None, 5)[0]["status"], "interrupted");
+    }
+
+    #[tokio::test]
+    async fn client_cancel_marks_run_cancelled_and_publishes_events() {
+        let w = wf("name: c\nsteps:\n  - id: y\n    tool: t.slow\n");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path());
+        let mut events = store.subscribe();
+        let cancel = CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c2.cancel();
+        });
+        let t0 = Instant::now();
+        let rec = run(
+            &Fake::default(),
+            &store,
+            &Active::default(),
+            &w,
+            &Map::new(),
+            RunOptions {
+                origin: "test",
+                progress: None,
+                run_id: None,
+                stop: CancellationToken::new(),
+                cancel,
+            },
+        )
+        .await;
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(rec["status"], "cancelled");
+        assert_eq!(store.runs(None, 5)[0]["status"], "cancelled");
+        let mut seen = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            assert_eq!(e.workflow, "c");
+            seen.push((e.step.clone(), e.message.clone()));
+        }
+        assert_eq!(seen.first().unwrap().1, "run started");
+        assert_eq!(seen[1].0.as_deref(), Some("y"));
+        let last = seen.last().unwrap();
+        assert!(last.1.starts_with("run cancelled"), "{seen:?}");
     }
 }

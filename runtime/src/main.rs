@@ -11,6 +11,7 @@ mod logging;
 mod mcp;
 mod output;
 mod reaper;
+mod redact;
 mod signals;
 mod store;
 mod template;

@@ -3,12 +3,15 @@
 //! * `runs.jsonl`: one `started` and one `finished` record per run.
 //! * `logs.jsonl`: step-level log records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::redact::Redactor;
 
 /// Run records file in the data directory.
 pub const RUNS_FILE: &str = "runs.jsonl";
@@ -41,12 +44,60 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Severity of a [`RunEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventLevel {
+    /// Progress details.
+    Debug,
+    /// Normal progress (run started, step succeeded).
+    Info,
+    /// Something went wrong but the run goes on (a retried attempt).
+    Warn,
+    /// A step or run failed.
+    Error,
+}
+
+impl EventLevel {
+    /// The level of a log record's `level` field (`info`, `warn`, ...).
+    pub fn parse(s: &str) -> EventLevel {
+        match s {
+            "debug" | "trace" => EventLevel::Debug,
+            "warn" | "warning" => EventLevel::Warn,
+            "error" => EventLevel::Error,
+            _ => EventLevel::Info,
+        }
+    }
+}
+
+/// One thing that happened in a run, as written to the run log (already
+/// redacted). Published to [`Store::subscribe`]rs whether or not the
+/// history is writable.
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    /// Severity.
+    pub level: EventLevel,
+    /// The run.
+    pub run_id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// The step, for step events.
+    pub step: Option<String>,
+    /// What happened.
+    pub message: String,
+    /// Extra fields (duration, status, ...).
+    pub data: Value,
+}
+
 /// Run history and logs in the data directory (append-only JSON lines).
 pub struct Store {
     dir: PathBuf,
     /// Set when the data directory is not writable (history disabled).
     error: Option<StoreError>,
     lock: Mutex<()>,
+    redactor: Redactor,
+    events: broadcast::Sender<RunEvent>,
+    /// Workflow of each run in progress (for events).
+    running: Mutex<HashMap<String, String>>,
 }
 
 impl Store {
@@ -80,7 +131,42 @@ impl Store {
             dir: dir.to_path_buf(),
             error,
             lock: Mutex::new(()),
+            redactor: Redactor::default(),
+            events: broadcast::channel(1024).0,
+            running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Hides the secrets of `redactor` in everything written from now on
+    /// (files and events).
+    pub fn with_redactor(mut self, redactor: Redactor) -> Store {
+        self.redactor = redactor;
+        self
+    }
+
+    /// The redactor applied to everything the store writes.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Receives every run event from now on (a receiver that lags loses
+    /// the oldest events).
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    fn workflow_of(&self, run_id: &str) -> String {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(run_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn publish(&self, event: RunEvent) {
+        // No receivers is fine: nobody is listening.
+        let _ = self.events.send(event);
     }
 
     /// Whether runs are recorded.
@@ -98,7 +184,7 @@ impl Store {
         if self.error.is_some() {
             return;
         }
-        let mut line = v.to_string();
+        let mut line = self.redactor.redact(&v.to_string()).into_owned();
         line.push('\n');
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let res = std::fs::OpenOptions::new()
@@ -113,11 +199,23 @@ impl Store {
 
     /// Appends the `started` record of a run.
     pub fn run_started(&self, run_id: &str, workflow: &str, inputs: &Value, origin: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(run_id.to_string(), workflow.to_string());
         self.append(
             RUNS_FILE,
             &json!({"event": "started", "run_id": run_id, "workflow": workflow, "inputs": inputs,
                      "origin": origin, "pid": std::process::id(), "at": now()}),
         );
+        self.publish(RunEvent {
+            level: EventLevel::Info,
+            run_id: run_id.to_string(),
+            workflow: workflow.to_string(),
+            step: None,
+            message: "run started".into(),
+            data: json!({"origin": origin}),
+        });
     }
 
     /// Appends the final record of a run (the run result object plus `event`).
@@ -128,14 +226,48 @@ impl Store {
             m.insert("at".into(), Value::from(now()));
         }
         self.append(RUNS_FILE, &v);
+        let run_id = record["run_id"].as_str().unwrap_or_default().to_string();
+        let workflow = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run_id)
+            .or_else(|| record["workflow"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let status = record["status"].as_str().unwrap_or("finished");
+        let mut message = format!("run {status}");
+        if let Some(e) = record["error"].as_str() {
+            message = format!("{message}: {}", self.redactor.redact(e));
+        }
+        self.publish(RunEvent {
+            level: if status == "succeeded" {
+                EventLevel::Info
+            } else {
+                EventLevel::Error
+            },
+            run_id,
+            workflow,
+            step: None,
+            message,
+            data: json!({"status": status, "duration_ms": record["duration_ms"]}),
+        });
     }
 
     /// Appends a log record of a run (optionally of one step).
     pub fn log(&self, run_id: &str, level: &str, step: Option<&str>, message: &str, extra: Value) {
+        let message = self.redactor.redact(message);
         self.append(
             LOGS_FILE,
             &json!({"at": now(), "run_id": run_id, "level": level, "step": step, "message": message, "data": extra}),
         );
+        self.publish(RunEvent {
+            level: EventLevel::parse(level),
+            run_id: run_id.to_string(),
+            workflow: self.workflow_of(run_id),
+            step: step.map(str::to_string),
+            message: message.into_owned(),
+            data: extra,
+        });
     }
 
     fn read_lines(&self, file: &str) -> Vec<Value> {

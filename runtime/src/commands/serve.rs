@@ -16,7 +16,7 @@ fn reload(app: &Arc<App>, what: &str) {
     let (added, changed, removed) = app.reload();
     tracing::info!(?added, ?changed, ?removed, "{what}");
     if !(added.is_empty() && changed.is_empty() && removed.is_empty()) {
-        app.notify_tools_changed();
+        app.notify_workflows_changed();
     }
 }
 

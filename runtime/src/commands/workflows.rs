@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, App};
 use crate::cli::WorkflowsCmd;
@@ -190,7 +191,9 @@ async fn run_one(
         stop.cancel();
     });
     app.tools.wait_settled(Duration::from_millis(connect)).await;
-    let rec = app.run_workflow(wf.name(), &provided, "cli", None).await?;
+    let rec = app
+        .run_workflow(wf.name(), &provided, "cli", None, CancellationToken::new())
+        .await?;
     app.shutdown().await;
     if json {
         out(&pretty(&rec));

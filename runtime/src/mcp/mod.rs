@@ -1,4 +1,14 @@
-//! The MCP server ael exposes (stdio and streamable HTTP).
+//! The MCP server ael exposes (stdio and streamable HTTP): tools (fixed
+//! ones plus one per workflow), logging, resources, prompts and completions.
+
+// MCP logging and resources/subscribe are deprecated by SEP-2577 / the
+// 2026-07-28 protocol but are what 2025-xx clients use.
+#![allow(deprecated)]
+
+pub mod completion;
+pub mod prompts;
+pub mod resources;
+pub mod session;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,8 +18,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams, SubscribeRequestParams, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -17,13 +30,24 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
+use crate::mcp::session::Session;
 use crate::workflow;
 
-/// The MCP server: fixed tools plus one `wf_*` tool per valid workflow.
+/// What ael tells clients it is for (`instructions` of `initialize`).
+const INSTRUCTIONS: &str = "AEL runtime: runs YAML workflows that call tools of connected MCP tool servers. \
+Tools: list, describe, validate and run workflows (each valid workflow is also a tool named wf_<name>), \
+read the run history, call a tool server's tool directly. Resources: ael://workflows/{name} (a workflow's YAML) \
+and ael://runs/{run_id} (a run's record and log; subscribe to follow a run). Prompts: one per workflow, \
+its arguments are the workflow's inputs. logging/setLevel streams run and step events; \
+notifications/cancelled stops a workflow_run.";
+
+/// The MCP server (one per session): fixed tools plus one `wf_*` tool per
+/// valid workflow, resources, prompts, completions and log notifications.
 #[derive(Clone)]
 pub struct AelServer {
     app: Arc<App>,
     tool_router: ToolRouter<Self>,
+    session: Arc<Session>,
 }
 
 // Arguments of `workflow_describe`. A doc comment here would change the tool schema.
@@ -121,6 +145,7 @@ impl AelServer {
         Self {
             app,
             tool_router: Self::tool_router(),
+            session: Arc::new(Session::default()),
         }
     }
 
@@ -189,7 +214,7 @@ impl AelServer {
     }
 
     #[tool(
-        description = "A run by id: status (running, succeeded, failed, interrupted), output and steps"
+        description = "A run by id: status (running, succeeded, failed, cancelled, interrupted), output and steps"
     )]
     async fn run_get(&self, Parameters(a): Parameters<RunGetArgs>) -> CallToolResult {
         match self.app.run_get(&a.run_id) {
@@ -224,14 +249,19 @@ impl AelServer {
     }
 
     #[tool(description = "Call one tool of a connected tool server directly")]
-    async fn tool_call(&self, Parameters(a): Parameters<CallArgs>) -> CallToolResult {
+    async fn tool_call(
+        &self,
+        Parameters(a): Parameters<CallArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         use crate::tools::ToolCaller;
-        match self
-            .app
-            .tools
-            .call(&a.server, &a.tool, a.arguments, None)
-            .await
-        {
+        // Dropping the call on cancellation tells the tool server to cancel it.
+        let call = self.app.tools.call(&a.server, &a.tool, a.arguments, None);
+        let result = tokio::select! {
+            r = call => r,
+            _ = ctx.ct.cancelled() => return err("cancelled by the client"),
+        };
+        match result {
             Ok(out) if !out.is_error => ok(json!({"result": out.value})),
             Ok(out) => CallToolResult::structured_error(json!({"error": out.value})),
             Err(e) => err(e.to_string()),
@@ -291,7 +321,11 @@ impl AelServer {
             });
             f
         });
-        let result = self.app.run_workflow(name, &inputs, "mcp", progress).await;
+        // rmcp cancels ctx.ct on notifications/cancelled for this request.
+        let result = self
+            .app
+            .run_workflow(name, &inputs, "mcp", progress, ctx.ct.clone())
+            .await;
         // The callback (and its sender) is gone now: let the last
         // notifications go out before the response.
         if let Some(f) = forwarder {
@@ -342,12 +376,108 @@ impl ServerHandler for AelServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .enable_tools()
                 .enable_tool_list_changed()
                 .build(),
         )
-            .with_server_info(Implementation::new("ael", env!("CARGO_PKG_VERSION")))
-            .with_instructions("AEL runtime: list, describe, validate and run YAML workflows that call tools of connected MCP tool servers. Each valid workflow is also a tool named wf_<name>.")
+        .with_server_info(
+            Implementation::new("ael", env!("CARGO_PKG_VERSION"))
+                .with_title("AEL runtime")
+                .with_description(env!("CARGO_PKG_DESCRIPTION")),
+        )
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session.set_level(request.level);
+        self.session.start_pump(&self.app, context.peer);
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        Ok(CompleteResult::new(completion::complete(
+            &self.app, &request,
+        )))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(prompts::list(&self.app)))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        prompts::get(&self.app, &request.name, request.arguments.as_ref()).map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources::list(
+            &self.app,
+        )))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        resources::read(&self.app, &request.uri).map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Any URI may be subscribed to; updates are sent for run records
+        // (ael://runs/{id}) whenever their run logs an event.
+        self.session.subscribe(&request.uri);
+        self.session.start_pump(&self.app, context.peer);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.session.unsubscribe(&request.uri);
+        Ok(())
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
