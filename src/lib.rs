@@ -37,7 +37,8 @@
 //!   tee; [`compose`] writes DOC-056's compose files from the plan.
 //! - Reading images back: [`inspect`] opens an image (a layout, a docker
 //!   archive or a registry), reads its layers into file lists and merges
-//!   them; [`diff`] compares two images on top of it.
+//!   them; [`diff`] compares two images on top of it; [`repro`] checks out
+//!   a commit and compares a rebuild with the built layouts.
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
@@ -63,6 +64,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod repro;
 pub mod rootfs;
 pub mod sink;
 pub mod spec;
