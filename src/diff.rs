@@ -14,11 +14,14 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::path::{Path, PathBuf};
+
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{IoContext, Result};
 use crate::inspect::files::{FileInfo, FileType, LayerFiles};
 use crate::inspect::tree::{Merged, tree_order};
-use crate::inspect::{Image, LayerBlob};
+use crate::inspect::{Image, LayerBlob, Source};
+use crate::layout::Layout;
 
 /// How a file differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -406,6 +409,78 @@ pub fn diff(a: &Image, b: &Image) -> Result<ImageDiff> {
         compressed_delta: delta(a.compressed_size(), b.compressed_size()),
         notes,
     })
+}
+
+/// An image as a layout held it before a build replaced it: a copy of
+/// the layout's entry for the tag, its blobs hard-linked (else copied)
+/// into a temporary layout, so the layout's garbage collection cannot
+/// take them. For the size changes a build prints.
+#[derive(Debug)]
+pub struct Previous {
+    root: PathBuf,
+    tag: String,
+    copy: tempfile::TempDir,
+}
+
+impl Previous {
+    /// What the layout `root` holds under `tag`, put aside; `None` when
+    /// it holds nothing there.
+    ///
+    /// # Errors
+    /// When the layout cannot be read or its blobs cannot be linked.
+    pub fn capture(root: &Path, tag: &str) -> Result<Option<Self>> {
+        if !root.join("index.json").is_file() {
+            return Ok(None);
+        }
+        let layout = Layout::open(root)?;
+        let Ok((top, _)) = layout.find(Some(tag)) else {
+            return Ok(None);
+        };
+        let copy = tempfile::Builder::new()
+            .prefix("aelimg-previous-")
+            .tempdir()
+            .ctx(|| "cannot make a temporary directory".into())?;
+        let aside = Layout::create(&copy.path().join("layout"))?;
+        for d in crate::layout::reachable(layout.store(), &top)? {
+            layout.store().copy_to(aside.store(), &d)?;
+        }
+        aside.tag(top.descriptor(), tag)?;
+        Ok(Some(Self {
+            root: root.to_path_buf(),
+            tag: tag.to_string(),
+            copy,
+        }))
+    }
+
+    /// What changed for `platform` (`os/arch[/variant]`) between the image
+    /// put aside and what the layout holds now under the same tag; `None`
+    /// when the previous image has no such platform.
+    ///
+    /// # Errors
+    /// When either image cannot be read.
+    pub fn changes(&self, platform: &str) -> Result<Option<ImageDiff>> {
+        let none = &crate::registry::Options::default();
+        let old = Image::open(
+            &Source::Layout {
+                dir: self.copy.path().join("layout"),
+                tag: Some(self.tag.clone()),
+            },
+            Some(platform),
+            none,
+        );
+        let Ok(old) = old else {
+            return Ok(None);
+        };
+        let new = Image::open(
+            &Source::Layout {
+                dir: self.root.clone(),
+                tag: Some(self.tag.clone()),
+            },
+            Some(platform),
+            none,
+        )?;
+        diff(&old, &new).map(Some)
+    }
 }
 
 #[cfg(test)]

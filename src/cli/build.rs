@@ -127,6 +127,10 @@ struct Printer {
     quiet: bool,
     pushes: Vec<PushReport>,
     ui: Renderer,
+    /// The OCI layout directories written (`--output oci:DIR`).
+    oci_dirs: Vec<PathBuf>,
+    /// What they held before, put aside when the images are built.
+    changes: Option<super::changes::Changes>,
 }
 
 impl Observer for Printer {
@@ -138,6 +142,13 @@ impl Observer for Printer {
     }
 
     fn built(&mut self, report: &[PlatformSize]) {
+        if !self.quiet && !self.oci_dirs.is_empty() {
+            let c = super::changes::Changes::capture(&self.oci_dirs, report);
+            for w in &c.warnings {
+                self.ui.line(&format!("warning: {w}"));
+            }
+            self.changes = Some(c);
+        }
         self.ui.suspend(|| {
             if self.json {
                 match serde_json::to_string_pretty(report) {
@@ -225,6 +236,15 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         quiet: mode == Mode::Quiet,
         pushes: Vec::new(),
         ui,
+        oci_dirs: args
+            .outputs
+            .iter()
+            .map(String::as_str)
+            .chain((args.outputs.is_empty() && !args.load).then_some(DEFAULT_OUTPUT))
+            .filter_map(|o| o.strip_prefix("oci:"))
+            .map(PathBuf::from)
+            .collect(),
+        changes: None,
     };
     let built = aelimg::pipeline::build(
         &args.spec.file,
@@ -238,6 +258,9 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         return Err(e.into());
     }
     drop(printer.ui);
+    if let Some(c) = &printer.changes {
+        eprint!("{}", c.render());
+    }
     if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
         print_pushes(

@@ -4,6 +4,7 @@
 mod args;
 mod build;
 mod cache;
+mod changes;
 mod compose;
 mod diff;
 mod inspect;

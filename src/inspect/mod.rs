@@ -427,6 +427,9 @@ fn open_layout(dir: &Path) -> Result<Layout> {
             .map(|e| format!("oci:{}", e.path().display()))
             .collect();
         inside.sort();
+        if let [only] = inside.as_slice() {
+            return Layout::open(Path::new(&only["oci:".len()..]));
+        }
         if !inside.is_empty() {
             return Err(Error::Request(format!(
                 "{} holds several layouts: name one ({})",
