@@ -170,10 +170,10 @@ pub fn first_difference(a: &LayerFiles, b: &LayerFiles) -> Option<FileChange> {
         digest: None,
     };
     for (list_a, list_b) in [(&a.whiteouts, &b.whiteouts), (&a.opaque, &b.opaque)] {
-        for p in list_a.iter().filter(|p| !list_b.contains(p)) {
+        if let Some(p) = list_a.iter().find(|p| !list_b.contains(p)) {
             return change(p, Some(&whiteout(p)), None);
         }
-        for p in list_b.iter().filter(|p| !list_a.contains(p)) {
+        if let Some(p) = list_b.iter().find(|p| !list_a.contains(p)) {
             return change(p, None, Some(&whiteout(p)));
         }
     }

@@ -100,7 +100,7 @@ impl Checkout {
             repo: repo.to_path_buf(),
             dir,
             commit,
-            temp: temp,
+            temp,
         })
     }
 

@@ -237,10 +237,12 @@ pub fn read_layer<R: Read>(blob: R) -> io::Result<LayerFiles> {
                 // anything else carries no file.
                 _ => continue,
             };
-            let mode = header.mode()? & 0o7777;
-            let uid = header.uid()?;
-            let gid = header.gid()?;
-            let mtime = header.mtime()?;
+            // An empty numeric field is 0, as Go's archive/tar (and so
+            // umoci, containerd and docker) reads it.
+            let mode = header.mode().unwrap_or(0) & 0o7777;
+            let uid = header.uid().unwrap_or(0);
+            let gid = header.gid().unwrap_or(0);
+            let mtime = header.mtime().unwrap_or(0);
             let link = entry
                 .link_name_bytes()
                 .map(|l| String::from_utf8_lossy(&l).into_owned());
