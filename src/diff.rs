@@ -10,18 +10,18 @@
 //! layer or file shows (a manifest annotation, another compression).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use std::path::{Path, PathBuf};
-
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::inspect::files::{FileInfo, FileType, LayerFiles};
 use crate::inspect::tree::{Merged, tree_order};
 use crate::inspect::{Image, LayerBlob, Source};
-use crate::layout::Layout;
+use crate::oci::Document;
+use crate::store::BlobStore;
 
 /// How a file differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -411,76 +411,48 @@ pub fn diff(a: &Image, b: &Image) -> Result<ImageDiff> {
     })
 }
 
-/// An image as a layout held it before a build replaced it: a copy of
-/// the layout's entry for the tag, its blobs hard-linked (else copied)
-/// into a temporary layout, so the layout's garbage collection cannot
-/// take them. For the size changes a build prints.
-#[derive(Debug)]
-pub struct Previous {
-    root: PathBuf,
-    tag: String,
-    copy: tempfile::TempDir,
-}
-
-impl Previous {
-    /// What the layout `root` holds under `tag`, put aside; `None` when
-    /// it holds nothing there.
-    ///
-    /// # Errors
-    /// When the layout cannot be read or its blobs cannot be linked.
-    pub fn capture(root: &Path, tag: &str) -> Result<Option<Self>> {
-        if !root.join("index.json").is_file() {
-            return Ok(None);
-        }
-        let layout = Layout::open(root)?;
-        let Ok((top, _)) = layout.find(Some(tag)) else {
-            return Ok(None);
-        };
-        let copy = tempfile::Builder::new()
-            .prefix("aelimg-previous-")
-            .tempdir()
-            .ctx(|| "cannot make a temporary directory".into())?;
-        let aside = Layout::create(&copy.path().join("layout"))?;
-        for d in crate::layout::reachable(layout.store(), &top)? {
-            layout.store().copy_to(aside.store(), &d)?;
-        }
-        aside.tag(top.descriptor(), tag)?;
-        Ok(Some(Self {
-            root: root.to_path_buf(),
-            tag: tag.to_string(),
-            copy,
-        }))
+/// What a build is about to change in an OCI layout: the image the layout
+/// `root` holds under `tag` for `platform` (`os/arch[/variant]`),
+/// compared with the manifest `new`, whose blobs are in `store` (the
+/// build's working store). Run before the build writes the layout (whose
+/// garbage collection then removes the old blobs). `None` when the layout
+/// holds no such image.
+///
+/// # Errors
+/// When either image cannot be read.
+pub fn against_layout(
+    root: &Path,
+    tag: &str,
+    platform: &str,
+    store: &BlobStore,
+    new: &Digest,
+) -> Result<Option<ImageDiff>> {
+    if !root.join("index.json").is_file() {
+        return Ok(None);
     }
-
-    /// What changed for `platform` (`os/arch[/variant]`) between the image
-    /// put aside and what the layout holds now under the same tag; `None`
-    /// when the previous image has no such platform.
-    ///
-    /// # Errors
-    /// When either image cannot be read.
-    pub fn changes(&self, platform: &str) -> Result<Option<ImageDiff>> {
-        let none = &crate::registry::Options::default();
-        let old = Image::open(
-            &Source::Layout {
-                dir: self.copy.path().join("layout"),
-                tag: Some(self.tag.clone()),
-            },
-            Some(platform),
-            none,
-        );
-        let Ok(old) = old else {
-            return Ok(None);
-        };
-        let new = Image::open(
-            &Source::Layout {
-                dir: self.root.clone(),
-                tag: Some(self.tag.clone()),
-            },
-            Some(platform),
-            none,
-        )?;
-        diff(&old, &new).map(Some)
-    }
+    let old = Image::open(
+        &Source::Layout {
+            dir: root.to_path_buf(),
+            tag: Some(tag.to_string()),
+        },
+        Some(platform),
+        &crate::registry::Options::default(),
+    );
+    let old = match old {
+        Ok(o) => o,
+        // No such tag, or no such platform: nothing to compare with.
+        Err(e) if e.is_request() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let manifest = Document::from_bytes(crate::oci::MANIFEST, store.read(new)?);
+    let new = Image::from_store(
+        store.clone(),
+        None,
+        &manifest,
+        format!("{}:{tag} (new)", root.display()),
+        None,
+    )?;
+    diff(&old, &new).map(Some)
 }
 
 #[cfg(test)]

@@ -129,8 +129,11 @@ struct Printer {
     ui: Renderer,
     /// The OCI layout directories written (`--output oci:DIR`).
     oci_dirs: Vec<PathBuf>,
-    /// What they held before, put aside when the images are built.
-    changes: Option<super::changes::Changes>,
+    /// The working blob store (where the new images are before the
+    /// layouts are written).
+    store_dir: Box<dyn Fn() -> PathBuf + Send>,
+    /// The size changes against what the layouts held before.
+    changes: String,
 }
 
 impl Observer for Printer {
@@ -142,12 +145,15 @@ impl Observer for Printer {
     }
 
     fn built(&mut self, report: &[PlatformSize]) {
-        if !self.quiet && !self.oci_dirs.is_empty() {
-            let c = super::changes::Changes::capture(&self.oci_dirs, report);
-            for w in &c.warnings {
-                self.ui.line(&format!("warning: {w}"));
-            }
-            self.changes = Some(c);
+        let before = |dir: &PathBuf| {
+            report.iter().any(|p| {
+                p.image
+                    .rsplit_once(':')
+                    .is_some_and(|(name, _)| dir.join(name).join("index.json").is_file())
+            })
+        };
+        if !self.quiet && self.oci_dirs.iter().any(before) {
+            self.changes = super::changes::summary(&self.oci_dirs, report, &(self.store_dir)());
         }
         self.ui.suspend(|| {
             if self.json {
@@ -244,7 +250,16 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
             .filter_map(|o| o.strip_prefix("oci:"))
             .map(PathBuf::from)
             .collect(),
-        changes: None,
+        store_dir: {
+            let given = args.cache_dir.clone();
+            let spec_dir = aelimg::fsutil::parent(&args.spec.file).to_path_buf();
+            Box::new(move || {
+                given
+                    .clone()
+                    .unwrap_or_else(|| aelimg::pipeline::default_store_dir(&spec_dir))
+            })
+        },
+        changes: String::new(),
     };
     let built = aelimg::pipeline::build(
         &args.spec.file,
@@ -258,9 +273,7 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         return Err(e.into());
     }
     drop(printer.ui);
-    if let Some(c) = &printer.changes {
-        eprint!("{}", c.render());
-    }
+    eprint!("{}", printer.changes);
     if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
         print_pushes(

@@ -1,99 +1,80 @@
 //! What `aelimg build` says about the size changes against the previous
-//! image of each output layout: the images a layout holds under the tags
-//! being built are put aside before the build writes them
-//! ([`aelimg::diff::Previous`]), and compared with the new ones after.
+//! image of each output layout: once the images are built, and before the
+//! layouts are written, each new image (in the working store) is compared
+//! with what its layout holds under the same tag
+//! ([`aelimg::diff::against_layout`]); the summary is printed after the
+//! build succeeds.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use aelimg::diff::Previous;
+use aelimg::diff::against_layout;
 use aelimg::report::PlatformSize;
+use aelimg::store::BlobStore;
 
 use super::diff::signed;
 
 /// How many files each image's summary lists.
 const TOP: usize = 5;
 
-/// The previous images of one build's layouts.
-#[derive(Default)]
-pub struct Changes {
-    /// (`NAME:TAG`, layout, platforms, what it held).
-    previous: Vec<(String, PathBuf, Vec<String>, Previous)>,
-    /// What could not be put aside.
-    pub warnings: Vec<String>,
-}
-
-impl Changes {
-    /// Puts aside what each layout directory below `dirs` holds under the
-    /// name and tag of each image of `report` (which the build is about to
-    /// write).
-    pub fn capture(dirs: &[PathBuf], report: &[PlatformSize]) -> Self {
-        let mut out = Self::default();
-        for p in report {
-            let Some((name, tag)) = p.image.rsplit_once(':') else {
-                continue;
-            };
-            for dir in dirs {
-                let root = dir.join(name);
-                if let Some(e) = out
-                    .previous
-                    .iter_mut()
-                    .find(|e| e.0 == p.image && e.1 == root)
-                {
-                    e.2.push(p.platform.clone());
-                    continue;
-                }
-                match Previous::capture(&root, tag) {
-                    Ok(Some(prev)) => {
-                        out.previous
-                            .push((p.image.clone(), root, vec![p.platform.clone()], prev));
-                    }
-                    Ok(None) => {}
-                    Err(e) => out.warnings.push(format!(
-                        "cannot compare with the previous {} in {}: {e}",
+/// Compares each image of `report` with what each layout directory of
+/// `dirs` holds under its name and tag; `store` is the build's working
+/// store. Returns the summary, one line per image and platform and one per
+/// file listed, warnings included (a failed comparison never fails a
+/// build).
+pub fn summary(dirs: &[PathBuf], report: &[PlatformSize], store: &Path) -> String {
+    let mut s = String::new();
+    let store = match BlobStore::open(store) {
+        Ok(st) => st,
+        Err(e) => {
+            let _ = writeln!(s, "warning: cannot compare with the previous build: {e}");
+            return s;
+        }
+    };
+    for p in report {
+        let Some((name, tag)) = p.image.rsplit_once(':') else {
+            continue;
+        };
+        for dir in dirs {
+            let root = dir.join(name);
+            let d = match against_layout(&root, tag, &p.platform, &store, &p.manifest) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    let _ = writeln!(
+                        s,
+                        "warning: cannot compare {} {} with the previous build in {}: {e}",
                         p.image,
+                        p.platform,
                         root.display()
-                    )),
-                }
-            }
-        }
-        out
-    }
-
-    /// The summary of each image's changes, one block each.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for (image, root, platforms, prev) in &self.previous {
-            for platform in platforms {
-                let d = match prev.changes(platform) {
-                    Ok(Some(d)) => d,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        let _ = writeln!(
-                            s,
-                            "warning: cannot compare {image} {platform} with the previous build in {}: {e}",
-                            root.display()
-                        );
-                        continue;
-                    }
-                };
-                if d.equal {
-                    let _ = writeln!(s, "{image} {platform}: unchanged since the previous build");
+                    );
                     continue;
                 }
-                let _ = writeln!(
-                    s,
-                    "{image} {platform}: {} in files, {} to pull since the previous build ({} files changed, {} config fields)",
-                    signed(d.size_delta),
-                    signed(d.compressed_delta),
-                    d.files.len(),
-                    d.config.len()
-                );
-                for f in d.top_size_changes(TOP) {
-                    let _ = writeln!(s, "  {:>10}  {}", signed(f.size_delta), f.path);
-                }
+            };
+            let what = if dirs.len() > 1 {
+                format!("{} {} in {}", p.image, p.platform, dir.display())
+            } else {
+                format!("{} {}", p.image, p.platform)
+            };
+            if d.equal {
+                let _ = writeln!(s, "{what}: unchanged since the previous build");
+                continue;
+            }
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            let _ = writeln!(
+                s,
+                "{what}: {} in files, {} to pull since the previous build ({} changed, {} changed)",
+                signed(d.size_delta),
+                signed(d.compressed_delta),
+                plural(d.files.len(), "file", "files"),
+                plural(d.config.len(), "config field", "config fields"),
+            );
+            for f in d.top_size_changes(TOP) {
+                let _ = writeln!(s, "  {:>10}  {}", signed(f.size_delta), f.path);
             }
         }
-        s
     }
+    s
 }
