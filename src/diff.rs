@@ -411,6 +411,73 @@ pub fn diff(a: &Image, b: &Image) -> Result<ImageDiff> {
     })
 }
 
+/// What differs between two images, platform by platform.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// Whether every platform is the same image, and both have the same
+    /// platforms.
+    pub equal: bool,
+    /// The first image, as given.
+    pub a: String,
+    /// The second image, as given.
+    pub b: String,
+    /// Each platform both have (or the one asked for).
+    pub platforms: Vec<ImageDiff>,
+    /// Platforms only the first image has.
+    pub only_in_a: Vec<String>,
+    /// Platforms only the second image has.
+    pub only_in_b: Vec<String>,
+}
+
+/// Compares two images: the one `platform` when given; else every
+/// platform of two multi-platform images (those only one has are
+/// differences), or the platform of a single-manifest image in the other
+/// one.
+///
+/// # Errors
+/// When an image cannot be read, or lacks the platform asked for.
+pub fn compare(
+    a: &Source,
+    b: &Source,
+    platform: Option<&str>,
+    registry: &crate::registry::Options,
+) -> Result<Comparison> {
+    let (mut only_in_a, mut only_in_b) = (Vec::new(), Vec::new());
+    let wanted: Vec<Option<String>> = match platform {
+        Some(p) => vec![Some(p.to_string())],
+        None => match (
+            crate::inspect::platforms(a, registry)?,
+            crate::inspect::platforms(b, registry)?,
+        ) {
+            (None, None) => vec![None],
+            (Some(pa), Some(pb)) => {
+                only_in_a = pa.iter().filter(|p| !pb.contains(p)).cloned().collect();
+                only_in_b = pb.iter().filter(|p| !pa.contains(p)).cloned().collect();
+                pa.into_iter()
+                    .filter(|p| pb.contains(p))
+                    .map(Some)
+                    .collect()
+            }
+            (None, Some(_)) => vec![Some(Image::open(a, None, registry)?.platform)],
+            (Some(_), None) => vec![Some(Image::open(b, None, registry)?.platform)],
+        },
+    };
+    let mut platforms = Vec::new();
+    for p in &wanted {
+        let ia = Image::open(a, p.as_deref(), registry)?;
+        let ib = Image::open(b, p.as_deref(), registry)?;
+        platforms.push(diff(&ia, &ib)?);
+    }
+    Ok(Comparison {
+        equal: platforms.iter().all(|d| d.equal) && only_in_a.is_empty() && only_in_b.is_empty(),
+        a: a.to_string(),
+        b: b.to_string(),
+        platforms,
+        only_in_a,
+        only_in_b,
+    })
+}
+
 /// What a build is about to change in an OCI layout: the image the layout
 /// `root` holds under `tag` for `platform` (`os/arch[/variant]`),
 /// compared with the manifest `new`, whose blobs are in `store` (the

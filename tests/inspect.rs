@@ -334,7 +334,10 @@ fn diff_exits_0_for_the_same_image_and_names_the_one_edited_workflow() {
     build(&dir, &spec, &format!("oci:{}", dir.join("c").display()));
     let d = run(aelimg().args(["diff", &out("a"), &out("c"), "--json"]));
     assert_eq!(d.status.code(), Some(1), "{}", stderr(&d));
-    let v = json(&stdout(&d));
+    let all = json(&stdout(&d));
+    assert_eq!(all["equal"], false);
+    assert_eq!(all["platforms"].as_array().unwrap().len(), 1, "{all}");
+    let v = &all["platforms"][0];
     assert_eq!(v["equal"], false);
     let files = v["files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "{v}");
@@ -440,6 +443,49 @@ fn docker_archives_and_multi_platform_layouts() {
     let arm = inspect_json(&[&m, "--platform", "linux/arm64"]);
     assert_eq!(arm["platform"], "linux/arm64/v8");
     assert_eq!(arm["files"], a["files"]);
+    // diff compares every platform of two multi-platform images, and the
+    // platform of a single-manifest image in the other.
+    let same = run(aelimg().args(["diff", &m, &archive]));
+    assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
+    assert!(
+        stdout(&same).contains("linux/amd64: equal"),
+        "{}",
+        stdout(&same)
+    );
+    let wf = dir.join("spec/workflows/one.yaml");
+    std::fs::write(&wf, "name: one\nsteps: [] # edited\n").unwrap();
+    build(
+        &dir,
+        &multi,
+        &format!("oci:{}", dir.join("multi2").display()),
+    );
+    let m2 = format!("oci:{}", dir.join("multi2/mini").display());
+    let d = run(aelimg().args(["diff", &m, &m2, "--json"]));
+    assert_eq!(d.status.code(), Some(1), "{}", stderr(&d));
+    let v = json(&stdout(&d));
+    let per: Vec<(&str, Vec<&str>)> = v["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["b"]["platform"].as_str().unwrap(),
+                p["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["path"].as_str().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per,
+        [
+            ("linux/amd64", vec!["/app/workflows/one.yaml"]),
+            ("linux/arm64/v8", vec!["/app/workflows/one.yaml"])
+        ]
+    );
     let out = run(aelimg().args(["inspect", &m, "--platform", "linux/s390x"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use aelimg::diff::{FileChangeKind, ImageDiff, diff};
-use aelimg::inspect::{Image, Source};
+use aelimg::diff::{Comparison, FileChangeKind, ImageDiff, compare};
+use aelimg::inspect::Source;
 use aelimg::report::human;
 use clap::Args;
 
@@ -22,10 +22,11 @@ pub struct DiffArgs {
     /// The second image, in the same forms.
     #[arg(value_name = "B")]
     b: String,
-    /// The platform to compare of multi-platform images (os/arch[/variant]).
+    /// Compare only this platform (os/arch[/variant]); default: every
+    /// platform of two multi-platform images.
     #[arg(long)]
     platform: Option<String>,
-    /// How many file changes to list (all of them with --json).
+    /// How many file changes to list per platform (all of them with --json).
     #[arg(long, value_name = "N", default_value_t = 50)]
     top: usize,
     /// Print the comparison as JSON on stdout.
@@ -45,8 +46,7 @@ pub fn signed(d: i64) -> String {
     format!("{sign}{}", human(d.unsigned_abs()))
 }
 
-fn render(d: &ImageDiff, top: usize) -> String {
-    let mut s = String::new();
+fn render_one(s: &mut String, d: &ImageDiff, top: usize) {
     for (name, side) in [("a", &d.a), ("b", &d.b)] {
         let _ = writeln!(
             s,
@@ -60,11 +60,11 @@ fn render(d: &ImageDiff, top: usize) -> String {
         );
     }
     if d.equal {
-        let _ = writeln!(s, "equal");
-        return s;
+        let _ = writeln!(s, "{}: equal", d.b.platform);
+        return;
     }
     if !d.config.is_empty() {
-        let _ = writeln!(s, "\nconfig:");
+        let _ = writeln!(s, "config:");
         let show = |v: &Option<serde_json::Value>| {
             v.as_ref()
                 .map_or_else(|| "(none)".to_string(), ToString::to_string)
@@ -75,7 +75,7 @@ fn render(d: &ImageDiff, top: usize) -> String {
     }
     for (what, list) in [("removed", &d.layers_removed), ("added", &d.layers_added)] {
         if !list.is_empty() {
-            let _ = writeln!(s, "\nlayers {what}:");
+            let _ = writeln!(s, "layers {what}:");
             for l in list {
                 let _ = writeln!(
                     s,
@@ -91,7 +91,7 @@ fn render(d: &ImageDiff, top: usize) -> String {
         let count = |k| d.files.iter().filter(|f| f.change == k).count();
         let _ = writeln!(
             s,
-            "\nfiles: {} changed, {} added, {} removed",
+            "files: {} changed, {} added, {} removed",
             count(FileChangeKind::Changed),
             count(FileChangeKind::Added),
             count(FileChangeKind::Removed)
@@ -114,7 +114,7 @@ fn render(d: &ImageDiff, top: usize) -> String {
         }
     }
     for n in &d.notes {
-        let _ = writeln!(s, "\nnote: {n}");
+        let _ = writeln!(s, "note: {n}");
     }
     let files = match (d.a.file_bytes, d.b.file_bytes) {
         (Some(x), Some(y)) => format!(" ({} -> {})", human(x), human(y)),
@@ -122,35 +122,47 @@ fn render(d: &ImageDiff, top: usize) -> String {
     };
     let _ = writeln!(
         s,
-        "\nsize: {} in files{files}, {} to pull\ndifferent",
+        "size: {} in files{files}, {} to pull",
         signed(d.size_delta),
         signed(d.compressed_delta)
     );
+}
+
+fn render(c: &Comparison, top: usize) -> String {
+    let mut s = String::new();
+    for (i, d) in c.platforms.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        render_one(&mut s, d, top);
+    }
+    for (which, list) in [(&c.a, &c.only_in_a), (&c.b, &c.only_in_b)] {
+        if !list.is_empty() {
+            let _ = writeln!(s, "only {which} has {}", list.join(", "));
+        }
+    }
+    s.push_str(if c.equal { "equal\n" } else { "different\n" });
     s
 }
 
 /// Compares two images; exit 1 when they differ.
 pub fn run(args: &DiffArgs) -> CmdResult {
     let opts = args.registry.options()?;
-    let open = |s: &str| -> Result<Image, Failure> {
-        Ok(Image::open(
-            &Source::parse(s)?,
-            args.platform.as_deref(),
-            &opts,
-        )?)
-    };
-    let a = open(&args.a)?;
-    let b = open(&args.b)?;
-    let d = diff(&a, &b)?;
+    let c = compare(
+        &Source::parse(&args.a)?,
+        &Source::parse(&args.b)?,
+        args.platform.as_deref(),
+        &opts,
+    )?;
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&d).map_err(anyhow::Error::from)?
+            serde_json::to_string_pretty(&c).map_err(anyhow::Error::from)?
         );
     } else {
-        print!("{}", render(&d, args.top));
+        print!("{}", render(&c, args.top));
     }
-    if d.equal {
+    if c.equal {
         Ok(())
     } else {
         Err(Failure::Exit(1))

@@ -261,6 +261,27 @@ fn read_checked(store: &BlobStore, digest: &Digest) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The platforms of a multi-platform image (`os/arch[/variant]`, as its
+/// index lists them); `None` for a single-manifest image. Reads only the
+/// top document.
+///
+/// # Errors
+/// When the image cannot be found or read.
+pub fn platforms(source: &Source, registry: &Options) -> Result<Option<Vec<String>>> {
+    let top = match source {
+        Source::Layout { dir, tag } => open_layout(dir)?.find(tag.as_deref())?.0,
+        Source::Registry(r) => {
+            let reg = Registry::connect(&r.registry, r.api_host(), registry.clone())?;
+            fetch_manifest(&reg, &r.repository, r.object())?
+        }
+        Source::Archive { .. } => return Ok(None),
+    };
+    Ok(match top.kind() {
+        Kind::Index => Some(index_platforms(&top.index()?)),
+        _ => None,
+    })
+}
+
 impl Image {
     /// Opens the image `source` names, for `platform` (`os/arch[/variant]`;
     /// needed for a multi-platform image). A registry image's config and
