@@ -417,6 +417,31 @@ fn docker_archives_and_multi_platform_layouts() {
     // The same image in a layout and in an archive.
     let same = run(aelimg().args(["diff", &layout, &archive]));
     assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
+    // zstd layers: the same files; diff says only the compression differs.
+    ok(aelimg()
+        .arg("build")
+        .arg("-f")
+        .arg(&spec)
+        .args(["--compression", "zstd", "--output"])
+        .arg(format!("oci:{}", dir.join("zstd").display()))
+        .arg("--cache-dir")
+        .arg(dir.join("cache")));
+    let zstd = format!("oci:{}", dir.join("zstd/mini").display());
+    let z = inspect_json(&[&zstd]);
+    assert_eq!(z["files"], a["files"]);
+    assert!(
+        z["layers"][0]["media_type"]
+            .as_str()
+            .unwrap()
+            .ends_with("+zstd")
+    );
+    let d = run(aelimg().args(["diff", &layout, &zstd]));
+    assert_eq!(d.status.code(), Some(1), "{}", stdout(&d));
+    assert!(
+        stdout(&d).contains("compressed differently"),
+        "{}",
+        stdout(&d)
+    );
 
     // Two platforms: --platform picks one, and without it the error
     // lists them.
