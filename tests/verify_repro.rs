@@ -108,7 +108,32 @@ images:
     );
     assert!(out.contains("small:1.0: DIFFERS"), "{out}");
     assert!(out.contains("first at /srv/other.txt"), "{out}");
-    assert!(out.contains("/srv/other.txt (size, content)"), "{out}");
+    assert!(
+        out.contains("first differing file: /srv/other.txt (size, content)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("built:   -rw-r--r-- 0:0 14 B mtime 0 sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rebuilt: -rw-r--r-- 0:0 6 B mtime 0 sha256:"),
+        "{out}"
+    );
+    assert!(
+        text(&differs.stderr).is_empty(),
+        "-q: {}",
+        text(&differs.stderr)
+    );
+    let j = common::json(&text(
+        &aelimg_at(&repo, &["verify-repro", "-q", "--json"]).stdout,
+    ));
+    assert_eq!(j["reproducible"], false);
+    assert_eq!(j["images"][0]["file"]["path"], "/srv/other.txt");
+    assert_eq!(
+        j["images"][0]["file"]["what"],
+        serde_json::json!(["size", "content"])
+    );
     assert!(out.trim_end().ends_with("not reproducible"), "{out}");
 
     // --allow-dirty rebuilds HEAD anyway, without the uncommitted change.

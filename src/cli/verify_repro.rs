@@ -32,6 +32,10 @@ pub struct VerifyReproArgs {
     /// rebuild is of HEAD: they are not in it).
     #[arg(long)]
     allow_dirty: bool,
+    /// Print the verdicts as JSON on stdout (`{"reproducible", "commit",
+    /// "images": [...]}`).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Rebuilds and compares.
@@ -106,10 +110,14 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
         None => cmd.env_remove("CARGO_TARGET_DIR"),
     };
     // The rebuild's size report is not this command's output: stdout
-    // holds only the verdicts.
-    let to_stderr = std::io::stderr()
-        .as_fd_clone()
-        .map_or_else(|_| Stdio::null(), Stdio::from);
+    // holds only the verdicts (and --quiet drops it).
+    let to_stderr = if quiet {
+        Stdio::null()
+    } else {
+        std::io::stderr()
+            .as_fd_clone()
+            .map_or_else(|_| Stdio::null(), Stdio::from)
+    };
     let status = cmd
         .stdout(to_stderr)
         .status()
@@ -122,8 +130,25 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
         .into());
     }
     let verdicts = compare(&layouts, &out)?;
+    let commit = checkout.commit().to_string();
     drop(checkout);
-    let mut differ = false;
+    let differ = verdicts.iter().any(|v| !v.same);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "reproducible": !differ,
+                "commit": commit,
+                "images": verdicts,
+            }))
+            .map_err(anyhow::Error::from)?
+        );
+        return if differ {
+            Err(Failure::Exit(1))
+        } else {
+            Ok(())
+        };
+    }
     for v in &verdicts {
         let what = match &v.platform {
             Some(p) => format!("{} {p}", v.image),
@@ -133,7 +158,6 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
             println!("{what}: reproduced ({})", v.built);
             continue;
         }
-        differ = true;
         println!(
             "{what}: DIFFERS: built {}, rebuilt {}: {}",
             v.built,
@@ -146,13 +170,15 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
                     || "(absent)".to_string(),
                     |f| {
                         format!(
-                            "{} {:o} {}:{} {} B mtime {}{}",
+                            "{} {}:{} {} B mtime {}{}{}",
                             f.mode_string(),
-                            f.mode,
                             f.uid,
                             f.gid,
                             f.size,
                             f.mtime,
+                            f.link
+                                .as_ref()
+                                .map_or_else(String::new, |l| format!(" -> {l}")),
                             f.digest
                                 .as_ref()
                                 .map_or_else(String::new, |d| format!(" {d}"))
@@ -161,10 +187,16 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
                 )
             };
             println!(
-                "  {} ({}): built {} / rebuilt {}",
+                "  first differing file: {} ({})\n    built:   {}\n    rebuilt: {}",
                 f.path,
                 if f.what.is_empty() {
-                    format!("{:?}", f.change).to_lowercase()
+                    match f.change {
+                        aelimg::diff::FileChangeKind::Added => "only in the rebuild".to_string(),
+                        aelimg::diff::FileChangeKind::Removed => {
+                            "only in the built layer".to_string()
+                        }
+                        aelimg::diff::FileChangeKind::Changed => "changed".to_string(),
+                    }
                 } else {
                     f.what.join(", ")
                 },
