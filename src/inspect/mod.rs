@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, LayoutError, Result};
-use crate::layout::Layout;
+use crate::layout::{Layout, LayoutLock};
 use crate::oci::{Document, Kind};
 use crate::reference::Reference;
 use crate::registry::pull::{fetch_blob, fetch_manifest, select_platform};
@@ -157,6 +157,10 @@ pub struct Image {
     pub layers: Vec<LayerBlob>,
     store: BlobStore,
     _temp: Option<tempfile::TempDir>,
+    /// A layout's shared lock, held while the image is open: a build
+    /// writing the layout meanwhile waits, so its garbage collection
+    /// cannot take a blob being read.
+    _lock: Option<LayoutLock>,
 }
 
 /// `os/arch[/variant]` of a config.
@@ -296,9 +300,13 @@ impl Image {
         match source {
             Source::Layout { dir, tag } => {
                 let layout = open_layout(dir)?;
+                let lock = LayoutLock::shared(layout.root(), &crate::progress::Silent)?;
                 let (top, _) = layout.find(tag.as_deref())?;
                 let manifest = pick_manifest(top, platform, &what, &|d| layout.read(d))?;
-                Self::from_store(layout.store().clone(), None, &manifest, what, platform)
+                let mut image =
+                    Self::from_store(layout.store().clone(), None, &manifest, what, platform)?;
+                image._lock = lock;
+                Ok(image)
             }
             Source::Registry(r) => {
                 let reg = Registry::connect(&r.registry, r.api_host(), registry.clone())?;
@@ -392,6 +400,7 @@ impl Image {
             layers,
             store,
             _temp: temp,
+            _lock: None,
         })
     }
 
