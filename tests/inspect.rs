@@ -234,7 +234,11 @@ fn the_merged_view_is_what_umoci_unpacks_whiteouts_and_opaque_dirs_included() {
         ("srv/files/again.txt", T::Link, "srv/files/new.txt", 0o640),
         ("etc/passwd", T::Regular, "root:x:0:0::/:/bin/sh\n", 0o644),
         ("bin/sh", T::Symlink, "busybox", 0o777),
+        ("srv/link", T::Symlink, "files", 0o777),
     ]);
+    add_layer(&layout, &tar, &gz);
+    // And one writing through that symlink: the file lands in its target.
+    let (tar, gz) = layer(&[("srv/link/via.txt", T::Regular, "via\n", 0o600)]);
     add_layer(&layout, &tar, &gz);
     let bundle = dir.join("bundle2");
     ok(Command::new("umoci")
@@ -246,10 +250,11 @@ fn the_merged_view_is_what_umoci_unpacks_whiteouts_and_opaque_dirs_included() {
     assert_eq!(ours, on_disk(&bundle.join("rootfs")));
     assert!(!ours.contains_key("/etc/hello.txt"));
     assert!(!ours.contains_key("/srv/files/sub/nested.txt"));
+    assert!(ours.contains_key("/srv/files/via.txt"), "{ours:?}");
     let top = &v["layers"][3];
     assert_eq!(top["deleted"], 5, "{top}");
     assert_eq!(top["overwritten"], 1, "{top}");
-    assert_eq!(top["added"], 3, "{top}");
+    assert_eq!(top["added"], 4, "{top}");
     // hello.txt twice (21 B), run.sh (18 B), nested.txt (7 B) in layer 2,
     // passwd in layer 1.
     assert_eq!(v["layers"][2]["wasted"], 67, "{v}");
@@ -295,7 +300,7 @@ fn the_merged_view_is_what_umoci_unpacks_whiteouts_and_opaque_dirs_included() {
         .arg(format!("oci:{}", layout.display()))
         .args(["--layer", "9"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("has 4 layers"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("has 5 layers"), "{}", stderr(&out));
 }
 
 #[test]

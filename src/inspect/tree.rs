@@ -4,8 +4,10 @@
 //!
 //! Layer by layer, bottom first: the layer's whiteouts and opaque markers
 //! delete from what the layers below made (never from the layer itself),
-//! then its entries are laid over it. An entry whose parent directories
-//! are missing gets them, as extraction makes them (mode 0755, root). A
+//! then its entries are laid over it. An entry whose directory goes
+//! through a symbolic link lands where the link points (inside the image).
+//! An entry whose parent directories are missing gets them, as extraction
+//! makes them (mode 0755, root). A
 //! directory laid over a directory keeps what is in it; anything else laid
 //! over a path replaces it, a directory's contents included.
 //!
@@ -109,6 +111,7 @@ impl Merged {
             ..LayerStats::default()
         };
         for dir in &layer.opaque {
+            let dir = &self.resolve_parent(dir);
             let removed = self.remove_below(dir, false);
             stats.deleted += removed.len();
             let file = self.files.get(dir).map_or_else(
@@ -124,6 +127,7 @@ impl Merged {
             });
         }
         for path in &layer.whiteouts {
+            let path = &self.resolve_parent(path);
             let existed = self.files.get(path).map(|f| f.file.clone());
             let removed = self.remove_below(path, true);
             stats.deleted += removed.len();
@@ -137,6 +141,10 @@ impl Merged {
         }
         for e in &layer.entries {
             let mut file = e.clone();
+            file.path = self.resolve_parent(&file.path);
+            if file.kind == FileType::Hardlink {
+                file.link = file.link.map(|l| self.resolve_parent(&l));
+            }
             if file.kind == FileType::Hardlink && file.digest.is_none() {
                 // A link to a lower layer's file.
                 if let Some(t) = file.link.as_ref().and_then(|l| self.files.get(l)) {
@@ -180,6 +188,42 @@ impl Merged {
         }
         self.layers.push(rows);
         self.stats.push(stats);
+    }
+
+    /// `path` with the symbolic links among its parent directories
+    /// followed inside the image (never out of it: `..` stops at `/`), as
+    /// extraction does (umoci resolves an entry's directory with
+    /// securejoin); the last component is left as it is.
+    fn resolve_parent(&self, path: &str) -> String {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let dir = self.resolve_dir(parent(path), 0);
+        if name.is_empty() {
+            dir
+        } else {
+            super::files::join(&dir, name)
+        }
+    }
+
+    fn resolve_dir(&self, dir: &str, depth: usize) -> String {
+        let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        let mut cur = "/".to_string();
+        for (i, c) in comps.iter().enumerate() {
+            let next = super::files::join(&cur, c);
+            match self.files.get(&next) {
+                // Past 40 links (Linux's limit), stop following.
+                Some(f) if f.file.kind == FileType::Symlink && depth < 40 => {
+                    let target = f.file.link.as_deref().unwrap_or_default();
+                    let base = if target.starts_with('/') { "/" } else { &cur };
+                    let mut full = clean(&format!("{base}/{target}"));
+                    if i + 1 < comps.len() {
+                        full = super::files::join(&full, &comps[i + 1..].join("/"));
+                    }
+                    return self.resolve_dir(&full, depth + 1);
+                }
+                _ => cur = next,
+            }
+        }
+        cur
     }
 
     /// Removes what is below `path` (and `path` itself when `itself`),
@@ -243,6 +287,22 @@ fn implicit_dir(path: &str) -> FileInfo {
         link: None,
         digest: None,
     }
+}
+
+/// `path` with `.`, `..` and empty components resolved lexically, `..`
+/// stopping at `/`.
+fn clean(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 /// Orders paths as a tree lists them: by component, so `/a/b` comes right
@@ -331,6 +391,46 @@ mod tests {
         assert!(!m.files.contains_key("/a/two"));
         assert_eq!(m.stats[0].wasted, 22 + 20);
         assert_eq!(m.stats[1].wasted, 3);
+    }
+
+    #[test]
+    fn paths_through_symlinked_directories_land_where_extraction_puts_them() {
+        let link = |path: &str, target: &str| FileInfo {
+            kind: FileType::Symlink,
+            link: Some(target.into()),
+            size: target.len() as u64,
+            digest: None,
+            mode: 0o777,
+            ..file(path, 0)
+        };
+        let mut m = Merged::default();
+        m.push(&LayerFiles {
+            entries: vec![
+                dir("/usr"),
+                dir("/usr/lib"),
+                link("/lib", "usr/lib"),
+                link("/abs", "/usr"),
+                link("/up", "../../usr/lib"),
+                link("/loop", "loop"),
+            ],
+            ..LayerFiles::default()
+        });
+        m.push(&LayerFiles {
+            entries: vec![
+                file("/lib/a.so", 1),
+                file("/abs/lib/b.so", 2),
+                file("/up/c.so", 3),
+                file("/loop/x", 4),
+                link("/lib", "elsewhere"),
+            ],
+            ..LayerFiles::default()
+        });
+        for p in ["/usr/lib/a.so", "/usr/lib/b.so", "/usr/lib/c.so", "/loop/x"] {
+            assert!(m.files.contains_key(p), "{p}: {:?}", m.files.keys());
+        }
+        // The last component is not followed: /lib itself is replaced.
+        assert_eq!(m.files["/lib"].file.link.as_deref(), Some("elsewhere"));
+        assert_eq!(clean("/a/./b/../../../c"), "/c");
     }
 
     #[test]
