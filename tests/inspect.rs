@@ -556,6 +556,37 @@ fn an_image_in_a_registry_is_read_through_the_client() {
         "linux/arm64",
     ]));
     assert_eq!(d.status.code(), Some(0), "{}{}", stdout(&d), stderr(&d));
+    // Two references to the same image: only the configs are downloaded
+    // to compare them, no layer.
+    let arm = inspect_json(&[&layout, "--platform", "linux/arm64"]);
+    let before = reg.log_lines().len();
+    let index_digest = reg.skopeo_digest("acme/mini:1.0");
+    let before = before.min(reg.log_lines().len());
+    let d = run(aelimg_in(&dir, &docker).args([
+        "diff",
+        &target,
+        &format!("{}/acme/mini@{index_digest}", reg.host()),
+    ]));
+    assert_eq!(d.status.code(), Some(0), "{}{}", stdout(&d), stderr(&d));
+    assert!(
+        stdout(&d).contains("linux/arm64/v8: equal"),
+        "{}",
+        stdout(&d)
+    );
+    let configs = [
+        local["config"].as_str().unwrap(),
+        arm["config"].as_str().unwrap(),
+    ];
+    let log = reg.log_lines();
+    for l in log[before..]
+        .iter()
+        .filter(|l| l.contains("GET /v2/acme/mini/blobs/"))
+    {
+        assert!(
+            configs.iter().any(|c| l.contains(c)),
+            "a layer downloaded: {l}"
+        );
+    }
     let missing =
         run(aelimg_in(&dir, &docker).args(["inspect", &format!("{}/acme/none:1", reg.host())]));
     assert_eq!(missing.status.code(), Some(1), "{}", stderr(&missing));

@@ -157,6 +157,10 @@ pub struct Image {
     pub layers: Vec<LayerBlob>,
     store: BlobStore,
     _temp: Option<tempfile::TempDir>,
+    /// The registry and repository of a registry image: its layers are
+    /// downloaded when first read, so comparing images with the same
+    /// layers downloads none.
+    remote: Option<(Registry, String)>,
     /// A layout's shared lock, held while the image is open: a build
     /// writing the layout meanwhile waits, so its garbage collection
     /// cannot take a blob being read.
@@ -288,9 +292,9 @@ pub fn platforms(source: &Source, registry: &Options) -> Result<Option<Vec<Strin
 
 impl Image {
     /// Opens the image `source` names, for `platform` (`os/arch[/variant]`;
-    /// needed for a multi-platform image). A registry image's config and
-    /// layers are downloaded (and verified) into a temporary directory that
-    /// lives as long as the image.
+    /// needed for a multi-platform image). A registry image's config, and
+    /// each layer when it is first read, are downloaded (and verified) into
+    /// a temporary directory that lives as long as the image.
     ///
     /// # Errors
     /// When the image cannot be found or read, or `platform` is needed and
@@ -318,10 +322,15 @@ impl Image {
                     tempfile::tempdir().ctx(|| "cannot make a temporary directory".into())?;
                 let store = BlobStore::open(temp.path())?;
                 let m = manifest.manifest()?;
-                for d in std::iter::once(m.config()).chain(m.layers()) {
-                    fetch_blob(&reg, &r.repository, &Digest::from_oci(d.digest())?, &store)?;
-                }
-                Self::from_store(store, Some(temp), &manifest, what, platform)
+                fetch_blob(
+                    &reg,
+                    &r.repository,
+                    &Digest::from_oci(m.config().digest())?,
+                    &store,
+                )?;
+                let mut image = Self::from_store(store, Some(temp), &manifest, what, platform)?;
+                image.remote = Some((reg, r.repository.clone()));
+                Ok(image)
             }
             Source::Archive { file, name } => open_archive(file, name.as_deref(), what, platform),
         }
@@ -400,6 +409,7 @@ impl Image {
             layers,
             store,
             _temp: temp,
+            remote: None,
             _lock: None,
         })
     }
@@ -410,6 +420,9 @@ impl Image {
     /// When the blob is missing or not a (compressed) tar.
     pub fn read_layer(&self, index: usize) -> Result<LayerFiles> {
         let l = &self.layers[index];
+        if let Some((reg, repo)) = &self.remote {
+            fetch_blob(reg, repo, &l.digest, &self.store)?;
+        }
         let path = self.store.path(&l.digest);
         let f = File::open(&path).ctx(|| format!("cannot open layer {}", l.digest))?;
         files::read_layer(f).ctx(|| format!("{}: layer {} ({})", self.source, index, l.digest))
