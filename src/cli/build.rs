@@ -270,6 +270,10 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     );
     if let Err(e) = built {
         printer.ui.failed();
+        if matches!(e, aelimg::Error::SizeLimit(_)) {
+            // What grew since the layout's image explains the failure.
+            eprint!("{}", printer.changes);
+        }
         return Err(e.into());
     }
     drop(printer.ui);
