@@ -505,8 +505,11 @@ pub fn against_layout(
         Some(platform),
         &crate::registry::Options::default(),
     );
+    // The file lists of the layers, by diff_id: the same layers are read
+    // at every build.
+    let cache = store.root().join("inspect-v1");
     let old = match old {
-        Ok(o) => o,
+        Ok(o) => o.with_layer_cache(cache.clone()),
         // No such tag, or no such platform: nothing to compare with.
         Err(e) if e.is_request() => return Ok(None),
         Err(e) => return Err(e),
@@ -518,7 +521,8 @@ pub fn against_layout(
         &manifest,
         format!("{}:{tag} (new)", root.display()),
         None,
-    )?;
+    )?
+    .with_layer_cache(cache);
     diff(&old, &new).map(Some)
 }
 

@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 
 /// The kind of a file in a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileType {
     /// A regular file.
@@ -48,7 +48,7 @@ impl FileType {
 }
 
 /// One file as a layer (or the merged view) has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
     /// Absolute path in the image (`/srv/hello.txt`).
     pub path: String,
@@ -61,7 +61,7 @@ pub struct FileInfo {
     pub size: u64,
     /// Permission bits with setuid, setgid and sticky (`0o7777` at most),
     /// shown in JSON as four octal digits (`"0644"`).
-    #[serde(serialize_with = "octal")]
+    #[serde(serialize_with = "octal", deserialize_with = "from_octal")]
     pub mode: u32,
     /// Owner.
     pub uid: u64,
@@ -70,16 +70,21 @@ pub struct FileInfo {
     /// Modification time, seconds since 1970.
     pub mtime: u64,
     /// A symbolic link's target, or the path a hard link names.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
     /// sha256 of a regular file's (or hard link's) content.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
 fn octal<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{mode:04o}"))
+}
+
+fn from_octal<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(&s, 8).map_err(serde::de::Error::custom)
 }
 
 impl FileInfo {
@@ -114,7 +119,7 @@ impl FileInfo {
 }
 
 /// What one layer holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LayerFiles {
     /// Its files, in the order of the tar, whiteouts left out.
     pub entries: Vec<FileInfo>,

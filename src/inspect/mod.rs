@@ -161,6 +161,8 @@ pub struct Image {
     /// downloaded when first read, so comparing images with the same
     /// layers downloads none.
     remote: Option<(Registry, String)>,
+    /// Where the file lists of layers are kept, by diff_id, once read.
+    layer_cache: Option<PathBuf>,
     /// A layout's shared lock, held while the image is open: a build
     /// writing the layout meanwhile waits, so its garbage collection
     /// cannot take a blob being read.
@@ -410,6 +412,7 @@ impl Image {
             store,
             _temp: temp,
             remote: None,
+            layer_cache: None,
             _lock: None,
         })
     }
@@ -419,6 +422,39 @@ impl Image {
     /// # Errors
     /// When the blob is missing or not a (compressed) tar.
     pub fn read_layer(&self, index: usize) -> Result<LayerFiles> {
+        let l = &self.layers[index];
+        let cached = match (&self.layer_cache, &l.diff_id) {
+            (Some(dir), Some(id)) => Some(dir.join(format!("{}.json", id.hex()))),
+            _ => None,
+        };
+        if let Some(files) = cached
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            return Ok(files);
+        }
+        let files = self.read_layer_blob(index)?;
+        if let Some(p) = cached
+            && let Ok(bytes) = serde_json::to_vec(&files)
+        {
+            // Best effort: a cache that cannot be written is read around.
+            let _ = crate::fsutil::atomic_write(&p, &bytes);
+        }
+        Ok(files)
+    }
+
+    /// Keeps the file lists of this image's layers in `dir`, by diff_id,
+    /// and reads them from there: for images whose configs' diff_ids can
+    /// be trusted (aelimg's own builds), read over and over (the size
+    /// changes `build` prints).
+    #[must_use]
+    pub fn with_layer_cache(mut self, dir: PathBuf) -> Self {
+        self.layer_cache = Some(dir);
+        self
+    }
+
+    fn read_layer_blob(&self, index: usize) -> Result<LayerFiles> {
         let l = &self.layers[index];
         if let Some((reg, repo)) = &self.remote {
             fetch_blob(reg, repo, &l.digest, &self.store)?;
