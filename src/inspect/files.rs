@@ -374,9 +374,14 @@ mod tests {
             assert_eq!(e[4].mode_string(), "-rwsr-xr-x");
             assert_eq!(e[0].mode_string(), "drwxr-xr-x");
         }
-        let json = serde_json::to_value(&read_layer(&tar[..]).unwrap().entries[1]).unwrap();
+        let l = read_layer(&tar[..]).unwrap();
+        let json = serde_json::to_value(&l.entries[1]).unwrap();
         assert_eq!(json["mode"], "0644");
         assert_eq!(json["type"], "file");
+        // The cache of file lists reads back what it wrote.
+        let back: LayerFiles = serde_json::from_slice(&serde_json::to_vec(&l).unwrap()).unwrap();
+        assert_eq!(back.entries, l.entries);
+        assert_eq!((back.whiteouts, back.opaque), (l.whiteouts, l.opaque));
     }
 
     #[test]
