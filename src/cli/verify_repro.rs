@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use aelimg::repro::{Checkout, compare, uncommitted, work_tree};
 use clap::Args;
 
-use super::args::oci_dir_and_tag;
+use super::args::{RegistryArgs, oci_dir_and_tag};
 use super::progress::Mode;
 use super::{CmdResult, Failure, usage};
 
@@ -32,6 +32,8 @@ pub struct VerifyReproArgs {
     /// rebuild is of HEAD: they are not in it).
     #[arg(long)]
     allow_dirty: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// Print the verdicts as JSON on stdout (`{"reproducible", "commit",
     /// "images": [...]}`).
     #[arg(long)]
@@ -40,6 +42,7 @@ pub struct VerifyReproArgs {
 
 /// Rebuilds and compares.
 pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
+    args.registry.options()?;
     let (layouts, tag) = oci_dir_and_tag(&args.layouts, "--layouts")?;
     if tag.is_some() || !layouts.is_dir() {
         return Err(usage(format!(
@@ -104,6 +107,25 @@ pub fn run(args: &VerifyReproArgs, mode: Mode) -> CmdResult {
     }
     if quiet {
         cmd.arg("--quiet");
+    }
+    // The registry options, for registry bases.
+    let r = &args.registry;
+    for f in &r.ca_files {
+        cmd.arg("--ca-file")
+            .arg(std::path::absolute(f).unwrap_or_else(|_| f.clone()));
+    }
+    for (flag, values) in [
+        ("--insecure-registry", &r.insecure),
+        ("--resolve", &r.resolve),
+        ("--mount-from", &r.mount_from),
+    ] {
+        for v in values {
+            cmd.arg(flag).arg(v);
+        }
+    }
+    cmd.arg("--retries").arg(r.retries.to_string());
+    if let Some(j) = r.jobs {
+        cmd.arg("--jobs").arg(j.to_string());
     }
     match &target_dir {
         Some(t) => cmd.env("CARGO_TARGET_DIR", t),
