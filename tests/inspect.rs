@@ -301,6 +301,30 @@ fn the_merged_view_is_what_umoci_unpacks_whiteouts_and_opaque_dirs_included() {
         .args(["--layer", "9"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("has 5 layers"), "{}", stderr(&out));
+    // The merged tree, for people: a file through the symlink, with its layer.
+    let tree = ok(aelimg()
+        .arg("inspect")
+        .arg(format!("oci:{}", layout.display()))
+        .arg("--tree"));
+    assert!(
+        tree.lines()
+            .any(|l| l.starts_with("  4  -rw-------") && l.ends_with("/srv/files/via.txt")),
+        "{tree}"
+    );
+    // A directory of layouts is one when it holds one, else they are named.
+    let one = inspect_json(&[&format!("oci:{}", dir.join("out").display())]);
+    assert_eq!(one["files"], v["files"]);
+    ok(Command::new("cp")
+        .arg("-r")
+        .arg(&layout)
+        .arg(dir.join("out/copy")));
+    let two = run(aelimg()
+        .arg("inspect")
+        .arg(format!("oci:{}", dir.join("out").display())));
+    assert_eq!(two.status.code(), Some(2));
+    let e = stderr(&two);
+    assert!(e.contains("holds several layouts"), "{e}");
+    assert!(e.contains("out/copy") && e.contains("out/mini"), "{e}");
 }
 
 #[test]
