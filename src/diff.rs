@@ -497,13 +497,17 @@ pub fn against_layout(
     if !root.join("index.json").is_file() {
         return Ok(None);
     }
-    let old = Image::open(
+    // Without the layout's lock: a build never waits here (it waits, and
+    // says so, when it writes the layout); a writer changing the layout
+    // meanwhile makes this comparison fail, not the build.
+    let old = Image::open_locked(
         &Source::Layout {
             dir: root.to_path_buf(),
             tag: Some(tag.to_string()),
         },
         Some(platform),
         &crate::registry::Options::default(),
+        false,
     );
     // The file lists of the layers, by diff_id: the same layers are read
     // at every build.

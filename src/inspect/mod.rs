@@ -302,11 +302,31 @@ impl Image {
     /// When the image cannot be found or read, or `platform` is needed and
     /// missing or not in the image.
     pub fn open(source: &Source, platform: Option<&str>, registry: &Options) -> Result<Self> {
+        Self::open_locked(source, platform, registry, true)
+    }
+
+    /// [`Image::open`], without the layout's shared lock when `lock` is
+    /// false: for a reader that must never wait (what `build` compares
+    /// with before writing the layout, while another process may hold its
+    /// lock), and accepts an error if a writer changes the layout meanwhile.
+    ///
+    /// # Errors
+    /// As [`Image::open`].
+    pub fn open_locked(
+        source: &Source,
+        platform: Option<&str>,
+        registry: &Options,
+        lock: bool,
+    ) -> Result<Self> {
         let what = source.to_string();
         match source {
             Source::Layout { dir, tag } => {
                 let layout = open_layout(dir)?;
-                let lock = LayoutLock::shared(layout.root(), &crate::progress::Silent)?;
+                let lock = if lock {
+                    LayoutLock::shared(layout.root(), &crate::progress::Silent)?
+                } else {
+                    None
+                };
                 let (top, _) = layout.find(tag.as_deref())?;
                 let manifest = pick_manifest(top, platform, &what, &|d| layout.read(d))?;
                 let mut image =
