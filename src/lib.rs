@@ -35,6 +35,10 @@
 //! - Output: [`sink`] writes images out — an OCI layout, a docker archive, a
 //!   local container engine or a registry — behind one trait, joined by a
 //!   tee; [`compose`] writes DOC-056's compose files from the plan.
+//! - Reading images back: [`inspect`] opens an image (a layout, a docker
+//!   archive or a registry), reads its layers into file lists and merges
+//!   them; [`diff`] compares two images on top of it; [`repro`] checks out
+//!   a commit and compares a rebuild with the built layouts.
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
@@ -44,11 +48,13 @@ pub mod build;
 pub mod cache;
 pub mod cargo;
 pub mod compose;
+pub mod diff;
 pub mod digest;
 pub mod elf;
 pub mod error;
 pub mod fsutil;
 pub mod image;
+pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod oci;
@@ -60,6 +66,7 @@ pub mod provenance;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod repro;
 pub mod rootfs;
 pub mod sbom;
 pub mod sink;

@@ -135,6 +135,13 @@ struct Printer {
     quiet: bool,
     pushes: Vec<PushReport>,
     ui: Renderer,
+    /// The OCI layout directories written (`--output oci:DIR`).
+    oci_dirs: Vec<PathBuf>,
+    /// The working blob store (where the new images are before the
+    /// layouts are written).
+    store_dir: Box<dyn Fn() -> PathBuf + Send>,
+    /// The size changes against what the layouts held before.
+    changes: String,
 }
 
 impl Observer for Printer {
@@ -146,6 +153,16 @@ impl Observer for Printer {
     }
 
     fn built(&mut self, report: &[PlatformSize]) {
+        let before = |dir: &PathBuf| {
+            report.iter().any(|p| {
+                p.image
+                    .rsplit_once(':')
+                    .is_some_and(|(name, _)| dir.join(name).join("index.json").is_file())
+            })
+        };
+        if !self.quiet && self.oci_dirs.iter().any(before) {
+            self.changes = super::changes::summary(&self.oci_dirs, report, &(self.store_dir)());
+        }
         self.ui.suspend(|| {
             if self.json {
                 match serde_json::to_string_pretty(report) {
@@ -240,6 +257,24 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         quiet: mode == Mode::Quiet,
         pushes: Vec::new(),
         ui,
+        oci_dirs: args
+            .outputs
+            .iter()
+            .map(String::as_str)
+            .chain((args.outputs.is_empty() && !args.load).then_some(DEFAULT_OUTPUT))
+            .filter_map(|o| o.strip_prefix("oci:"))
+            .map(PathBuf::from)
+            .collect(),
+        store_dir: {
+            let given = args.cache_dir.clone();
+            let spec_dir = aelimg::fsutil::parent(&args.spec.file).to_path_buf();
+            Box::new(move || {
+                given
+                    .clone()
+                    .unwrap_or_else(|| aelimg::pipeline::default_store_dir(&spec_dir))
+            })
+        },
+        changes: String::new(),
     };
     let built = aelimg::pipeline::build(
         &args.spec.file,
@@ -250,9 +285,14 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     );
     if let Err(e) = built {
         printer.ui.failed();
+        if matches!(e, aelimg::Error::SizeLimit(_)) {
+            // What grew since the layout's image explains the failure.
+            eprint!("{}", printer.changes);
+        }
         return Err(e.into());
     }
     drop(printer.ui);
+    eprint!("{}", printer.changes);
     if args.push.is_some() {
         // With --json stdout holds the size report: the references go to stderr.
         print_pushes(
