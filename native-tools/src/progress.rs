@@ -12,7 +12,15 @@ use tokio_util::sync::CancellationToken;
 /// Reports are sent at most this often (the last one always goes out).
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-type Report = Arc<dyn Fn(u64, Option<u64>, String) + Send + Sync>;
+type Report = Arc<dyn Fn(Message) + Send + Sync>;
+
+/// What the sending task is asked to do, in order.
+enum Message {
+    /// Send one progress notification.
+    Progress(u64, Option<u64>, String),
+    /// Answer once every notification before it has been sent.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
 
 /// What a long tool call uses to report progress and to notice that the
 /// client cancelled it. Cheap to clone; usable from blocking threads.
@@ -44,23 +52,42 @@ impl Monitor {
     /// Sends `notifications/progress` with `token` to `peer` (in order,
     /// through one task that ends when the monitor's clones are gone).
     pub fn with_progress(mut self, peer: Peer<RoleServer>, token: ProgressToken) -> Monitor {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Option<u64>, String)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {
-            while let Some((done, total, msg)) = rx.recv().await {
-                let mut p =
-                    ProgressNotificationParam::new(token.clone(), done as f64).with_message(msg);
-                if let Some(t) = total {
-                    p = p.with_total(t as f64);
-                }
-                if peer.notify_progress(p).await.is_err() {
-                    break;
+            let mut gone = false;
+            while let Some(m) = rx.recv().await {
+                match m {
+                    Message::Progress(done, total, msg) if !gone => {
+                        let mut p = ProgressNotificationParam::new(token.clone(), done as f64)
+                            .with_message(msg);
+                        if let Some(t) = total {
+                            p = p.with_total(t as f64);
+                        }
+                        gone = peer.notify_progress(p).await.is_err();
+                    }
+                    Message::Progress(..) => {}
+                    Message::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
-        self.report = Some(Arc::new(move |done, total, msg| {
-            let _ = tx.send((done, total, msg));
+        self.report = Some(Arc::new(move |m| {
+            let _ = tx.send(m);
         }));
         self
+    }
+
+    /// Waits until every report so far has been sent, so that the last one
+    /// reaches the client before the tool's result (a client stops
+    /// listening for a request's progress once its result arrives).
+    pub async fn flush(&self) {
+        let Some(report) = &self.report else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        report(Message::Flush(tx));
+        let _ = rx.await;
     }
 
     /// True once the client cancelled the call.
@@ -85,6 +112,6 @@ impl Monitor {
             return;
         }
         *prev = Some(now);
-        report(done, total, msg());
+        report(Message::Progress(done, total, msg()));
     }
 }

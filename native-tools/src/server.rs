@@ -291,8 +291,12 @@ impl NativeTools {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<FsSearchResult>, ToolError> {
         let m = monitor(&rc);
-        self.fs("fs_search", move |r| fs_tools::search(r, a, &m))
-            .await
+        let sent = m.clone();
+        let r = self
+            .fs("fs_search", move |r| fs_tools::search(r, a, &m))
+            .await;
+        sent.flush().await;
+        r
     }
 
     #[tool(
@@ -367,7 +371,9 @@ impl NativeTools {
         rc: RequestContext<RoleServer>,
     ) -> Result<Json<HttpFetchResult>, ToolError> {
         let url = a.url.clone();
-        let r = net::http_fetch(&self.ctx.http, a, &monitor(&rc)).await;
+        let m = monitor(&rc);
+        let r = net::http_fetch(&self.ctx.http, a, &m).await;
+        m.flush().await;
         match &r {
             Ok(f) => tracing::debug!(%url, status = f.status, bytes = f.bytes, "http_fetch done"),
             Err(e) => tracing::debug!(%url, error = %e, "http_fetch failed"),
