@@ -550,8 +550,9 @@ fn upload(
 }
 
 /// PUTs a manifest under a tag or digest, checking the digest the registry
-/// reports.
-fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Result<()> {
+/// reports; true when the registry answers `OCI-Subject` (it keeps the
+/// referrers of the manifest's subject itself).
+fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Result<bool> {
     let url = reg.url(&format!("/v2/{repo}/manifests/{reference}"))?;
     let mut h = HeaderMap::new();
     h.insert(
@@ -585,7 +586,8 @@ fn put_manifest(reg: &Registry, repo: &str, m: &Document, reference: &str) -> Re
         }
         .into());
     }
-    Ok(())
+    // A registry that keeps a manifest's subject's referrers itself says so.
+    Ok(resp.headers().get("oci-subject").is_some())
 }
 
 /// Pushes artifacts attached to an image's manifests (SBOMs) to `repo`,
@@ -633,7 +635,7 @@ fn push_referrers(
     let mut fallback: std::collections::BTreeMap<&Digest, Vec<Descriptor>> =
         std::collections::BTreeMap::new();
     for r in referrers {
-        let kept = put_manifest_subject(reg, repo, &r.manifest)?;
+        let kept = put_manifest(reg, repo, &r.manifest, r.manifest.digest.as_str())?;
         if !kept {
             fallback.entry(&r.subject).or_default().push(r.descriptor());
         }
@@ -660,28 +662,6 @@ fn push_referrers(
         put_manifest(reg, repo, &doc, &tag)?;
     }
     Ok(blobs.len())
-}
-
-/// PUTs an artifact manifest by digest; true when the registry says it
-/// keeps the subject's referrers itself (`OCI-Subject`).
-fn put_manifest_subject(reg: &Registry, repo: &str, m: &Document) -> Result<bool> {
-    let url = reg.url(&format!("/v2/{repo}/manifests/{}", m.digest))?;
-    let mut h = HeaderMap::new();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(crate::oci::MANIFEST));
-    let resp = reg.send(
-        Method::PUT,
-        &url,
-        &push_scopes(repo, None),
-        &h,
-        Some(&m.bytes),
-    )?;
-    if resp.status().as_u16() != 201 {
-        return Err(reg.status_error(
-            resp,
-            &format!("push artifact manifest {} to {repo}", m.digest),
-        ));
-    }
-    Ok(resp.headers().get("oci-subject").is_some())
 }
 
 /// The index tagged `tag`, or `None` when the tag does not exist.
@@ -1135,7 +1115,7 @@ mod tests {
             assert_eq!(reqs[0].header("content-type"), Some(crate::oci::MANIFEST));
             assert_eq!(reqs[0].body, m.bytes);
             match result {
-                Ok(()) => assert!(!refused, "{answered:?} accepted"),
+                Ok(_) => assert!(!refused, "{answered:?} accepted"),
                 Err(e) => {
                     assert!(refused, "{answered:?}: {e}");
                     assert!(matches!(
