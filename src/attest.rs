@@ -175,8 +175,12 @@ pub fn attach(
                 let key = (id.package.clone(), p.platform);
                 if !crates.contains_key(&key) {
                     let Some(ws) = workspace else { continue };
-                    let found =
-                        sbom::crates::package_crates(ws, &id.package, p.platform.rust_target())?;
+                    let found = sbom::crates::package_crates(
+                        ws,
+                        &id.package,
+                        p.platform.rust_target(),
+                        true,
+                    )?;
                     crates.insert(key.clone(), found);
                 }
                 let found = &crates[&key];

@@ -62,6 +62,7 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
         locked: false,
         cargo_color: false,
         no_cache: false,
+        embed_dependencies: true,
         registry: Options {
             retries: 0,
             backoff: Duration::from_millis(10),

@@ -3,8 +3,10 @@
 //! validates the CycloneDX one against the CycloneDX 1.6 JSON schema, the
 //! crates each payload package depends on are exactly `cargo tree -e normal
 //! --target <triple> -p <package>`'s, oci-image-tool validates index.json
-//! and the artifact manifests, and the in-toto attestation framework's
-//! bindings parse and validate the SLSA provenance.
+//! and the artifact manifests, the in-toto attestation framework's
+//! bindings parse and validate the SLSA provenance, and rust-audit-info
+//! (crates.io) reads the same crates out of each binary's `.dep-v0`
+//! section.
 
 mod common;
 
@@ -217,6 +219,63 @@ fn every_platform_manifest_has_a_valid_spdx_sbom_with_cargo_trees_crates() {
                 let digest = d["digest"].as_str().unwrap();
                 validate("manifest", &layout.join("blobs/sha256").join(&digest[7..]));
             }
+        }
+    }
+}
+
+/// rust-audit-info (the reader cargo-auditable's authors publish) finds
+/// the crate list in every payload binary of the images, unpacked by umoci:
+/// the package itself as the root, and the same crates as the SBOM and
+/// `cargo tree`; proc-macros are build-time, never runtime, dependencies.
+#[test]
+fn payload_binaries_carry_the_sboms_crate_list_for_rust_audit_info() {
+    let work = scratch("sbom-auditable");
+    let layout = images().join("ael");
+    let sboms = referrers(&layout);
+    for (arch, digest, _) in platform_digests(&layout) {
+        let bundle = common::unpack_platform(&layout, &arch, &work.join(&arch));
+        let (_, manifest) = sboms
+            .iter()
+            .find(|(k, m)| k == SPDX && m["subject"]["digest"] == digest.as_str())
+            .unwrap_or_else(|| panic!("{arch}: no SBOM"));
+        let doc = json(
+            &std::fs::read_to_string(artifact_blob(&layout, manifest, &work.join("sbom"))).unwrap(),
+        );
+        for package in ["ael", "native-tools"] {
+            let exe = bundle.join("rootfs/usr/local/bin").join(package);
+            let info = json(&ok(Command::new("rust-audit-info").arg(&exe)));
+            let packages = info["packages"].as_array().unwrap();
+            let roots: Vec<&serde_json::Value> =
+                packages.iter().filter(|p| p["root"] == true).collect();
+            assert_eq!(roots.len(), 1, "{arch} {package}: {info}");
+            assert_eq!(roots[0]["name"], package);
+            assert_eq!(roots[0]["source"], "local");
+            let crates: BTreeSet<String> = packages
+                .iter()
+                .filter(|p| p["root"] != true)
+                .map(|p| {
+                    format!(
+                        "{}@{}",
+                        p["name"].as_str().unwrap(),
+                        p["version"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            assert_eq!(
+                crates,
+                spdx_dependencies(&doc, package),
+                "{arch} {package}: rust-audit-info vs the SBOM"
+            );
+            assert_eq!(crates, cargo_tree(package, rust_target(&arch)));
+            let kind = |name: &str| {
+                packages
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .map(|p| p["kind"].as_str().unwrap_or("runtime").to_string())
+            };
+            assert_eq!(kind("serde_derive").as_deref(), Some("build"), "{info}");
+            assert_eq!(kind("serde").as_deref(), Some("runtime"), "{info}");
+            assert_eq!(kind("tokio").as_deref(), Some("runtime"), "{info}");
         }
     }
 }

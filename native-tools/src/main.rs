@@ -140,9 +140,16 @@ async fn health(url: &str, timeout_ms: u64) -> Result<(), MainError> {
     }
 }
 
-fn init_logging() {
-    let level = std::env::var("LOG_LEVEL")
-        .ok()
+/// The log filter for `LOG_LEVEL`: a level (`warning`, `critical` and
+/// `fatal` are accepted too) or `target=level` directives separated by commas
+/// (`native_tools=debug,rmcp=warn`); anything else means `info`.
+///
+/// A `Targets` filter reads the same directives as tracing's `EnvFilter`
+/// without its regex engine, which cost the payload's cold build more than
+/// half a minute (decision 0002). Span and field filters (`[span]{x=1}`) are
+/// not supported and fall back to `info`.
+fn log_filter(level: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let level = level
         .map(|l| l.trim().to_ascii_lowercase())
         .map(|l| match l.as_str() {
             "warning" => "warn".to_string(),
@@ -151,8 +158,13 @@ fn init_logging() {
         })
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "info".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    level.parse().unwrap_or_else(|_| {
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+    })
+}
+
+fn init_logging() {
+    let filter = log_filter(std::env::var("LOG_LEVEL").ok().as_deref());
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -374,5 +386,41 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                 std::future::pending::<()>().await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::log_filter;
+    use tracing::level_filters::LevelFilter;
+
+    fn default(level: Option<&str>) -> Option<LevelFilter> {
+        log_filter(level).default_level()
+    }
+
+    fn enabled(level: Option<&str>, target: &str, at: tracing::Level) -> bool {
+        log_filter(level).would_enable(target, &at)
+    }
+
+    #[test]
+    fn log_level_names_and_directives() {
+        assert_eq!(default(None), Some(LevelFilter::INFO));
+        assert_eq!(default(Some(" ")), Some(LevelFilter::INFO));
+        assert_eq!(default(Some("WARNING")), Some(LevelFilter::WARN));
+        assert_eq!(default(Some("fatal")), Some(LevelFilter::ERROR));
+        assert_eq!(default(Some("trace")), Some(LevelFilter::TRACE));
+        let d = Some("native_tools=debug,rmcp=warn");
+        assert!(enabled(d, "native_tools::kafka", tracing::Level::DEBUG));
+        assert!(!enabled(d, "native_tools", tracing::Level::TRACE));
+        assert!(!enabled(d, "rmcp::service", tracing::Level::INFO));
+        assert!(enabled(d, "rmcp::service", tracing::Level::WARN));
+        assert!(!enabled(d, "hyper", tracing::Level::ERROR));
+        let d = Some("info,rskafka=off");
+        assert!(enabled(d, "native_tools", tracing::Level::INFO));
+        assert!(!enabled(d, "rskafka::client", tracing::Level::ERROR));
+        // Not a directive: the default.
+        let d = Some("native_tools=loud");
+        assert!(enabled(d, "native_tools", tracing::Level::INFO));
+        assert!(!enabled(d, "native_tools", tracing::Level::DEBUG));
     }
 }

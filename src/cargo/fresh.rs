@@ -35,7 +35,7 @@ use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 
 /// Bumped when what the stamp records, or how, changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// Environment variables that never reach a compiler's output: the shell's
 /// and the terminal's. Any other variable is part of the stamp's inputs
@@ -127,8 +127,8 @@ pub(super) struct Stamp {
 
 /// What a [`Stamp`] is computed from, besides the files it stats.
 pub(super) struct StampInputs<'a> {
-    /// The cargo command, as it will run.
-    pub cargo: &'a Command,
+    /// The cargo commands, as they will run.
+    pub cargo: &'a [&'a Command],
     /// The compiler's `rustc -vV`, run as cargo would run it.
     pub rustc_version: &'a [u8],
     /// The workspace root.
@@ -154,21 +154,23 @@ impl Stamp {
         };
         field("format", &FORMAT.to_le_bytes());
         field("aelimg", env!("CARGO_PKG_VERSION").as_bytes());
-        let cmd = inputs.cargo;
-        field("program", cmd.get_program().as_encoded_bytes());
         let mut command_key = Sha256::new();
-        command_key.update(cmd.get_program().as_encoded_bytes());
-        for a in cmd.get_args() {
-            field("arg", a.as_encoded_bytes());
-            command_key.update([0]);
-            command_key.update(a.as_encoded_bytes());
-        }
-        if let Some(dir) = cmd.get_current_dir() {
-            field("cwd", dir.as_os_str().as_encoded_bytes());
-        }
-        for (k, v) in environment(cmd) {
-            field("env", k.as_encoded_bytes());
-            field("=", v.as_encoded_bytes());
+        for cmd in inputs.cargo {
+            field("program", cmd.get_program().as_encoded_bytes());
+            command_key.update([1]);
+            command_key.update(cmd.get_program().as_encoded_bytes());
+            for a in cmd.get_args() {
+                field("arg", a.as_encoded_bytes());
+                command_key.update([0]);
+                command_key.update(a.as_encoded_bytes());
+            }
+            if let Some(dir) = cmd.get_current_dir() {
+                field("cwd", dir.as_os_str().as_encoded_bytes());
+            }
+            for (k, v) in environment(cmd) {
+                field("env", k.as_encoded_bytes());
+                field("=", v.as_encoded_bytes());
+            }
         }
         field("rustc", inputs.rustc_version);
         for f in watched_files(inputs.root, inputs.manifests, inputs.cargo_home) {

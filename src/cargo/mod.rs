@@ -22,6 +22,7 @@ pub use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};
 
+pub mod auditable;
 mod fresh;
 mod units;
 
@@ -117,6 +118,9 @@ impl Workspace for CargoWorkspace {
     }
 }
 
+/// Binaries wanted, per platform.
+type Wanted = BTreeMap<Platform, BTreeSet<BinId>>;
+
 /// Runs cargo for real.
 #[derive(Debug, Clone)]
 pub struct CargoBuilder {
@@ -133,6 +137,9 @@ pub struct CargoBuilder {
     /// Skip cargo when the stamp of the last build says nothing changed
     /// (see the `fresh` module); off, cargo is always asked.
     pub trust_stamp: bool,
+    /// Link each binary's dependency list into it, as cargo-auditable does
+    /// (see [`auditable`]).
+    pub embed_dependencies: bool,
 }
 
 impl CargoBuilder {
@@ -278,16 +285,16 @@ impl CargoBuilder {
         Some(estimate_units(&per_target))
     }
 
-    /// The stamp of the build `cmd` runs, when stamps are trusted and the
+    /// The stamp of the build `commands` run, when stamps are trusted and the
     /// compiler can be asked its version.
-    fn stamp(&self, cmd: &Command) -> Option<fresh::Stamp> {
+    fn stamp(&self, commands: &[&Command]) -> Option<fresh::Stamp> {
         if !self.trust_stamp {
             return None;
         }
         let out = self.tool("rustc").arg("-vV").output().ok()?;
         out.status.success().then(|| {
             fresh::Stamp::new(&fresh::StampInputs {
-                cargo: cmd,
+                cargo: commands,
                 rustc_version: &out.stdout,
                 root: &self.workspace.root,
                 target_dir: &self.workspace.target_dir,
@@ -348,40 +355,25 @@ impl PayloadBuilder for CargoBuilder {
 }
 
 impl CargoBuilder {
-    /// Builds the binaries `wanted` of one package (every platform in one
-    /// cargo invocation).
+    /// Builds the binaries `wanted` of one package.
+    ///
+    /// Without [`Self::embed_dependencies`], one `cargo build` for every
+    /// platform at once. With it, one `cargo rustc` per platform and binary
+    /// (cargo hands extra rustc arguments to one target only), each linking
+    /// that binary's dependency list (see [`auditable`]); dependencies are
+    /// compiled by the first and are fresh for the others.
     fn build_package(
         &self,
         package: &str,
         wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
         progress: &dyn Progress,
     ) -> Result<Binaries> {
-        let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
         let platforms: Vec<Platform> = wanted.keys().copied().collect();
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let mut cmd = self.cargo();
-        cmd.arg("build")
-            .arg("--manifest-path")
-            .arg(self.workspace.root.join("Cargo.toml"))
-            .arg("--profile")
-            .arg(&self.profile)
-            .arg("--message-format=json-render-diagnostics");
-        if self.locked {
-            cmd.arg("--locked");
-        }
-        if self.color {
-            cmd.arg("--color=always");
-        }
-        for p in wanted.keys() {
-            cmd.arg("--target").arg(p.rust_target());
-        }
-        cmd.arg("-p").arg(package);
-        for id in &all {
-            cmd.arg("--bin").arg(&id.bin);
-        }
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags());
-        let stamp = self.stamp(&cmd);
+        let invocations = self.invocations(package, wanted)?;
+        let commands: Vec<&Command> = invocations.iter().map(|(c, _)| c).collect();
+        let stamp = self.stamp(&commands);
         if let Some(found) = stamp.as_ref().and_then(|s| s.check(wanted)) {
             progress.event(&Event::PayloadUpToDate {
                 package,
@@ -396,37 +388,10 @@ impl CargoBuilder {
             platforms: &platforms,
             estimate,
         });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| Error::Cargo(format!("cannot run cargo: {e}")))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::Cargo("no stdout from cargo".into()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| Error::Cargo("no stderr from cargo".into()))?;
         let mut count = UnitCount::new(estimate);
-        // stderr (status lines and rendered diagnostics) is read beside
-        // stdout (the JSON messages), so that neither pipe fills up.
-        let found = std::thread::scope(|s| {
-            s.spawn(|| forward_lines(stderr, progress));
-            let found = read_messages(BufReader::new(stdout), wanted, &mut count, progress);
-            if found.is_err() {
-                let _ = child.kill();
-            }
-            found
-        });
-        let status = child
-            .wait()
-            .map_err(|e| Error::Cargo(format!("waiting for cargo: {e}")))?;
-        let found = found?;
-        if !status.success() {
-            return Err(Error::Cargo(format!(
-                "cargo build -p {package} failed ({status}); its messages are above"
-            )));
+        let mut found = Binaries::new();
+        for (cmd, subset) in invocations {
+            found.extend(run_cargo(cmd, package, &subset, &mut count, progress)?);
         }
         for (platform, bins) in wanted {
             for id in bins {
@@ -448,6 +413,115 @@ impl CargoBuilder {
         });
         Ok(found)
     }
+
+    /// The cargo commands that build `wanted` of `package`, each with the
+    /// binaries it builds.
+    fn invocations(
+        &self,
+        package: &str,
+        wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+    ) -> Result<Vec<(Command, Wanted)>> {
+        if !self.embed_dependencies {
+            let mut cmd = self.cargo_command("build", package);
+            for p in wanted.keys() {
+                cmd.arg("--target").arg(p.rust_target());
+            }
+            let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
+            for id in all {
+                cmd.arg("--bin").arg(&id.bin);
+            }
+            return Ok(vec![(cmd, wanted.clone())]);
+        }
+        let objects = self.workspace.target_dir.join("aelimg-auditable");
+        let mut out = Vec::new();
+        for (platform, bins) in wanted {
+            let crates = crate::sbom::crates::package_crates(
+                &self.workspace,
+                package,
+                platform.rust_target(),
+                self.locked,
+            )?;
+            let object = auditable::write_object(&objects, *platform, &crates)?;
+            for id in bins {
+                let mut cmd = self.cargo_command("rustc", package);
+                cmd.arg("--target")
+                    .arg(platform.rust_target())
+                    .arg("--bin")
+                    .arg(&id.bin)
+                    .arg("--")
+                    .args(auditable::rustc_args(&object));
+                out.push((
+                    cmd,
+                    BTreeMap::from([(*platform, BTreeSet::from([id.clone()]))]),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `cargo SUBCOMMAND -p PACKAGE` with the profile, JSON messages and
+    /// the payload's flags.
+    fn cargo_command(&self, subcommand: &str, package: &str) -> Command {
+        let mut cmd = self.cargo();
+        cmd.arg(subcommand)
+            .arg("--manifest-path")
+            .arg(self.workspace.root.join("Cargo.toml"))
+            .arg("--profile")
+            .arg(&self.profile)
+            .arg("--message-format=json-render-diagnostics");
+        if self.locked {
+            cmd.arg("--locked");
+        }
+        if self.color {
+            cmd.arg("--color=always");
+        }
+        cmd.arg("-p").arg(package);
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags());
+        cmd
+    }
+}
+
+/// Runs one cargo command of `package`'s build, reading the binaries of
+/// `wanted` from its messages.
+fn run_cargo(
+    mut cmd: Command,
+    package: &str,
+    wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+    count: &mut UnitCount,
+    progress: &dyn Progress,
+) -> Result<Binaries> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Cargo(format!("cannot run cargo: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Cargo("no stdout from cargo".into()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::Cargo("no stderr from cargo".into()))?;
+    // stderr (status lines and rendered diagnostics) is read beside
+    // stdout (the JSON messages), so that neither pipe fills up.
+    let found = std::thread::scope(|s| {
+        s.spawn(|| forward_lines(stderr, progress));
+        let found = read_messages(BufReader::new(stdout), wanted, count, progress);
+        if found.is_err() {
+            let _ = child.kill();
+        }
+        found
+    });
+    let status = child
+        .wait()
+        .map_err(|e| Error::Cargo(format!("waiting for cargo: {e}")))?;
+    let found = found?;
+    if !status.success() {
+        return Err(Error::Cargo(format!(
+            "cargo build -p {package} failed ({status}); its messages are above"
+        )));
+    }
+    Ok(found)
 }
 
 /// Sends each line of `from` as [`Event::PayloadOutput`] (invalid UTF-8

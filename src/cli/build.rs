@@ -51,6 +51,11 @@ pub struct BuildArgs {
     /// Cargo profile of the payload binaries.
     #[arg(long, default_value = "release")]
     profile: String,
+    /// Do not link each payload binary's crate list into it (the `.dep-v0`
+    /// section cargo-auditable writes and `cargo audit bin`, trivy, grype
+    /// and syft read).
+    #[arg(long)]
+    no_auditable: bool,
     /// Take the payload binaries from DIR/<rust-target>/<bin> instead of cargo.
     #[arg(long, value_name = "DIR")]
     prebuilt: Option<PathBuf>,
@@ -237,6 +242,7 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         // cargo's lines reach a terminal only with the bars.
         cargo_color: mode == Mode::Bars,
         no_cache: args.no_cache,
+        embed_dependencies: !args.no_auditable,
         registry,
         compression,
         // `--jobs` (with the registry flags) also bounds blob transfers.

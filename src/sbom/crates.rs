@@ -20,7 +20,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Bump when what is cached changes shape or meaning.
-const CACHE_VERSION: &str = "aelimg-sbom-crates-v1";
+const CACHE_VERSION: &str = "aelimg-sbom-crates-v2";
 
 /// One crate compiled into a binary.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -63,6 +63,9 @@ impl CrateInfo {
     }
 }
 
+/// A crate by name and exact version (cargo tree's identity of a package).
+pub type CrateKey = (String, String);
+
 /// The crates of one payload package's binaries for one target: the
 /// package itself first, then every crate it depends on (normal
 /// dependencies, transitively, proc-macros included), sorted.
@@ -72,14 +75,27 @@ pub struct PackageCrates {
     pub root: CrateInfo,
     /// Its dependencies.
     pub dependencies: Vec<CrateInfo>,
+    /// Which crate depends on which (normal dependencies), as cargo tree
+    /// shows them.
+    pub edges: BTreeSet<(CrateKey, CrateKey)>,
+    /// The procedural macros among the crates: they run in the compiler and
+    /// are not linked into the binary (nor are crates only they use).
+    pub proc_macros: BTreeSet<CrateKey>,
 }
 
 /// Reads the crates of `package` for `target`, from the cache when the
-/// workspace's manifests and lock file are unchanged.
+/// workspace's manifests and lock file are unchanged. With `locked`, cargo
+/// may not change Cargo.lock (`--locked`); without, it writes a missing or
+/// outdated one, as `cargo build` would.
 ///
 /// # Errors
 /// When cargo cannot answer, or its answer cannot be read.
-pub fn package_crates(ws: &CargoWorkspace, package: &str, target: &str) -> Result<PackageCrates> {
+pub fn package_crates(
+    ws: &CargoWorkspace,
+    package: &str,
+    target: &str,
+    locked: bool,
+) -> Result<PackageCrates> {
     let key = cache_key(ws, package, target)?;
     let dir = ws.target_dir.join("aelimg-sbom");
     let path = dir.join(format!("{}.json", key.hex()));
@@ -88,7 +104,7 @@ pub fn package_crates(ws: &CargoWorkspace, package: &str, target: &str) -> Resul
     {
         return Ok(found);
     }
-    let found = resolve(ws, package, target)?;
+    let found = resolve(ws, package, target, locked)?;
     // The cache only saves time: a failure to write it fails nothing.
     if std::fs::create_dir_all(&dir).is_ok()
         && let Ok(bytes) = serde_json::to_vec(&found)
@@ -110,8 +126,13 @@ fn cache_key(ws: &CargoWorkspace, package: &str, target: &str) -> Result<Digest>
     add(package.as_bytes());
     add(target.as_bytes());
     let lock = ws.root.join("Cargo.lock");
-    add(&std::fs::read(&lock)
-        .map_err(|e| Error::io(format!("cannot read {}", lock.display()), e))?);
+    match std::fs::read(&lock) {
+        Ok(bytes) => add(&bytes),
+        // Not written yet: cargo writes it below, and the next build has
+        // another key.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => add(b"no Cargo.lock"),
+        Err(e) => return Err(Error::io(format!("cannot read {}", lock.display()), e)),
+    }
     for m in ws.manifests() {
         add(m.to_string_lossy().as_bytes());
         add(&std::fs::read(m).map_err(|e| Error::io(format!("cannot read {}", m.display()), e))?);
@@ -120,20 +141,30 @@ fn cache_key(ws: &CargoWorkspace, package: &str, target: &str) -> Result<Digest>
 }
 
 /// Asks cargo.
-fn resolve(ws: &CargoWorkspace, package: &str, target: &str) -> Result<PackageCrates> {
+fn resolve(
+    ws: &CargoWorkspace,
+    package: &str,
+    target: &str,
+    locked: bool,
+) -> Result<PackageCrates> {
+    let locked = if locked { "--locked" } else { "--quiet" };
     let tree = run(
         ws,
         &[
-            "tree", "--locked", "-e", "normal", "--prefix", "none", "--format", "{p}", "--target",
+            "tree", locked, "-e", "normal", "--prefix", "depth", "--format", "{p}", "--target",
             target, "-p", package,
         ],
     )?;
-    let wanted: BTreeSet<(String, String)> = tree.lines().filter_map(name_version).collect();
+    let Tree {
+        crates: wanted,
+        edges,
+        proc_macros,
+    } = Tree::parse(&tree);
     let meta = run(
         ws,
         &[
             "metadata",
-            "--locked",
+            locked,
             "--format-version=1",
             "--filter-platform",
             target,
@@ -190,7 +221,49 @@ fn resolve(ws: &CargoWorkspace, package: &str, target: &str) -> Result<PackageCr
         ))
     })?;
     dependencies.sort();
-    Ok(PackageCrates { root, dependencies })
+    Ok(PackageCrates {
+        root,
+        dependencies,
+        edges,
+        proc_macros,
+    })
+}
+
+/// What `cargo tree --prefix depth --format {p}` shows.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tree {
+    crates: BTreeSet<CrateKey>,
+    edges: BTreeSet<(CrateKey, CrateKey)>,
+    proc_macros: BTreeSet<CrateKey>,
+}
+
+impl Tree {
+    /// Reads the lines: each is the depth, then the package; its parent is
+    /// the closest line above it one level up.
+    fn parse(text: &str) -> Self {
+        let mut tree = Self::default();
+        let mut path: Vec<CrateKey> = Vec::new();
+        for line in text.lines() {
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            let Ok(depth) = line[..digits].parse::<usize>() else {
+                continue;
+            };
+            let rest = &line[digits..];
+            let Some(key) = name_version(rest) else {
+                continue;
+            };
+            if rest.contains(" (proc-macro)") {
+                tree.proc_macros.insert(key.clone());
+            }
+            path.truncate(depth);
+            if let Some(parent) = path.last() {
+                tree.edges.insert((parent.clone(), key.clone()));
+            }
+            tree.crates.insert(key.clone());
+            path.push(key);
+        }
+        tree
+    }
 }
 
 fn run(ws: &CargoWorkspace, args: &[&str]) -> Result<String> {
@@ -254,6 +327,29 @@ mod tests {
         );
         assert_eq!(name_version(""), None);
         assert_eq!(name_version("warning: something"), None);
+    }
+
+    #[test]
+    fn tree_with_depths() {
+        let text = "0app v0.1.0 (/w/app)\n1serde v1.0.228\n2serde_derive v1.0.228 (proc-macro)\n\
+                    3syn v2.0.1\n1log v0.4.1\n1syn v2.0.1 (*)\n";
+        let t = Tree::parse(text);
+        let k = |n: &str, v: &str| (n.to_string(), v.to_string());
+        assert_eq!(t.crates.len(), 5);
+        assert_eq!(
+            t.edges,
+            BTreeSet::from([
+                (k("app", "0.1.0"), k("serde", "1.0.228")),
+                (k("serde", "1.0.228"), k("serde_derive", "1.0.228")),
+                (k("serde_derive", "1.0.228"), k("syn", "2.0.1")),
+                (k("app", "0.1.0"), k("log", "0.4.1")),
+                (k("app", "0.1.0"), k("syn", "2.0.1")),
+            ])
+        );
+        assert_eq!(
+            t.proc_macros,
+            BTreeSet::from([k("serde_derive", "1.0.228")])
+        );
     }
 
     #[test]
