@@ -76,6 +76,9 @@ pub struct Pruned {
     pub bytes: u64,
     /// Layer records removed (their blob was removed or was missing).
     pub layers: u64,
+    /// Other records removed: SBOMs made before whose blob is gone, file
+    /// lists of layers no layer record names any more.
+    pub records: u64,
 }
 
 impl LayerCache {
@@ -248,7 +251,9 @@ impl LayerCache {
 
     /// Removes blobs last used longer than `max_age` ago, then the least
     /// recently used ones until the blobs take at most `max_size` bytes,
-    /// then the layer records whose blob is gone.
+    /// then the layer records whose blob is gone, the SBOM records
+    /// (`sbom-cache/`) whose blob is gone, and the layer file lists
+    /// (`inspect-v1/`, by diff_id) of layers no layer record names.
     ///
     /// # Errors
     /// When the store cannot be listed or a removal fails.
@@ -266,6 +271,7 @@ impl LayerCache {
             blobs: 0,
             bytes: 0,
             layers: 0,
+            records: 0,
         };
         for (used, len, d) in &blobs {
             let old = max_age.is_some_and(|a| now.duration_since(*used).unwrap_or_default() > a);
@@ -290,8 +296,45 @@ impl LayerCache {
                 }
             }
         }
+        let mut diff_ids = std::collections::BTreeSet::new();
+        if let Ok(rd) = fs::read_dir(self.layers_dir()) {
+            for e in rd.flatten() {
+                if let Some(r) = fs::read(e.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+                {
+                    diff_ids.insert(format!("{}.json", r.diff_id.hex()));
+                }
+            }
+        }
+        // An SBOM record holds the digest of the SBOM it made.
+        pruned.records += remove_where(&self.store.root().join("sbom-cache"), |path, _| {
+            !fs::read_to_string(path)
+                .ok()
+                .and_then(|t| Digest::parse(t.trim()).ok())
+                .is_some_and(|d| self.store.has(&d))
+        })?;
+        pruned.records += remove_where(&self.store.root().join("inspect-v1"), |_, name| {
+            !diff_ids.contains(name)
+        })?;
         Ok(pruned)
     }
+}
+
+/// Removes the files of `dir` (absent: none) for which `remove(path, name)`
+/// holds; returns how many.
+fn remove_where(dir: &Path, remove: impl Fn(&Path, &str) -> bool) -> Result<u64> {
+    let mut n = 0;
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if remove(&path, &e.file_name().to_string_lossy()) {
+                fs::remove_file(&path).ctx(|| format!("cannot remove {}", path.display()))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn count(dir: &Path) -> u64 {

@@ -201,11 +201,17 @@ fn cache_info_and_prune() {
         .args(["cache", "prune", "--json", "--max-age", "1d", "--cache-dir"])
         .arg(&cache)));
     assert_eq!(p["blobs"], 0, "{p}");
+    assert_eq!(p["records"], 0, "{p}");
+    let sbom_records = || std::fs::read_dir(cache.join("sbom-cache")).unwrap().count();
+    assert!(sbom_records() > 0, "the build made SBOMs");
     let p = json(&ok(common::aelimg()
         .args(["cache", "prune", "--json", "--all", "--cache-dir"])
         .arg(&cache)));
     assert_eq!(p["blobs"], i["blobs"], "{p}");
     assert_eq!(info(&[])["blobs"], 0);
+    // The records of SBOMs whose blobs are gone go with them.
+    assert_eq!(sbom_records(), 0, "{p}");
+    assert!(p["records"].as_u64().unwrap() > 0, "{p}");
     // The next build builds everything again, and the same bytes.
     let r = report(&build(&spec, &cache, &dir.join("again"), &[]));
     assert!(layers(&r).iter().all(|l| l.2 == "built"), "{r}");

@@ -103,10 +103,11 @@ pub fn run(args: &CacheArgs) -> CmdResult {
             };
             let p = cache.prune(age, size)?;
             let text = format!(
-                "removed {} blobs ({}) and {} layer records from {}",
+                "removed {} blobs ({}), {} layer records and {} SBOM and file-list records from {}",
                 p.blobs,
                 human(p.bytes),
                 p.layers,
+                p.records,
                 dir.display()
             );
             print(args.json, &p, &text)
