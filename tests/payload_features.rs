@@ -10,11 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::ok;
 
-/// Crates whose features differ on purpose: rmcp's client side is ael's
-/// alone (native-tools is only a server), and rmcp is near the top of the
-/// graph, so nothing else is compiled twice because of it.
-const DIFFERENT_ON_PURPOSE: &[&str] = &["rmcp"];
-
 /// Each crate of `package`'s graph for `target` (normal and build edges,
 /// as cargo compiles them) with its features and its dependencies.
 fn graph(package: &str, target: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
@@ -73,10 +68,6 @@ fn the_payload_crates_share_every_dependency_build() {
             let Some((their_features, their_deps)) = tools.get(id) else {
                 continue;
             };
-            let name = id.split(' ').next().unwrap();
-            if DIFFERENT_ON_PURPOSE.contains(&name) {
-                continue;
-            }
             if features != their_features || deps != their_deps {
                 differ.push(format!(
                     "{id}: ael [{features}] {deps:?}, native-tools [{their_features}] {their_deps:?}"
