@@ -175,6 +175,7 @@ pub fn build_platform_image(
     ours: Vec<(LayerDigests, Origin)>,
     compression: LayerCompression,
     source_date_epoch: u64,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<PlatformImage> {
     let (ours, our_origins): (Vec<LayerDigests>, Vec<Origin>) = ours.into_iter().unzip();
     let (config, healthcheck) = image_config(plan, platform, base, &ours, source_date_epoch)?;
@@ -191,9 +192,9 @@ pub fn build_platform_image(
         .media_type(MediaType::ImageManifest)
         .config(config.descriptor())
         .layers(layer_descs);
-    if !plan.annotations.is_empty() {
+    if !annotations.is_empty() {
         builder = builder.annotations(
-            plan.annotations
+            annotations
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
@@ -364,13 +365,33 @@ fn merge_runtime(base: Option<&Config>, ours: &Config) -> Config {
     out
 }
 
+/// The annotations of an image's manifests and index: the plan's, with
+/// `org.opencontainers.image.base.name` and `base.digest` of a registry
+/// base unless the plan sets them.
+#[must_use]
+pub fn annotations(plan: &ImagePlan, base: Option<&BaseImage>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(b) = base {
+        out.insert(
+            crate::annotations::BASE_NAME.to_string(),
+            b.reference.to_string(),
+        );
+        out.insert(
+            crate::annotations::BASE_DIGEST.to_string(),
+            b.digest.to_string(),
+        );
+    }
+    out.extend(plan.annotations.clone());
+    out
+}
+
 /// Builds the image index of a multi-platform image.
 ///
 /// # Errors
 /// When the index cannot be built.
 pub fn build_index(
     images: &[PlatformImage],
-    annotations: &HashMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<Document> {
     let manifests = images
         .iter()
@@ -385,7 +406,12 @@ pub fn build_index(
         .media_type(MediaType::ImageIndex)
         .manifests(manifests);
     if !annotations.is_empty() {
-        ib = ib.annotations(annotations.clone());
+        ib = ib.annotations(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
     }
     let index = ib.build().map_err(oci_err)?;
     Document::from_typed(oci::INDEX, &index).map_err(json_err("image index"))

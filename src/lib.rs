@@ -42,6 +42,7 @@
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
+pub mod annotations;
 pub mod attest;
 pub mod base;
 pub mod build;
@@ -57,6 +58,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod mcp;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;
