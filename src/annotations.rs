@@ -50,7 +50,7 @@ pub fn git_source(spec_file: &Path) -> Result<GitSource> {
             source: s.repository,
         }),
         None => Err(Error::Request(format!(
-            "--annotate-git: git does not track {}, so there is no commit to name",
+            "git does not track {}, so there is no commit to name",
             spec_file.display()
         ))),
     }

@@ -51,7 +51,10 @@ impl SpecArgs {
             None => None,
         };
         let git = if self.annotate_git {
-            Some(aelimg::annotations::git_source(&self.file).map_err(|e| usage(e.to_string()))?)
+            Some(
+                aelimg::annotations::git_source(&self.file)
+                    .map_err(|e| usage(format!("--annotate-git: {e}")))?,
+            )
         } else {
             None
         };

@@ -120,7 +120,7 @@ fn check_values(spec: &LoadedSpec, image: &ImageSpec) -> Result<()> {
 }
 
 /// The standard keys, then images.yaml's, then the command line's.
-fn labels(
+fn layered(
     standard: &BTreeMap<String, String>,
     spec: &BTreeMap<String, String>,
     cli: &BTreeMap<String, String>,
@@ -362,12 +362,12 @@ fn resolve_image(
             workdir,
             entrypoint: image.entrypoint.clone(),
             cmd: image.cmd.clone(),
-            labels: labels(&standard, &image.labels, &opts.labels),
+            labels: layered(&standard, &image.labels, &opts.labels),
             stop_signal: image.stop_signal.clone(),
             healthcheck: resolve_healthcheck(spec, image)?,
         },
         user,
-        annotations: labels(&standard, &image.annotations, &opts.annotations),
+        annotations: layered(&standard, &image.annotations, &opts.annotations),
         version,
         mcp,
         size_limit: image.size_limit.as_ref().map(|s| s.value.0),
