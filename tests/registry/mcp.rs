@@ -125,6 +125,25 @@ fn push_writes_a_server_json_the_registry_schema_accepts() {
         doc["name"]
     );
 
+    // `build --push` writes one too, for the image it pushed.
+    let out_dir = dir.join("mcp-build");
+    let stdout = ok(aelimg()
+        .arg("build")
+        .arg("-f")
+        .arg(spec.join("images.yaml"))
+        .args(["--sbom", "none", "--provenance", "none", "--image", "srv"])
+        .arg("--output")
+        .arg(format!("oci:{}", dir.join("images2").display()))
+        .arg("--push")
+        .arg(format!("{host}/built/{{name}}"))
+        .arg("--server-json")
+        .arg(&out_dir));
+    let built: Value = json(&std::fs::read_to_string(out_dir.join("srv/server.json")).unwrap());
+    let pushed = format!("{host}/built/srv@{}", reg.skopeo_digest("built/srv:1.0"));
+    assert_eq!(built["packages"][0]["identifier"], pushed.as_str());
+    assert!(stdout.contains(&pushed), "{stdout}");
+    validate(&out_dir.join("srv/server.json")).unwrap();
+
     // The judge is awake: a name without `/` and an oci package without
     // an identifier are refused.
     let mut bad = doc.clone();
