@@ -4,10 +4,8 @@
 //! given in images.yaml or on the command line win over these.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::image::rfc3339;
+use crate::units::rfc3339;
 
 /// `org.opencontainers.image.created`.
 pub const CREATED: &str = "org.opencontainers.image.created";
@@ -35,25 +33,6 @@ pub struct GitSource {
     pub revision: String,
     /// The `origin` remote when it is a URL, without credentials.
     pub source: Option<String>,
-}
-
-/// The git commit and remote of the work tree that tracks `spec_file`
-/// (found as the provenance finds them).
-///
-/// # Errors
-/// When the spec file cannot be read, or git does not track it.
-pub fn git_source(spec_file: &Path) -> Result<GitSource> {
-    let s = crate::provenance::source(spec_file, None)?;
-    match s.commit {
-        Some(revision) => Ok(GitSource {
-            revision,
-            source: s.repository,
-        }),
-        None => Err(Error::Request(format!(
-            "git does not track {}, so there is no commit to name",
-            spec_file.display()
-        ))),
-    }
 }
 
 /// What the standard keys of one image are made from.

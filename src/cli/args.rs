@@ -52,7 +52,7 @@ impl SpecArgs {
         };
         let git = if self.annotate_git {
             Some(
-                aelimg::annotations::git_source(&self.file)
+                aelimg::provenance::git_source(&self.file)
                     .map_err(|e| usage(format!("--annotate-git: {e}")))?,
             )
         } else {
