@@ -210,6 +210,7 @@ fn build_image(
     built: &[(LayerDigests, Origin)],
     compression: LayerCompression,
 ) -> Result<BuiltImage> {
+    let annotations = crate::image::annotations(img, base);
     let mut platforms = Vec::new();
     for (&platform, idx) in img.platforms.iter().zip(per_platform) {
         let layers = idx.iter().map(|&j| built[j].clone()).collect();
@@ -229,12 +230,13 @@ fn build_image(
             layers,
             compression,
             plan.source_date_epoch,
+            &annotations,
         )?;
         store.put_bytes(&pi.config.bytes, &pi.config.digest)?;
         store.put_bytes(&pi.manifest.bytes, &pi.manifest.digest)?;
         platforms.push(pi);
     }
-    let index = store_index(&platforms, store)?;
+    let index = store_index(&platforms, &annotations, store)?;
     let mut layer_names: Vec<String> = match base {
         Some(b) => {
             let n = b.platforms.values().next().map_or(0, |p| p.layers.len());
@@ -257,11 +259,15 @@ fn build_image(
 }
 
 /// The index of a multi-platform image, stored; `None` for one platform.
-fn store_index(platforms: &[PlatformImage], store: &BlobStore) -> Result<Option<Document>> {
+fn store_index(
+    platforms: &[PlatformImage],
+    annotations: &BTreeMap<String, String>,
+    store: &BlobStore,
+) -> Result<Option<Document>> {
     if platforms.len() < 2 {
         return Ok(None);
     }
-    let idx = build_index(platforms, &HashMap::new())?;
+    let idx = build_index(platforms, annotations)?;
     store.put_bytes(&idx.bytes, &idx.digest)?;
     Ok(Some(idx))
 }

@@ -139,28 +139,7 @@ impl BuiltImage {
     }
 }
 
-/// Formats a Unix time as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-#[must_use]
-pub fn rfc3339(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
+pub use crate::units::rfc3339;
 
 /// Builds the config and manifest of one platform of an image: the base's
 /// layers (if any, with their own media types) and then `ours`, compressed
@@ -175,6 +154,7 @@ pub fn build_platform_image(
     ours: Vec<(LayerDigests, Origin)>,
     compression: LayerCompression,
     source_date_epoch: u64,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<PlatformImage> {
     let (ours, our_origins): (Vec<LayerDigests>, Vec<Origin>) = ours.into_iter().unzip();
     let (config, healthcheck) = image_config(plan, platform, base, &ours, source_date_epoch)?;
@@ -191,9 +171,9 @@ pub fn build_platform_image(
         .media_type(MediaType::ImageManifest)
         .config(config.descriptor())
         .layers(layer_descs);
-    if !plan.annotations.is_empty() {
+    if !annotations.is_empty() {
         builder = builder.annotations(
-            plan.annotations
+            annotations
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
@@ -364,13 +344,33 @@ fn merge_runtime(base: Option<&Config>, ours: &Config) -> Config {
     out
 }
 
+/// The annotations of an image's manifests and index: the plan's, with
+/// `org.opencontainers.image.base.name` and `base.digest` of a registry
+/// base unless the plan sets them.
+#[must_use]
+pub fn annotations(plan: &ImagePlan, base: Option<&BaseImage>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(b) = base {
+        out.insert(
+            crate::annotations::BASE_NAME.to_string(),
+            b.reference.to_string(),
+        );
+        out.insert(
+            crate::annotations::BASE_DIGEST.to_string(),
+            b.digest.to_string(),
+        );
+    }
+    out.extend(plan.annotations.clone());
+    out
+}
+
 /// Builds the image index of a multi-platform image.
 ///
 /// # Errors
 /// When the index cannot be built.
 pub fn build_index(
     images: &[PlatformImage],
-    annotations: &HashMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<Document> {
     let manifests = images
         .iter()
@@ -385,7 +385,12 @@ pub fn build_index(
         .media_type(MediaType::ImageIndex)
         .manifests(manifests);
     if !annotations.is_empty() {
-        ib = ib.annotations(annotations.clone());
+        ib = ib.annotations(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
     }
     let index = ib.build().map_err(oci_err)?;
     Document::from_typed(oci::INDEX, &index).map_err(json_err("image index"))
@@ -394,13 +399,6 @@ pub fn build_index(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_epochs() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     fn cfg(json: serde_json::Value) -> Config {
         serde_json::from_value(json).unwrap()

@@ -15,7 +15,9 @@
 //! - Pure values: [`digest`] (a checked sha256 [`digest::Digest`]),
 //!   [`reference`] (image references), [`platform`], [`units`] (durations
 //!   and byte sizes), [`values`] (the rules for names, paths, env, labels
-//!   and signals that reach synthesized files and the config), [`fsutil`] (atomic writes), [`error`], [`progress`]
+//!   and signals that reach synthesized files and the config), [`annotations`]
+//!   (the standard OCI annotation and label keys and their defaults),
+//!   [`fsutil`] (atomic writes), [`error`], [`progress`]
 //!   (the events the stages report as they go; the library prints nothing).
 //! - Documents and storage: [`oci`] (manifest, index and config as exact
 //!   bytes and as oci-spec types), [`store`] (content-addressed blobs),
@@ -34,7 +36,8 @@
 //!   [`build`] runs the stages into a blob store; [`report`] sizes the result.
 //! - Output: [`sink`] writes images out — an OCI layout, a docker archive, a
 //!   local container engine or a registry — behind one trait, joined by a
-//!   tee; [`compose`] writes DOC-056's compose files from the plan.
+//!   tee; [`compose`] writes DOC-056's compose files from the plan;
+//!   [`mcp`] writes the MCP registry's server.json of a pushed image.
 //! - Reading images back: [`inspect`] opens an image (a layout, a docker
 //!   archive or a registry), reads its layers into file lists and merges
 //!   them; [`diff`] compares two images on top of it; [`repro`] checks out
@@ -42,6 +45,7 @@
 //! - [`pipeline`] is the library's entry points, one per command; the
 //!   `aelimg` binary (clap) parses arguments and calls one of them.
 
+pub mod annotations;
 pub mod attest;
 pub mod base;
 pub mod build;
@@ -57,6 +61,7 @@ pub mod image;
 pub mod inspect;
 pub mod layer;
 pub mod layout;
+pub mod mcp;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;

@@ -41,6 +41,25 @@ pub struct Source {
     pub rustc: Option<String>,
 }
 
+/// The git commit and remote of the work tree that tracks `spec_file`, for
+/// `--annotate-git` (found as the provenance finds them).
+///
+/// # Errors
+/// When the spec file cannot be read, or git does not track it.
+pub fn git_source(spec_file: &Path) -> Result<crate::annotations::GitSource> {
+    let s = source(spec_file, None)?;
+    match s.commit {
+        Some(revision) => Ok(crate::annotations::GitSource {
+            revision,
+            source: s.repository,
+        }),
+        None => Err(Error::Request(format!(
+            "git does not track {}, so there is no commit to name",
+            spec_file.display()
+        ))),
+    }
+}
+
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .current_dir(dir)

@@ -94,6 +94,16 @@ pub struct ImageSpec {
     /// Manifest annotations.
     #[serde(default, deserialize_with = "string_map")]
     pub annotations: BTreeMap<String, String>,
+    /// The image's version: `org.opencontainers.image.version` and the
+    /// version of its MCP `server.json` (decision 0018).
+    #[serde(default)]
+    pub version: Option<Spanned<String>>,
+    /// SPDX license expression: `org.opencontainers.image.licenses`.
+    #[serde(default)]
+    pub licenses: Option<Spanned<String>>,
+    /// MCP registry metadata: the image serves this MCP server.
+    #[serde(default)]
+    pub mcp: Option<McpSpec>,
     /// Signal that stops the container: `SIGTERM`, `TERM` or `15` style.
     #[serde(default, deserialize_with = "stop_signal")]
     pub stop_signal: Option<String>,
@@ -110,6 +120,52 @@ pub struct ImageSpec {
     /// The image's own layers, in order, above the synthesized root layer.
     #[serde(default)]
     pub layers: Vec<LayerSpec>,
+}
+
+/// What the official MCP registry needs to list the server an image holds
+/// (`server.json`, and the `io.modelcontextprotocol.server.name` label it
+/// checks).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    /// Server name in reverse-DNS form with one `/`: `io.github.OWNER/NAME`.
+    pub name: Spanned<String>,
+    /// What the server does (1 to 100 characters).
+    pub description: Spanned<String>,
+    /// How a client talks to the container: `stdio` (default) or
+    /// `streamable-http` with `url`.
+    #[serde(default)]
+    pub transport: Option<Spanned<String>>,
+    /// The streamable-http endpoint, e.g. `http://localhost:8082/mcp`.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// Repository URL for `server.json`'s `repository` (e.g. on GitHub).
+    #[serde(default)]
+    pub repository: Option<Spanned<String>>,
+    /// Environment variables the server reads, for clients to offer.
+    #[serde(default)]
+    pub environment_variables: Vec<McpEnvSpec>,
+}
+
+/// One environment variable an MCP server reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpEnvSpec {
+    /// Variable name.
+    #[serde(deserialize_with = "env_name")]
+    pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Whether the server needs it.
+    #[serde(default)]
+    pub required: bool,
+    /// Whether it is a secret (a token, a key).
+    #[serde(default)]
+    pub secret: bool,
+    /// Its default value.
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// The user an image runs as.
@@ -662,6 +718,10 @@ impl<'de> Deserialize<'de> for LabelKey {
         values::label_key(&s).map_err(de::Error::custom)?;
         Ok(Self(s))
     }
+}
+
+fn env_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(EnvName::deserialize(d)?.0)
 }
 
 fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Spanned<String>>, D::Error> {

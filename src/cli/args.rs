@@ -26,6 +26,19 @@ pub struct SpecArgs {
     /// Build only this image (repeatable).
     #[arg(long = "image")]
     pub images: Vec<String>,
+    /// Add or override a manifest and index annotation of every image
+    /// (repeatable); wins over images.yaml and the standard keys.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// Add or override a config label of every image (repeatable); wins
+    /// over images.yaml and the standard keys.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Name the git commit (`org.opencontainers.image.revision`) and the
+    /// origin remote (`org.opencontainers.image.source`) in annotations and
+    /// labels; they change with every commit, so they are off by default.
+    #[arg(long = "annotate-git")]
+    pub annotate_git: bool,
 }
 
 impl SpecArgs {
@@ -37,13 +50,35 @@ impl SpecArgs {
             }
             None => None,
         };
+        let git = if self.annotate_git {
+            Some(
+                aelimg::provenance::git_source(&self.file)
+                    .map_err(|e| usage(format!("--annotate-git: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(PlanOptions {
             platforms,
             prefer_platform: None,
             only: self.images.clone(),
             source_date_epoch: source_date_epoch()?,
+            annotations: overrides("--annotation", &self.annotations)?,
+            labels: overrides("--label", &self.labels)?,
+            git,
         })
     }
+}
+
+/// `KEY=VALUE` flags, checked; the error names the flag.
+fn overrides(
+    flag: &str,
+    values: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    values
+        .iter()
+        .map(|v| aelimg::annotations::parse_override(flag, v).map_err(usage))
+        .collect()
 }
 
 /// SOURCE_DATE_EPOCH, or 0.

@@ -1,6 +1,6 @@
 //! `aelimg build`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aelimg::cargo::{PayloadBuilder, PrebuiltBinaries};
 use aelimg::digest::Digest;
@@ -73,6 +73,10 @@ pub struct BuildArgs {
     /// With --push: write each pushed REGISTRY/REPO@sha256:… to this file.
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
+    /// With --push: write the MCP registry's server.json of each image with
+    /// an `mcp:` section to DIR/NAME/server.json (default target/mcp).
+    #[arg(long = "server-json", value_name = "DIR", requires = "push")]
+    server_json: Option<PathBuf>,
     /// Layer compression: gzip (every engine reads it) or zstd (faster and
     /// smaller; needs Docker ≥ 23, containerd ≥ 1.5 or podman 4; umoci 0.4 cannot unpack it).
     #[arg(long, value_name = "ALGO", default_value = "gzip", value_parser = ["gzip", "zstd"])]
@@ -306,6 +310,15 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
             None,
             !args.json,
             args.digest_file.as_deref(),
+            mode,
+        )?;
+        let planned = aelimg::pipeline::plan(&args.spec.file, &plan_options)?;
+        super::push::write_server_jsons(
+            &printer.pushes,
+            &planned.plan,
+            args.server_json
+                .as_deref()
+                .unwrap_or(Path::new("target/mcp")),
             mode,
         )?;
     }

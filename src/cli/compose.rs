@@ -35,6 +35,9 @@ pub fn run(args: &ComposeArgs) -> CmdResult {
         file: args.file.clone(),
         platform: None,
         images: Vec::new(),
+        annotations: Vec::new(),
+        labels: Vec::new(),
+        annotate_git: false,
     };
     let planned = aelimg::pipeline::plan(&args.file, &spec.plan_options()?)?;
     let dir = match &args.output {

@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the images of images.yaml and write them to the outputs.
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     /// Print the resolved plan; builds nothing.
     Plan(plan::PlanArgs),
     /// Push built images (OCI layouts) to a registry.

@@ -41,6 +41,14 @@ pub struct PushArgs {
     /// Print what each push did as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// The spec whose `mcp:` sections describe the pushed images' MCP
+    /// servers (for server.json); none is written when it does not exist.
+    #[arg(short = 'f', long = "file", default_value = "images/images.yaml")]
+    file: PathBuf,
+    /// Write the MCP registry's server.json of each pushed image with an
+    /// `mcp:` section to DIR/NAME/server.json.
+    #[arg(long = "server-json", value_name = "DIR", default_value = "target/mcp")]
+    server_json: PathBuf,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -112,6 +120,32 @@ pub fn print_pushes(
     Ok(())
 }
 
+/// Writes `DIR/NAME/server.json` for each pushed image that `plan` gives an
+/// `mcp:` section, with the pushed reference by digest as the identifier;
+/// prints each path (stderr, not in `Mode::Quiet`).
+pub fn write_server_jsons(
+    reports: &[PushReport],
+    plan: &aelimg::plan::Plan,
+    dir: &Path,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    for r in reports {
+        let Some(img) = plan.images.iter().find(|i| i.name == r.image) else {
+            continue;
+        };
+        let (Some(m), Some(version)) = (&img.mcp, &img.version) else {
+            continue;
+        };
+        let path = aelimg::mcp::server_json_path(dir, &img.name);
+        aelimg::mcp::write(&path, &aelimg::mcp::server_json(m, version, &r.reference))
+            .with_context(|| format!("--server-json {}", dir.display()))?;
+        if mode != Mode::Quiet {
+            eprintln!("wrote {} ({})", path.display(), m.name);
+        }
+    }
+    Ok(())
+}
+
 /// Pushes the layouts.
 pub fn run(args: &PushArgs, mode: Mode) -> CmdResult {
     let (dir, tag) = oci_dir_and_tag(&args.from, "--from")?;
@@ -137,5 +171,10 @@ pub fn run(args: &PushArgs, mode: Mode) -> CmdResult {
         args.digest_file.as_deref(),
         mode,
     )?;
+    // The layouts hold no images.yaml: the spec gives the MCP metadata.
+    if args.file.is_file() {
+        let planned = aelimg::pipeline::plan(&args.file, &aelimg::plan::PlanOptions::default())?;
+        write_server_jsons(&seen.reports, &planned.plan, &args.server_json, mode)?;
+    }
     Ok(())
 }

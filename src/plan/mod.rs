@@ -114,7 +114,163 @@ fn check_values(spec: &LoadedSpec, image: &ImageSpec) -> Result<()> {
     resolve_base(spec, image)?;
     resolve_platforms(spec, image, &PlanOptions::default())?;
     resolve_healthcheck(spec, image)?;
+    let version = resolve_version(spec, image)?;
+    resolve_mcp(spec, image, version.as_deref())?;
     Ok(())
+}
+
+/// The standard keys, then images.yaml's, then the command line's.
+fn layered(
+    standard: &BTreeMap<String, String>,
+    spec: &BTreeMap<String, String>,
+    cli: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = standard.clone();
+    out.extend(spec.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out.extend(cli.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+/// images.yaml's `version`: a specific version (no range, not `latest`).
+fn resolve_version(spec: &LoadedSpec, image: &ImageSpec) -> Result<Option<String>> {
+    let Some(v) = &image.version else {
+        return Ok(None);
+    };
+    let bad = v.value.is_empty()
+        || v.value.len() > 255
+        || v.value == "latest"
+        || v.value.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '^' | '~' | '>' | '<' | '*' | '=')
+        })
+        || v.value.split('.').any(|p| p == "x");
+    if bad {
+        return Err(spec.error_at(
+            v,
+            format!(
+                "invalid version {}: expected one specific version such as 1.0.2 (not `latest`, no range)",
+                values::quoted(&v.value)
+            ),
+        ));
+    }
+    Ok(Some(v.value.clone()))
+}
+
+/// Whether `name` is an MCP registry server name: `NAMESPACE/NAME`, the
+/// namespace `[a-zA-Z0-9.-]+`, the name `[a-zA-Z0-9._-]+`, 3 to 200 long
+/// (the pattern of server.schema.json).
+fn is_mcp_name(name: &str) -> bool {
+    let ok = |s: &str, extra: &[char]| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || extra.contains(&c))
+    };
+    (3..=200).contains(&name.len())
+        && name
+            .split_once('/')
+            .is_some_and(|(ns, n)| ok(ns, &[]) && ok(n, &['_']))
+}
+
+/// images.yaml's `mcp:` section, checked against what the MCP registry's
+/// server.json schema requires.
+fn resolve_mcp(
+    spec: &LoadedSpec,
+    image: &ImageSpec,
+    version: Option<&str>,
+) -> Result<Option<McpPlan>> {
+    let Some(m) = &image.mcp else {
+        return Ok(None);
+    };
+    if !is_mcp_name(&m.name.value) {
+        return Err(spec.error_at(
+            &m.name,
+            format!(
+                "invalid MCP server name {}: expected NAMESPACE/NAME in reverse-DNS form such as io.github.OWNER/ael (letters, digits, `.` and `-`, then one `/`, then letters, digits, `.`, `_` and `-`; 3 to 200 characters)",
+                values::quoted(&m.name.value)
+            ),
+        ));
+    }
+    let d = &m.description;
+    if d.value.is_empty() || d.value.chars().count() > 100 {
+        return Err(spec.error_at(
+            d,
+            format!(
+                "MCP description of {} characters: expected 1 to 100",
+                d.value.chars().count()
+            ),
+        ));
+    }
+    if version.is_none() {
+        return Err(spec.error_at(
+            &m.name,
+            "an image with `mcp:` needs `version:` (server.json names the version it publishes)",
+        ));
+    }
+    let url = match m.transport.as_ref() {
+        Some(t) if t.value == "streamable-http" => {
+            let Some(u) = &m.url else {
+                return Err(spec.error_at(
+                    t,
+                    "transport `streamable-http` needs `url:` (e.g. http://localhost:8082/mcp)",
+                ));
+            };
+            if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+                return Err(spec.error_at(
+                    u,
+                    format!(
+                        "MCP url {}: expected an http:// or https:// URL",
+                        values::quoted(&u.value)
+                    ),
+                ));
+            }
+            Some(u.value.clone())
+        }
+        Some(t) if t.value != "stdio" => {
+            return Err(spec.error_at(
+                t,
+                format!(
+                    "unknown MCP transport {}: expected `stdio` or `streamable-http`",
+                    values::quoted(&t.value)
+                ),
+            ));
+        }
+        _ => {
+            if let Some(u) = &m.url {
+                return Err(spec.error_at(
+                    u,
+                    "`url:` is for transport `streamable-http`: expected no url for stdio",
+                ));
+            }
+            None
+        }
+    };
+    if let Some(r) = &m.repository
+        && !r.value.starts_with("https://")
+    {
+        return Err(spec.error_at(
+            r,
+            format!(
+                "MCP repository {}: expected an https:// URL",
+                values::quoted(&r.value)
+            ),
+        ));
+    }
+    Ok(Some(McpPlan {
+        name: m.name.value.clone(),
+        description: d.value.clone(),
+        url,
+        repository: m.repository.as_ref().map(|r| r.value.clone()),
+        environment_variables: m
+            .environment_variables
+            .iter()
+            .map(|e| McpEnv {
+                name: e.name.clone(),
+                description: e.description.clone(),
+                required: e.required,
+                secret: e.secret,
+                default: e.default.clone(),
+            })
+            .collect(),
+    }))
 }
 
 fn resolve_tag(spec: &LoadedSpec, image: &ImageSpec) -> Result<String> {
@@ -177,6 +333,16 @@ fn resolve_image(
             ),
         ));
     }
+    let version = resolve_version(spec, image)?;
+    let mcp = resolve_mcp(spec, image, version.as_deref())?;
+    let standard = crate::annotations::standard(&crate::annotations::Inputs {
+        name: &name,
+        created: opts.source_date_epoch,
+        version: version.as_deref(),
+        licenses: image.licenses.as_ref().map(|l| l.value.as_str()),
+        mcp_name: mcp.as_ref().map(|m| m.name.as_str()),
+        git: opts.git.as_ref(),
+    });
     Ok(ImagePlan {
         name,
         tag,
@@ -196,12 +362,14 @@ fn resolve_image(
             workdir,
             entrypoint: image.entrypoint.clone(),
             cmd: image.cmd.clone(),
-            labels: image.labels.clone(),
+            labels: layered(&standard, &image.labels, &opts.labels),
             stop_signal: image.stop_signal.clone(),
             healthcheck: resolve_healthcheck(spec, image)?,
         },
         user,
-        annotations: image.annotations.clone(),
+        annotations: layered(&standard, &image.annotations, &opts.annotations),
+        version,
+        mcp,
         size_limit: image.size_limit.as_ref().map(|s| s.value.0),
         layers,
     })

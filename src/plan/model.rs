@@ -25,6 +25,13 @@ pub struct PlanOptions {
     pub only: Vec<String>,
     /// Timestamp of every file and of the image config (SOURCE_DATE_EPOCH).
     pub source_date_epoch: u64,
+    /// `--annotation KEY=VALUE`: over every image's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `--label KEY=VALUE`: over every image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--annotate-git`: the commit and remote to name as `revision` and
+    /// `source` (decision 0018).
+    pub git: Option<crate::annotations::GitSource>,
 }
 
 /// The cargo workspace the spec's `cargo:` sources are built from.
@@ -61,12 +68,47 @@ pub struct ImagePlan {
     pub user: User,
     /// The image configuration.
     pub config: ConfigPlan,
-    /// Manifest annotations.
+    /// Manifest (and index) annotations: the standard keys, then
+    /// images.yaml's, then the command line's.
     pub annotations: BTreeMap<String, String>,
+    /// The image's version (images.yaml `version`).
+    pub version: Option<String>,
+    /// The MCP server the image holds, for `server.json`.
+    pub mcp: Option<McpPlan>,
     /// Largest allowed uncompressed size per platform, in bytes.
     pub size_limit: Option<u64>,
     /// Layers, bottom first; the first is the synthesized root layer.
     pub layers: Vec<LayerPlan>,
+}
+
+/// The MCP registry metadata of an image (images.yaml `mcp:`), checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpPlan {
+    /// `io.github.OWNER/NAME`.
+    pub name: String,
+    /// Description, 1 to 100 characters.
+    pub description: String,
+    /// `None` for stdio, else the streamable-http URL.
+    pub url: Option<String>,
+    /// Repository URL.
+    pub repository: Option<String>,
+    /// Environment variables the server reads.
+    pub environment_variables: Vec<McpEnv>,
+}
+
+/// One environment variable an MCP server reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpEnv {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: Option<String>,
+    /// Required.
+    pub required: bool,
+    /// Secret.
+    pub secret: bool,
+    /// Default value.
+    pub default: Option<String>,
 }
 
 /// The runtime part of the image config.

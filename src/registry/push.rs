@@ -44,6 +44,8 @@ impl BlobRef {
 /// What one push did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushReport {
+    /// The image's name (as images.yaml and the layout give it).
+    pub image: String,
     /// `REGISTRY/REPO@sha256:…`.
     pub reference: String,
     /// The digest of the top manifest or index.
@@ -190,6 +192,7 @@ pub fn push_image(
     let referrer_blobs = push_referrers(reg, store, repo, referrers, progress)?;
     let after = snapshot(reg);
     Ok(PushReport {
+        image: String::new(),
         reference: format!("{}@{}", target.name(), top.digest),
         digest: top.digest.clone(),
         tags: tags.to_vec(),

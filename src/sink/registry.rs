@@ -127,7 +127,7 @@ impl Sink for RegistrySink {
     fn write(&mut self, image: &Artifact<'_>, progress: &dyn Progress) -> Result<Vec<Record>> {
         let (target, tags) = self.target(image.name, image.tag)?;
         let reg = self.connection(&target)?;
-        let report = crate::registry::push::push_image(
+        let mut report = crate::registry::push::push_image(
             reg,
             image.store,
             image.top,
@@ -136,6 +136,7 @@ impl Sink for RegistrySink {
             &tags,
             progress,
         )?;
+        report.image = image.name.to_string();
         Ok(vec![Record {
             reference: report.reference.clone(),
             digest: report.digest.clone(),

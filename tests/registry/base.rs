@@ -50,6 +50,7 @@ fn an_image_on_a_registry_base_runs_with_the_bases_files_and_our_layers() {
     let report = json(&String::from_utf8_lossy(&out.stdout));
     the_base_layer_is_there_byte_for_byte(&layout, &base_manifest, &report);
     the_base_config_is_merged_under_ours(&layout);
+    the_manifest_names_the_base(&layout, &format!("{host}/base/busybox"), &base_digest);
 
     // It runs under podman with the base's files and ours.
     let out = ok(common::podman()
@@ -217,6 +218,20 @@ fn the_base_layer_is_there_byte_for_byte(layout: &Path, base_manifest: &Value, r
         gunzipped.trim().parse::<u64>().ok(),
         "{report}"
     );
+}
+
+/// The manifest's `org.opencontainers.image.base.name` and `base.digest`
+/// (decision 0018) name the base and the digest it resolved to, as skopeo
+/// reads them.
+fn the_manifest_names_the_base(layout: &Path, name: &str, digest: &str) {
+    let raw = json(&ok(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:1.0", layout.display()))));
+    let a = &raw["annotations"];
+    assert_eq!(a["org.opencontainers.image.base.digest"], digest, "{raw}");
+    let base = a["org.opencontainers.image.base.name"].as_str().unwrap();
+    assert!(base.starts_with(name), "{base}");
+    assert_eq!(a["org.opencontainers.image.title"], "onbase", "{raw}");
 }
 
 /// The base's config is merged under ours: its env and labels stay, ours win.

@@ -10,6 +10,7 @@ mod common;
 mod auth;
 mod base;
 mod faults;
+mod mcp;
 mod progress;
 mod push;
 mod transport;
