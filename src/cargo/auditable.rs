@@ -7,7 +7,7 @@
 //!
 //! cargo-auditable gets there as a rustc wrapper that asks `cargo metadata`
 //! while cargo runs; aelimg knows the crates before it calls cargo (the
-//! same `cargo tree -p` list its SBOMs hold, see [`crate::sbom::crates`]),
+//! same `cargo tree -p` list its SBOMs hold, see [`super::crates`]),
 //! writes the section into a small relocatable object, and hands that to
 //! the link of the final binary only (`cargo rustc … -- -C link-arg=…`).
 //! The object's path names a digest of its contents, so cargo relinks
@@ -25,10 +25,10 @@ use object::{
     SymbolScope,
 };
 
+use super::crates::{CrateInfo, CrateKey, PackageCrates};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
-use crate::sbom::crates::{CrateInfo, CrateKey, PackageCrates};
 
 /// The section readers look for.
 pub const SECTION: &str = ".dep-v0";

@@ -10,37 +10,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
 
-use cargo_metadata::{MetadataCommand, TargetKind};
+use cargo_metadata::MetadataCommand;
 
 use crate::error::{Error, Result};
-use crate::plan::Workspace;
 pub use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 use crate::progress::{Event, Progress};
 
 pub mod auditable;
+pub mod crates;
 mod fresh;
 mod units;
+mod workspace;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
-
-/// `program` (cargo or rustc) in the workspace at `root`, without the
-/// variables cargo and rustup set for the process running aelimg (see
-/// decision 0002), so it sees the toolchain and fingerprints a shell would.
-pub(crate) fn workspace_tool(root: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(root);
-    for (key, _) in std::env::vars_os() {
-        if key.to_str().is_some_and(is_inherited_build_var) {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd
-}
+pub use workspace::CargoWorkspace;
+pub(crate) use workspace::workspace_tool;
 
 /// Something that produces the payload binaries; tests swap in prebuilt ones.
 pub trait PayloadBuilder {
@@ -51,71 +40,6 @@ pub trait PayloadBuilder {
         wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
         progress: &dyn Progress,
     ) -> Result<Binaries>;
-}
-
-/// The members of a cargo workspace and their binaries.
-#[derive(Debug, Clone)]
-pub struct CargoWorkspace {
-    /// Workspace root directory.
-    pub root: PathBuf,
-    /// Target directory.
-    pub target_dir: PathBuf,
-    members: BTreeMap<String, Vec<String>>,
-    /// Every member's Cargo.toml.
-    manifests: Vec<PathBuf>,
-}
-
-impl CargoWorkspace {
-    /// Reads `cargo metadata` for the workspace that contains `dir`.
-    pub fn discover(dir: &Path) -> Result<Self> {
-        let meta = MetadataCommand::new()
-            .current_dir(dir)
-            .no_deps()
-            .exec()
-            .map_err(|e| Error::Cargo(format!("cargo metadata in {}: {e}", dir.display())))?;
-        let members = meta
-            .workspace_packages()
-            .into_iter()
-            .map(|p| {
-                let bins = p
-                    .targets
-                    .iter()
-                    .filter(|t| t.kind.contains(&TargetKind::Bin))
-                    .map(|t| t.name.clone())
-                    .collect();
-                (p.name.to_string(), bins)
-            })
-            .collect();
-        let manifests = meta
-            .workspace_packages()
-            .iter()
-            .map(|p| p.manifest_path.clone().into_std_path_buf())
-            .collect();
-        Ok(Self {
-            root: meta.workspace_root.into_std_path_buf(),
-            target_dir: meta.target_directory.into_std_path_buf(),
-            members,
-            manifests,
-        })
-    }
-}
-
-impl CargoWorkspace {
-    /// Every member's Cargo.toml.
-    #[must_use]
-    pub fn manifests(&self) -> &[PathBuf] {
-        &self.manifests
-    }
-}
-
-impl Workspace for CargoWorkspace {
-    fn binaries(&self, package: &str) -> Option<Vec<String>> {
-        self.members.get(package).cloned()
-    }
-
-    fn members(&self) -> Vec<String> {
-        self.members.keys().cloned().collect()
-    }
 }
 
 /// Binaries wanted, per platform.
@@ -167,57 +91,6 @@ impl CargoBuilder {
         }
         flags.join("\x1f")
     }
-}
-
-/// Whether an environment variable is one that cargo or rustup set for the
-/// process that runs aelimg (`cargo run`, `cargo test`, a build script, an
-/// xtask), rather than the user's own configuration.
-///
-/// The payload's cargo must not inherit them: a toolchain override would
-/// build with another compiler than `rust-toolchain.toml` pins, and cargo
-/// records some of them (ring's build script records `CARGO_MANIFEST_DIR`)
-/// in its fingerprints, so a build under `cargo test` and one from a shell
-/// would keep invalidating each other's artifacts: a full rebuild of the
-/// payload, minutes, at every switch. `CARGO_HOME`, `CARGO_TARGET_DIR`,
-/// `CARGO_BUILD_*`, `CARGO_PROFILE_*`, `CARGO_NET_*` and the like are the
-/// user's and are kept.
-fn is_inherited_build_var(key: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "CARGO",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_MANIFEST_LINKS",
-        "CARGO_CRATE_NAME",
-        "CARGO_BIN_NAME",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_RUSTC_CURRENT_DIR",
-        "CARGO_MAKEFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "OUT_DIR",
-        "RUSTC",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_LINKER",
-        "RUSTDOC",
-        "RUSTUP_TOOLCHAIN",
-        "RUSTUP_TOOLCHAIN_SOURCE",
-        "RUST_RECURSION_COUNT",
-        "TARGET",
-        "HOST",
-        "PROFILE",
-        "OPT_LEVEL",
-        "DEBUG",
-        "NUM_JOBS",
-    ];
-    const PREFIXES: &[&str] = &[
-        "CARGO_PKG_",
-        "CARGO_BIN_EXE_",
-        "CARGO_CFG_",
-        "CARGO_FEATURE_",
-    ];
-    EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 fn cargo_home() -> Option<PathBuf> {
@@ -298,7 +171,7 @@ impl CargoBuilder {
                 rustc_version: &out.stdout,
                 root: &self.workspace.root,
                 target_dir: &self.workspace.target_dir,
-                manifests: &self.workspace.manifests,
+                manifests: self.workspace.manifests(),
                 cargo_home: cargo_home().as_deref(),
             })
         })
@@ -435,7 +308,7 @@ impl CargoBuilder {
         let objects = self.workspace.target_dir.join("aelimg-auditable");
         let mut out = Vec::new();
         for (platform, bins) in wanted {
-            let crates = crate::sbom::crates::package_crates(
+            let crates = crates::package_crates(
                 &self.workspace,
                 package,
                 platform.rust_target(),
@@ -578,35 +451,5 @@ impl PayloadBuilder for PrebuiltBinaries {
             });
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_inherited_build_var;
-
-    #[test]
-    fn cargo_set_variables_are_dropped_user_configuration_is_kept() {
-        for k in [
-            "CARGO_MANIFEST_DIR",
-            "CARGO_PKG_VERSION",
-            "CARGO_BIN_EXE_aelimg",
-            "RUSTUP_TOOLCHAIN",
-            "CARGO",
-            "RUSTFLAGS",
-        ] {
-            assert!(is_inherited_build_var(k), "{k}");
-        }
-        for k in [
-            "CARGO_HOME",
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_JOBS",
-            "CARGO_PROFILE_RELEASE_LTO",
-            "CARGO_NET_OFFLINE",
-            "CC_aarch64_unknown_linux_musl",
-            "PATH",
-        ] {
-            assert!(!is_inherited_build_var(k), "{k}");
-        }
     }
 }

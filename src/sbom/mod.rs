@@ -8,7 +8,9 @@
 //! same bytes (timestamps are SOURCE_DATE_EPOCH, identifiers are derived
 //! from the image's manifest digest).
 
-pub mod crates;
+// The crate lists come from cargo (they are also what payload binaries
+// carry, see `cargo::auditable`).
+pub use crate::cargo::crates;
 pub mod cyclonedx;
 pub mod model;
 pub mod spdx;

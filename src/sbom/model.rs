@@ -1,7 +1,7 @@
 //! What an SBOM says, independent of its format: the image, the crates of
 //! each payload package, the files, the base.
 
-pub use super::crates::{CrateInfo, PackageCrates};
+pub use crate::cargo::crates::{CrateInfo, PackageCrates};
 use crate::digest::Digest;
 use crate::platform::Platform;
 

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cargo::CargoWorkspace;
+use super::workspace::CargoWorkspace;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -267,7 +267,7 @@ impl Tree {
 }
 
 fn run(ws: &CargoWorkspace, args: &[&str]) -> Result<String> {
-    let out = crate::cargo::workspace_tool(&ws.root, "cargo")
+    let out = super::workspace::workspace_tool(&ws.root, "cargo")
         .args(args)
         .arg("--manifest-path")
         .arg(ws.root.join("Cargo.toml"))
