@@ -65,8 +65,8 @@ pub fn artifact_manifest(
     let subject = serde_json::to_value(subject).map_err(|e| Error::json("artifact manifest", e))?;
     let mut notes = serde_json::Map::new();
     notes.insert(
-        "org.opencontainers.image.created".into(),
-        json!(crate::image::rfc3339(created)),
+        crate::annotations::CREATED.into(),
+        json!(crate::units::rfc3339(created)),
     );
     for (k, v) in annotations {
         notes.insert((*k).to_string(), json!(v));

@@ -283,30 +283,21 @@ impl LayerCache {
                 pruned.bytes += len;
             }
         }
-        if let Ok(rd) = fs::read_dir(self.layers_dir()) {
-            for e in rd.flatten() {
-                let keep = fs::read(e.path())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                    .is_some_and(|r| self.store.has(&r.digest));
-                if !keep {
-                    fs::remove_file(e.path())
-                        .ctx(|| format!("cannot remove {}", e.path().display()))?;
-                    pruned.layers += 1;
-                }
-            }
-        }
+        // A layer record whose blob is gone goes; the diff_ids of those
+        // kept name the layer file lists to keep.
         let mut diff_ids = std::collections::BTreeSet::new();
-        if let Ok(rd) = fs::read_dir(self.layers_dir()) {
-            for e in rd.flatten() {
-                if let Some(r) = fs::read(e.path())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
-                {
+        pruned.layers += remove_where(&self.layers_dir(), |path, _| {
+            match fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            {
+                Some(r) if self.store.has(&r.digest) => {
                     diff_ids.insert(format!("{}.json", r.diff_id.hex()));
+                    false
                 }
+                _ => true,
             }
-        }
+        })?;
         // An SBOM record holds the digest of the SBOM it made.
         pruned.records += remove_where(&self.store.root().join("sbom-cache"), |path, _| {
             !fs::read_to_string(path)
@@ -323,7 +314,7 @@ impl LayerCache {
 
 /// Removes the files of `dir` (absent: none) for which `remove(path, name)`
 /// holds; returns how many.
-fn remove_where(dir: &Path, remove: impl Fn(&Path, &str) -> bool) -> Result<u64> {
+fn remove_where(dir: &Path, mut remove: impl FnMut(&Path, &str) -> bool) -> Result<u64> {
     let mut n = 0;
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {

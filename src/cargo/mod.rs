@@ -390,8 +390,9 @@ fn run_cargo(
         .map_err(|e| Error::Cargo(format!("waiting for cargo: {e}")))?;
     let found = found?;
     if !status.success() {
+        let subcommand = cmd.get_args().next().unwrap_or_default().to_string_lossy();
         return Err(Error::Cargo(format!(
-            "cargo build -p {package} failed ({status}); its messages are above"
+            "cargo {subcommand} -p {package} failed ({status}); its messages are above"
         )));
     }
     Ok(found)
