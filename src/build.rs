@@ -67,7 +67,8 @@ pub struct Built {
 /// [`crate::base::resolve`] returns them).
 ///
 /// Each distinct layer is built once, several at a time (`settings.jobs`),
-/// each one a single stream, so the bytes are the same at any `jobs`.
+/// each one compressed in blocks of a fixed size, so the bytes are the same
+/// at any `jobs`.
 /// The payload build and every layer report to `progress`, from the
 /// threads that do the work.
 ///
@@ -130,7 +131,16 @@ pub fn build(
         compression: settings.compression,
         progress,
     };
-    let built = run_jobs(&numbered, settings.threads(), |(n, job), threads| {
+    let all = settings.threads();
+    let built = run_jobs(&numbered, all, |(n, job), share| {
+        // A gzip layer may use every thread: its workers hold a few
+        // 128 KiB blocks each, so a layer left alone at the end of a build
+        // still has every core. zstd workers hold a window each, so zstd
+        // layers share the threads instead.
+        let threads = match settings.compression.codec() {
+            crate::layer::Codec::Gzip => all,
+            crate::layer::Codec::Zstd => share,
+        };
         build_layer(&ctx, *n, job, threads)
     })?;
     let images = plan
@@ -454,9 +464,9 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
-        // The default's key is what it was before compression was a setting,
-        // so existing caches stay valid.
-        assert_eq!(
+        // Single-stream gzip (before decision 0020) wrote other bytes: a
+        // cache from then is not served for block-parallel gzip.
+        assert_ne!(
             key(LayerCompression::default()),
             cache.key(&entries, 0, "gzip-6").unwrap()
         );

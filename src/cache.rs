@@ -19,7 +19,6 @@
 //! used blobs and records.
 
 use std::fs;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -189,7 +188,7 @@ impl LayerCache {
     /// The sha256 of a file's bytes, remembered by its stat.
     fn file_digest(&self, path: &Path) -> Result<Digest> {
         let meta = fs::metadata(path).ctx(|| format!("cannot stat {}", path.display()))?;
-        let stamp = stat_stamp(&meta);
+        let stamp = crate::file_digest::stat_stamp(&meta);
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let memo = self
             .files_dir()
@@ -201,23 +200,14 @@ impl LayerCache {
         {
             return Ok(d);
         }
-        let mut f = fs::File::open(path).ctx(|| format!("cannot open {}", path.display()))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .ctx(|| format!("cannot read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let d = Digest::from_hasher(h);
+        // Read once per process: the SBOM lists the same files.
+        let d = crate::file_digest::of_file(path)
+            .ctx(|| format!("cannot read {}", path.display()))?
+            .sha256;
         // A file changed while it was read, or within the clock's
         // granularity of now, is not remembered (git's "racy" entries).
         let after = fs::metadata(path)
-            .map(|m| stat_stamp(&m))
+            .map(|m| crate::file_digest::stat_stamp(&m))
             .unwrap_or_default();
         let fresh = meta
             .modified()
@@ -337,26 +327,6 @@ fn touch(path: &Path) {
     if let Ok(f) = fs::File::open(path) {
         let _ = f.set_modified(SystemTime::now());
     }
-}
-
-#[cfg(unix)]
-fn stat_stamp(m: &fs::Metadata) -> String {
-    use std::os::unix::fs::MetadataExt;
-    format!(
-        "{}:{}:{}:{}.{}:{}.{}",
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec()
-    )
-}
-
-#[cfg(not(unix))]
-fn stat_stamp(m: &fs::Metadata) -> String {
-    format!("{}:{:?}", m.len(), m.modified().ok())
 }
 
 #[cfg(test)]

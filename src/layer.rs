@@ -8,10 +8,12 @@
 //! the compressed stream on its way to disk (the blob digest), so memory stays
 //! bounded whatever the size of the files.
 //!
-//! gzip is one single-threaded deflate stream (the bytes aelimg has always
-//! written); zstd always runs its multi-threaded mode (at least one worker),
-//! whose output does not depend on the number of workers, so `--jobs` never
-//! changes a byte. docs/decisions/0007-compression.md has the reasons.
+//! gzip is block-parallel ([`crate::gzip`]: blocks of a fixed size, each
+//! primed with the window before it, one deflate stream in one member);
+//! zstd always runs its multi-threaded mode (at least one worker). Neither
+//! output depends on the number of threads, so `--jobs` never changes a
+//! byte. docs/decisions/0007-compression.md and
+//! 0020-block-parallel-gzip.md have the reasons.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -278,13 +280,13 @@ impl LayerCompression {
         self.level
     }
 
-    /// What the layer cache key names: algorithm and level, and for zstd
-    /// the library version (pinned by Cargo.lock, but a bump could change
-    /// bytes). `gzip-6` is what the key has always held for the default.
+    /// What the layer cache key names: algorithm and level, for gzip the
+    /// block size of its block-parallel stream, and for zstd the library
+    /// version (pinned by Cargo.lock, but a bump could change bytes).
     #[must_use]
     pub fn cache_key(self) -> String {
         match self.codec {
-            Codec::Gzip => format!("gzip-{}", self.level),
+            Codec::Gzip => format!("gzip-{}-blocks-{}", self.level, crate::gzip::BLOCK),
             Codec::Zstd => format!(
                 "zstd-{}-mt-{}",
                 self.level,
@@ -305,22 +307,18 @@ impl LayerCompression {
 
 /// The compressing stage of [`write_layer_with`].
 enum Compressor<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(crate::gzip::ParGzWriter<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
 impl<W: Write> Compressor<W> {
     fn new(out: W, compression: LayerCompression, threads: usize) -> io::Result<Self> {
         Ok(match compression.codec {
-            Codec::Gzip => Self::Gzip(
-                flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(
-                        out,
-                        flate2::Compression::new(compression.level.unsigned_abs()),
-                    ),
-            ),
+            Codec::Gzip => Self::Gzip(crate::gzip::ParGzWriter::new(
+                out,
+                compression.level.unsigned_abs(),
+                threads,
+            )?),
             Codec::Zstd => {
                 let mut z = zstd::stream::write::Encoder::new(out, compression.level)?;
                 z.include_checksum(true)?;
@@ -369,8 +367,8 @@ pub fn write_layer<W: Write>(
 }
 
 /// Writes a tar of `entries` compressed as `compression` to `out` and
-/// returns its digests. `threads` is how many zstd workers may run (gzip
-/// uses one thread); the bytes are the same whatever it is.
+/// returns its digests. `threads` is how many threads may compress; the
+/// bytes are the same whatever it is.
 ///
 /// `mtime` is the timestamp of every entry (SOURCE_DATE_EPOCH or 0).
 pub fn write_layer_with<W: Write>(
@@ -812,7 +810,7 @@ mod tests {
     }
 
     #[test]
-    fn gzip_ignores_threads_and_the_default_is_write_layer() {
+    fn gzip_bytes_do_not_depend_on_threads_and_the_default_is_write_layer() {
         let data = bulky();
         let entries = [TarEntry {
             path: "data",
@@ -834,7 +832,10 @@ mod tests {
 
     #[test]
     fn levels_are_checked_and_named_in_the_cache_key() {
-        assert_eq!(LayerCompression::default().cache_key(), "gzip-6");
+        assert_eq!(
+            LayerCompression::default().cache_key(),
+            format!("gzip-6-blocks-{}", crate::gzip::BLOCK)
+        );
         assert_eq!(
             LayerCompression::default().media_type(),
             "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -17,12 +17,15 @@
 //!   and byte sizes), [`values`] (the rules for names, paths, env, labels
 //!   and signals that reach synthesized files and the config), [`annotations`]
 //!   (the standard OCI annotation and label keys and their defaults),
-//!   [`fsutil`] (atomic writes), [`error`], [`progress`]
+//!   [`fsutil`] (atomic writes), [`file_digest`] (a file's digests, read
+//!   once per process), [`error`], [`progress`]
 //!   (the events the stages report as they go; the library prints nothing).
 //! - Documents and storage: [`oci`] (manifest, index and config as exact
 //!   bytes and as oci-spec types), [`store`] (content-addressed blobs),
 //!   [`layout`] (the one owner of an OCI layout's `index.json`, and its
-//!   garbage collection), [`layer`] (deterministic tar → gzip → sha256).
+//!   garbage collection), [`gzip`] (block-parallel gzip whose bytes do not
+//!   depend on the threads), [`layer`] (deterministic tar → gzip or zstd →
+//!   sha256).
 //! - Input: [`spec`] is the YAML exactly as written, with line:column for
 //!   errors; [`plan`] resolves it with the command line into every file,
 //!   owner, mode and config field; all input checks happen there, so bad
@@ -30,8 +33,7 @@
 //! - Network: [`registry`] (transport, credentials, push, pull) and [`base`],
 //!   which resolves and fetches registry base images before anything is
 //!   compiled.
-//! - Building: [`cargo`] builds the payload binaries (one cargo run for all
-//!   targets) and [`elf`] checks each against its platform; [`image`] makes
+//! - Building: [`cargo`] builds the payload binaries and [`elf`] checks each against its platform; [`image`] makes
 //!   configs, manifests and indexes (our layers appended onto the base once);
 //!   [`build`] runs the stages into a blob store; [`report`] sizes the result.
 //! - Output: [`sink`] writes images out — an OCI layout, a docker archive, a
@@ -56,7 +58,9 @@ pub mod diff;
 pub mod digest;
 pub mod elf;
 pub mod error;
+pub mod file_digest;
 pub mod fsutil;
+pub mod gzip;
 pub mod image;
 pub mod inspect;
 pub mod layer;

@@ -126,14 +126,16 @@ pub fn source(spec_file: &Path, rustc_dir: Option<&Path>) -> Result<Source> {
         .as_ref()
         .and_then(|_| git(dir, &["config", "--get", "remote.origin.url"]))
         .and_then(|r| public_url(&r));
+    // The first line of `rustc -vV` is `rustc -V`'s; the payload build has
+    // asked for it already.
     let rustc = rustc_dir.and_then(|d| {
-        let out = crate::cargo::workspace_tool(d, "rustc")
-            .arg("-V")
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = crate::cargo::rustc_version_verbose(d)?;
+        let first = String::from_utf8_lossy(&out)
+            .lines()
+            .next()?
+            .trim()
+            .to_string();
+        (!first.is_empty()).then_some(first)
     });
     Ok(Source {
         spec_path,

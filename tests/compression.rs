@@ -310,8 +310,23 @@ fn a_zstd_image_runs_under_podman_from_a_layout_and_from_a_docker_archive() {
     let _ = run(own_podman(&storage).args(["rmi", "-a", "-f"]));
 }
 
+/// What GNU gzip decompresses `blob` to: `gzip -t` first (CRC-32 and size
+/// of the trailer checked), then the sha256 of `gzip -dc`.
+fn gunzip_digest(blob: &Path) -> String {
+    ok(Command::new("gzip").arg("-t").arg(blob));
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(blob)
+        .output()
+        .expect("run gzip");
+    assert!(out.status.success(), "gzip -dc {}", blob.display());
+    sha256(&out.stdout)
+}
+
 /// The default images, every platform (several layers compressed at once),
-/// with 1 and with 8 jobs: the same bytes, file for file.
+/// with 1 and with 8 jobs: the same bytes, file for file. Each gzip layer is
+/// block-parallel (decision 0020): GNU gzip reads every one back to its
+/// diff_id.
 #[test]
 fn gzip_layouts_with_1_and_8_jobs_are_byte_identical() {
     let dir = scratch("compression-gzip-jobs");
@@ -321,6 +336,28 @@ fn gzip_layouts_with_1_and_8_jobs_are_byte_identical() {
     let (a, b) = (tree(&one), tree(&eight));
     assert!(a.len() > 10, "{a:?}");
     assert_eq!(a, b);
+    let layout = one.join("ael");
+    let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    let top = blob_json(&layout, index["manifests"][0]["digest"].as_str().unwrap());
+    let mut checked = 0;
+    for m in top["manifests"].as_array().unwrap() {
+        let Some(digest) = m["digest"].as_str() else {
+            continue;
+        };
+        let m = blob_json(&layout, digest);
+        if m["config"]["mediaType"] != "application/vnd.oci.image.config.v1+json" {
+            continue; // an SBOM or provenance referrer
+        }
+        let config = blob_json(&layout, m["config"]["digest"].as_str().unwrap());
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+        for (l, diff_id) in m["layers"].as_array().unwrap().iter().zip(diff_ids) {
+            assert_eq!(l["mediaType"], GZIP);
+            let blob = blob_path(&layout, l["digest"].as_str().unwrap());
+            assert_eq!(gunzip_digest(&blob), diff_id.as_str().unwrap(), "{l}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "every layer of both platforms: {checked}");
     let bulky = bulky_spec(&dir.join("bulky"));
     let one = build(&bulky, &dir.join("bulky1"), &["--jobs", "1"]);
     let eight = build(&bulky, &dir.join("bulky8"), &["--jobs", "8"]);

@@ -29,7 +29,7 @@ mod workspace;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
 pub use workspace::CargoWorkspace;
-pub(crate) use workspace::workspace_tool;
+pub(crate) use workspace::{rustc_version_verbose, workspace_tool};
 
 /// Something that produces the payload binaries; tests swap in prebuilt ones.
 pub trait PayloadBuilder {
@@ -164,17 +164,15 @@ impl CargoBuilder {
         if !self.trust_stamp {
             return None;
         }
-        let out = self.tool("rustc").arg("-vV").output().ok()?;
-        out.status.success().then(|| {
-            fresh::Stamp::new(&fresh::StampInputs {
-                cargo: commands,
-                rustc_version: &out.stdout,
-                root: &self.workspace.root,
-                target_dir: &self.workspace.target_dir,
-                manifests: self.workspace.manifests(),
-                cargo_home: cargo_home().as_deref(),
-            })
-        })
+        let version = rustc_version_verbose(&self.workspace.root)?;
+        Some(fresh::Stamp::new(&fresh::StampInputs {
+            cargo: commands,
+            rustc_version: &version,
+            root: &self.workspace.root,
+            target_dir: &self.workspace.target_dir,
+            manifests: self.workspace.manifests(),
+            cargo_home: cargo_home().as_deref(),
+        }))
     }
 
     /// Runs a cargo subcommand about the workspace (set up by `args`) and

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use cargo_metadata::{MetadataCommand, TargetKind};
 
@@ -22,6 +23,23 @@ pub(crate) fn workspace_tool(root: &Path, program: &str) -> Command {
         }
     }
     cmd
+}
+
+/// `rustc -vV` as [`workspace_tool`] runs it in `root`: the compiler a
+/// payload build there uses. Asked once per workspace and process (each
+/// call through rustup's proxy costs about 45 ms here, and a build needs it
+/// for every package's freshness stamp and for the provenance); `None`
+/// when rustc cannot be run.
+pub(crate) fn rustc_version_verbose(root: &Path) -> Option<Vec<u8>> {
+    static ASKED: Mutex<BTreeMap<PathBuf, Option<Vec<u8>>>> = Mutex::new(BTreeMap::new());
+    let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
+    asked
+        .entry(root.to_path_buf())
+        .or_insert_with(|| {
+            let out = workspace_tool(root, "rustc").arg("-vV").output().ok()?;
+            out.status.success().then_some(out.stdout)
+        })
+        .clone()
 }
 
 /// The members of a cargo workspace and their binaries.

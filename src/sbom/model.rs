@@ -133,32 +133,14 @@ impl SbomInput<'_> {
     }
 }
 
-/// SHA-256 and SHA-1 of a file's bytes, and its size, read as a stream.
+/// SHA-256 and SHA-1 of a file's bytes, and its size, read as a stream
+/// (once per process: the layer cache has usually read it already).
 ///
 /// # Errors
 /// When it cannot be read.
 pub fn file_digests(path: &std::path::Path) -> std::io::Result<(Digest, String, u64)> {
-    use sha1::Digest as _;
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut sha256 = sha2::Sha256::new();
-    let mut sha1 = sha1::Sha1::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sha256.update(&buf[..n]);
-        sha1.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((
-        Digest::from_hasher(sha256),
-        hex::encode(sha1.finalize()),
-        size,
-    ))
+    let d = crate::file_digest::of_file(path)?;
+    Ok((d.sha256, d.sha1, d.size))
 }
 
 /// SHA-256 and SHA-1 of bytes aelimg generated (passwd, group, …).
