@@ -284,7 +284,7 @@ fn remember_sbom(store: &BlobStore, key: &Digest, sbom: &Digest) {
     if let Some(dir) = path.parent()
         && std::fs::create_dir_all(dir).is_ok()
     {
-        let _ = crate::fsutil::atomic_write(&path, sbom.as_str().as_bytes());
+        let _ = crate::fsutil::write_cache_record(&path, sbom.as_str().as_bytes());
     }
 }
 

@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil::atomic_write;
+use crate::fsutil::write_cache_record;
 use crate::layer::{Content, LayerDigests, TarEntry};
 use crate::store::BlobStore;
 
@@ -182,7 +182,7 @@ impl LayerCache {
             uncompressed_size: d.uncompressed_size,
         };
         let bytes = serde_json::to_vec(&r).map_err(|e| Error::json("layer record", e))?;
-        atomic_write(&self.layers_dir().join(key.hex()), &bytes)
+        write_cache_record(&self.layers_dir().join(key.hex()), &bytes)
     }
 
     /// The sha256 of a file's bytes, remembered by its stat.
@@ -215,7 +215,7 @@ impl LayerCache {
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .is_some_and(|age| age > Duration::from_secs(2));
         if after == stamp && fresh {
-            atomic_write(&memo, format!("{stamp} {d}\n").as_bytes())?;
+            write_cache_record(&memo, format!("{stamp} {d}\n").as_bytes())?;
         }
         Ok(d)
     }

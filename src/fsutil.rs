@@ -1,6 +1,11 @@
 //! Atomic file writes: temp file in the same directory, fsync, rename, fsync
 //! of the directory. A killed process leaves the old file or the new one,
 //! never a torn one.
+//!
+//! Cache records ([`write_cache_record`]) are renamed into place without an
+//! fsync: readers treat a record they cannot parse or verify as absent, so
+//! a crash costs at most a miss, and a build does not wait on the disk for
+//! a dozen records it could recompute (decision 0020).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -31,6 +36,39 @@ pub fn readable_temp_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::N
 /// `tmp_dir` (which must be on the same file system): a blob store keeps
 /// its temporary files out of `blobs/sha256`.
 pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_file_synced(tmp_dir, path, bytes)?;
+    sync_dir(parent(path));
+    Ok(())
+}
+
+/// Writes a cache record: `bytes` to `path` through a temporary file and a
+/// rename, so a reader sees the old record or the new one, but without an
+/// fsync: after a power loss the record may be gone or empty. Only for
+/// files whose reader checks them and recomputes what they hold (the layer
+/// cache's records, file digests, crate lists, SBOM and payload stamps).
+///
+/// # Errors
+/// When the directory, the temporary file or the rename fails.
+pub fn write_cache_record(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent(path);
+    fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = readable_temp_in(dir, ".aelimg-tmp-")
+        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .ctx(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .ctx(|| format!("cannot rename into {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and syncs the file, but not the
+/// directory: for a blob store, whose directories are synced once, after
+/// all its blobs ([`crate::store::BlobStore::sync`]).
+///
+/// # Errors
+/// When the file cannot be written, synced or renamed.
+pub fn atomic_write_file_synced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = readable_temp_in(tmp_dir, ".aelimg-tmp-")
@@ -43,7 +81,6 @@ pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()>
     tmp.persist(path)
         .map_err(|e| e.error)
         .ctx(|| format!("cannot rename into {}", path.display()))?;
-    sync_dir(dir);
     Ok(())
 }
 

@@ -104,12 +104,14 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Stores bytes under their digest (computed by the caller).
+    /// Stores bytes under their digest (computed by the caller). The blob is
+    /// synced; its name is durable once [`BlobStore::sync`] has run (as for
+    /// [`BlobStore::commit`]).
     pub fn put_bytes(&self, bytes: &[u8], digest: &Digest) -> Result<()> {
         if self.has(digest) {
             return Ok(());
         }
-        fsutil::atomic_write_via(&self.root, &self.path(digest), bytes)
+        fsutil::atomic_write_file_synced(&self.root, &self.path(digest), bytes)
     }
 
     /// Makes `digest` present in `other`, by hard link when possible (the

@@ -109,7 +109,7 @@ pub fn package_crates(
     if std::fs::create_dir_all(&dir).is_ok()
         && let Ok(bytes) = serde_json::to_vec(&found)
     {
-        let _ = crate::fsutil::atomic_write(&path, &bytes);
+        let _ = crate::fsutil::write_cache_record(&path, &bytes);
     }
     Ok(found)
 }

@@ -250,7 +250,7 @@ impl Stamp {
         if let Some(dir) = self.path.parent()
             && std::fs::create_dir_all(dir).is_ok()
         {
-            let _ = crate::fsutil::atomic_write(&self.path, &bytes);
+            let _ = crate::fsutil::write_cache_record(&self.path, &bytes);
         }
     }
 

@@ -24,6 +24,7 @@ use crate::progress::{Event, Progress};
 pub mod auditable;
 pub mod crates;
 mod fresh;
+mod metadata_cache;
 mod units;
 mod workspace;
 

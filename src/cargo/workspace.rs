@@ -55,8 +55,29 @@ pub struct CargoWorkspace {
 }
 
 impl CargoWorkspace {
-    /// Reads `cargo metadata` for the workspace that contains `dir`.
+    /// Reads `cargo metadata` for the workspace that contains `dir`, or
+    /// what it said last time when nothing it depends on has changed (see
+    /// [`super::metadata_cache`]).
     pub fn discover(dir: &Path) -> Result<Self> {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if let Some(a) = super::metadata_cache::lookup(&dir) {
+            return Ok(Self::from_answer(a));
+        }
+        let answer = Self::ask_cargo(&dir)?;
+        super::metadata_cache::remember(&dir, &answer);
+        Ok(Self::from_answer(answer))
+    }
+
+    fn from_answer(a: super::metadata_cache::Answer) -> Self {
+        Self {
+            root: a.root,
+            target_dir: a.target_dir,
+            members: a.members,
+            manifests: a.manifests,
+        }
+    }
+
+    pub(super) fn ask_cargo(dir: &Path) -> Result<super::metadata_cache::Answer> {
         let meta = MetadataCommand::new()
             .current_dir(dir)
             .no_deps()
@@ -80,7 +101,7 @@ impl CargoWorkspace {
             .iter()
             .map(|p| p.manifest_path.clone().into_std_path_buf())
             .collect();
-        Ok(Self {
+        Ok(super::metadata_cache::Answer {
             root: meta.workspace_root.into_std_path_buf(),
             target_dir: meta.target_directory.into_std_path_buf(),
             members,

@@ -459,7 +459,7 @@ impl Image {
             && let Ok(bytes) = serde_json::to_vec(&files)
         {
             // Best effort: a cache that cannot be written is read around.
-            let _ = crate::fsutil::atomic_write(&p, &bytes);
+            let _ = crate::fsutil::write_cache_record(&p, &bytes);
         }
         Ok(files)
     }
