@@ -59,7 +59,7 @@ fn cache_dir() -> Option<PathBuf> {
 /// The record's file for `dir` in this environment: the directory and every
 /// variable cargo or rustup reads to find the workspace, its configuration
 /// and the toolchain (all `CARGO*` and `RUSTUP*` variables) are in its name.
-fn record_path(cache: &Path, dir: &Path) -> PathBuf {
+pub(super) fn record_path(cache: &Path, dir: &Path) -> PathBuf {
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
@@ -119,7 +119,7 @@ pub(super) fn lookup(dir: &Path) -> Option<Answer> {
     lookup_in(&cache_dir()?, dir)
 }
 
-fn lookup_in(cache: &Path, dir: &Path) -> Option<Answer> {
+pub(super) fn lookup_in(cache: &Path, dir: &Path) -> Option<Answer> {
     let bytes = std::fs::read(record_path(cache, dir)).ok()?;
     let record: Record = serde_json::from_slice(&bytes).ok()?;
     if record.version != VERSION {
@@ -143,7 +143,7 @@ pub(super) fn remember(dir: &Path, answer: &Answer) {
     }
 }
 
-fn remember_in(cache: &Path, dir: &Path, answer: &Answer) {
+pub(super) fn remember_in(cache: &Path, dir: &Path, answer: &Answer) {
     let path = record_path(cache, dir);
     let watched = watched_paths(dir, answer)
         .into_iter()
@@ -159,89 +159,5 @@ fn remember_in(cache: &Path, dir: &Path, answer: &Answer) {
     };
     if let Ok(bytes) = serde_json::to_vec(&record) {
         let _ = crate::fsutil::write_cache_record(&path, &bytes);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::fs;
-
-    use super::*;
-    use crate::cargo::workspace::CargoWorkspace;
-
-    fn write(p: &Path, text: &str) {
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    /// Asks cargo, remembers, and checks the record is served until a path
-    /// the answer depends on changes, and that cargo's new answer differs.
-    #[test]
-    fn a_record_is_served_until_a_manifest_a_bin_a_member_or_a_config_changes() {
-        let cache = tempfile::tempdir().unwrap();
-        let ws = tempfile::tempdir().unwrap();
-        let root = ws.path();
-        write(
-            &root.join("Cargo.toml"),
-            "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n",
-        );
-        let pkg = |name: &str| {
-            write(
-                &root.join("crates").join(name).join("Cargo.toml"),
-                &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
-            );
-            write(
-                &root.join("crates").join(name).join("src/main.rs"),
-                "fn main() {}\n",
-            );
-        };
-        pkg("a");
-        let dir = root.join("crates/a");
-        let ask = || {
-            let a = CargoWorkspace::ask_cargo(&dir).unwrap();
-            remember_in(cache.path(), &dir, &a);
-            a
-        };
-        let first = ask();
-        assert_eq!(first.members["a"], vec!["a".to_string()]);
-        assert_eq!(lookup_in(cache.path(), &dir), Some(first.clone()));
-
-        // A new binary in src/bin.
-        write(&dir.join("src/bin/extra.rs"), "fn main() {}\n");
-        assert_eq!(lookup_in(cache.path(), &dir), None, "new src/bin file");
-        let second = ask();
-        assert!(second.members["a"].contains(&"extra".to_string()));
-        assert_eq!(lookup_in(cache.path(), &dir), Some(second.clone()));
-
-        // A new member matched by the workspace's glob.
-        pkg("b");
-        assert_eq!(lookup_in(cache.path(), &dir), None, "new member");
-        let third = ask();
-        assert!(third.members.contains_key("b"));
-
-        // A target directory set in cargo's configuration.
-        write(
-            &root.join(".cargo/config.toml"),
-            "[build]\ntarget-dir = \"elsewhere\"\n",
-        );
-        assert_eq!(lookup_in(cache.path(), &dir), None, "new config file");
-        let fourth = ask();
-        assert!(
-            fourth.target_dir.ends_with("elsewhere"),
-            "{:?}",
-            fourth.target_dir
-        );
-
-        // An edited manifest.
-        write(
-            &root.join("crates/b/Cargo.toml"),
-            "[package]\nname = \"b\"\nversion = \"0.2.0\"\nedition = \"2021\"\n[[bin]]\nname = \"bee\"\npath = \"src/main.rs\"\n",
-        );
-        assert_eq!(lookup_in(cache.path(), &dir), None, "edited manifest");
-        assert_eq!(ask().members["b"], vec!["bee".to_string()]);
-
-        // A record that is not JSON is a miss.
-        fs::write(record_path(cache.path(), &dir), b"{").unwrap();
-        assert_eq!(lookup_in(cache.path(), &dir), None);
     }
 }

@@ -208,3 +208,89 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod metadata_cache_tests {
+    use std::fs;
+
+    use std::path::Path;
+
+    use super::CargoWorkspace;
+    use crate::cargo::metadata_cache::{lookup_in, record_path, remember_in};
+
+    fn write(p: &Path, text: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// Asks cargo, remembers, and checks the record is served until a path
+    /// the answer depends on changes, and that cargo's new answer differs.
+    #[test]
+    fn a_record_is_served_until_a_manifest_a_bin_a_member_or_a_config_changes() {
+        let cache = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        let root = ws.path();
+        write(
+            &root.join("Cargo.toml"),
+            "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n",
+        );
+        let pkg = |name: &str| {
+            write(
+                &root.join("crates").join(name).join("Cargo.toml"),
+                &format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            );
+            write(
+                &root.join("crates").join(name).join("src/main.rs"),
+                "fn main() {}\n",
+            );
+        };
+        pkg("a");
+        let dir = root.join("crates/a");
+        let ask = || {
+            let a = CargoWorkspace::ask_cargo(&dir).unwrap();
+            remember_in(cache.path(), &dir, &a);
+            a
+        };
+        let first = ask();
+        assert_eq!(first.members["a"], vec!["a".to_string()]);
+        assert_eq!(lookup_in(cache.path(), &dir), Some(first.clone()));
+
+        // A new binary in src/bin.
+        write(&dir.join("src/bin/extra.rs"), "fn main() {}\n");
+        assert_eq!(lookup_in(cache.path(), &dir), None, "new src/bin file");
+        let second = ask();
+        assert!(second.members["a"].contains(&"extra".to_string()));
+        assert_eq!(lookup_in(cache.path(), &dir), Some(second.clone()));
+
+        // A new member matched by the workspace's glob.
+        pkg("b");
+        assert_eq!(lookup_in(cache.path(), &dir), None, "new member");
+        let third = ask();
+        assert!(third.members.contains_key("b"));
+
+        // A target directory set in cargo's configuration.
+        write(
+            &root.join(".cargo/config.toml"),
+            "[build]\ntarget-dir = \"elsewhere\"\n",
+        );
+        assert_eq!(lookup_in(cache.path(), &dir), None, "new config file");
+        let fourth = ask();
+        assert!(
+            fourth.target_dir.ends_with("elsewhere"),
+            "{:?}",
+            fourth.target_dir
+        );
+
+        // An edited manifest.
+        write(
+            &root.join("crates/b/Cargo.toml"),
+            "[package]\nname = \"b\"\nversion = \"0.2.0\"\nedition = \"2021\"\n[[bin]]\nname = \"bee\"\npath = \"src/main.rs\"\n",
+        );
+        assert_eq!(lookup_in(cache.path(), &dir), None, "edited manifest");
+        assert_eq!(ask().members["b"], vec!["bee".to_string()]);
+
+        // A record that is not JSON is a miss.
+        fs::write(record_path(cache.path(), &dir), b"{").unwrap();
+        assert_eq!(lookup_in(cache.path(), &dir), None);
+    }
+}
