@@ -28,16 +28,32 @@ pub(crate) fn workspace_tool(root: &Path, program: &str) -> Command {
 /// `rustc -vV` as [`workspace_tool`] runs it in `root`: the compiler a
 /// payload build there uses. Asked once per workspace and process (each
 /// call through rustup's proxy costs about 45 ms here, and a build needs it
-/// for every package's freshness stamp and for the provenance); `None`
-/// when rustc cannot be run.
+/// for every package's freshness stamp and for the provenance), and
+/// remembered across processes while nothing that picks the compiler
+/// changes ([`super::metadata_cache`]); `None` when rustc cannot be run.
 pub(crate) fn rustc_version_verbose(root: &Path) -> Option<Vec<u8>> {
     static ASKED: Mutex<BTreeMap<PathBuf, Option<Vec<u8>>>> = Mutex::new(BTreeMap::new());
     let mut asked = ASKED.lock().unwrap_or_else(PoisonError::into_inner);
     asked
         .entry(root.to_path_buf())
         .or_insert_with(|| {
+            if let Some(v) = super::metadata_cache::rustc_lookup(root) {
+                return Some(v);
+            }
             let out = workspace_tool(root, "rustc").arg("-vV").output().ok()?;
-            out.status.success().then_some(out.stdout)
+            if !out.status.success() {
+                return None;
+            }
+            let sysroot = workspace_tool(root, "rustc")
+                .args(["--print", "sysroot"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+            if let Some(sysroot) = sysroot {
+                super::metadata_cache::rustc_remember(root, &out.stdout, &sysroot);
+            }
+            Some(out.stdout)
         })
         .clone()
 }
@@ -216,7 +232,9 @@ mod metadata_cache_tests {
     use std::path::Path;
 
     use super::CargoWorkspace;
-    use crate::cargo::metadata_cache::{lookup_in, record_path, remember_in};
+    use crate::cargo::metadata_cache::{
+        lookup_in, record_path, remember_in, rustc_lookup_in, rustc_remember_in,
+    };
 
     fn write(p: &Path, text: &str) {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -292,5 +310,31 @@ mod metadata_cache_tests {
         // A record that is not JSON is a miss.
         fs::write(record_path(cache.path(), &dir), b"{").unwrap();
         assert_eq!(lookup_in(cache.path(), &dir), None);
+    }
+
+    /// A remembered `rustc -vV` is served until a rust-toolchain file
+    /// appears or the compiler binary changes.
+    #[test]
+    fn a_rustc_record_is_served_until_the_toolchain_pin_or_the_compiler_changes() {
+        let cache = tempfile::tempdir().unwrap();
+        let ws = tempfile::tempdir().unwrap();
+        let sysroot = tempfile::tempdir().unwrap();
+        let compiler = sysroot.path().join("bin/rustc");
+        write(&compiler, "one");
+        let root = ws.path();
+        rustc_remember_in(cache.path(), root, b"rustc 1.0.0\n", sysroot.path());
+        assert_eq!(
+            rustc_lookup_in(cache.path(), root).as_deref(),
+            Some(&b"rustc 1.0.0\n"[..])
+        );
+        write(&compiler, "two, updated");
+        assert_eq!(rustc_lookup_in(cache.path(), root), None, "new compiler");
+        rustc_remember_in(cache.path(), root, b"rustc 1.1.0\n", sysroot.path());
+        assert!(rustc_lookup_in(cache.path(), root).is_some());
+        write(
+            &root.join("rust-toolchain.toml"),
+            "[toolchain]\nchannel = \"1.2.0\"\n",
+        );
+        assert_eq!(rustc_lookup_in(cache.path(), root), None, "new pin");
     }
 }
