@@ -27,9 +27,10 @@ use crate::store::BlobStore;
 pub struct LayerSettings {
     /// Algorithm and level of the layers aelimg writes.
     pub compression: LayerCompression,
-    /// Threads to use at most: layers are compressed this many at once, and
-    /// zstd layers share the threads left between them. Output does not
-    /// depend on it. 0: the machine's available parallelism.
+    /// Threads: layers are compressed this many at once; a gzip layer
+    /// compresses its blocks on this many threads, a zstd layer gets twice
+    /// its share as workers (at most this many). Output does not depend on
+    /// it. 0: the machine's available parallelism.
     pub jobs: usize,
 }
 
@@ -135,11 +136,15 @@ pub fn build(
     let built = run_jobs(&numbered, all, |(n, job), share| {
         // A gzip layer may use every thread: its workers hold a few
         // 128 KiB blocks each, so a layer left alone at the end of a build
-        // still has every core. zstd workers hold a window each, so zstd
-        // layers share the threads instead.
+        // still has every core. zstd workers hold a window each, so a zstd
+        // layer gets twice its share (at most every thread): at most
+        // 2 × jobs workers in all, and the biggest layer, often the last
+        // one running, still has a second core.
+        // Measured: 0.25 s instead of 0.29 s for both images (median of 8,
+        // paired), peak RSS 56 MB instead of 50 MB.
         let threads = match settings.compression.codec() {
             crate::layer::Codec::Gzip => all,
-            crate::layer::Codec::Zstd => share,
+            crate::layer::Codec::Zstd => (share * 2).min(all),
         };
         build_layer(&ctx, *n, job, threads)
     })?;
