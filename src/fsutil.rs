@@ -50,16 +50,7 @@ pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()>
 /// # Errors
 /// When the directory, the temporary file or the rename fails.
 pub fn write_cache_record(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent(path);
-    fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = readable_temp_in(dir, ".aelimg-tmp-")
-        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .ctx(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .ctx(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
+    write_through_temp(parent(path), path, bytes, false)
 }
 
 /// Writes `bytes` to `path` atomically and syncs the file, but not the
@@ -69,15 +60,23 @@ pub fn write_cache_record(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// When the file cannot be written, synced or renamed.
 pub fn atomic_write_file_synced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    write_through_temp(tmp_dir, path, bytes, true)
+}
+
+/// `bytes` into a temporary file in `tmp_dir`, synced when `sync`, then
+/// renamed to `path` (whose directory is created first).
+fn write_through_temp(tmp_dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = readable_temp_in(tmp_dir, ".aelimg-tmp-")
         .ctx(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?;
     tmp.write_all(bytes)
         .ctx(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .ctx(|| format!("cannot sync {}", path.display()))?;
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .ctx(|| format!("cannot sync {}", path.display()))?;
+    }
     tmp.persist(path)
         .map_err(|e| e.error)
         .ctx(|| format!("cannot rename into {}", path.display()))?;
