@@ -135,6 +135,18 @@ pub enum Event<'a> {
         /// Binaries taken.
         binaries: usize,
     },
+    /// The binaries in the target directory were built by cargo from
+    /// files with the same contents and the same inputs, in another
+    /// checkout sharing the target directory (or at an earlier state of
+    /// this one): cargo was not run (see `cargo::reuse`).
+    PayloadReused {
+        /// The package.
+        package: &'a str,
+        /// The platforms.
+        platforms: &'a [Platform],
+        /// Binaries taken.
+        binaries: usize,
+    },
     /// The payload came from somewhere else than cargo (`--prebuilt`).
     PayloadPrebuilt {
         /// The platforms.

@@ -1,6 +1,7 @@
 //! The same inputs give the same digests from checkouts at different paths,
-//! whether they share a cargo target directory (and then the second reuses
-//! every compiled dependency) or each has its own.
+//! whether they share a cargo target directory (and then the second takes
+//! the binaries built from the same files, and reuses every compiled
+//! dependency when a file differs) or each has its own.
 
 mod common;
 
@@ -63,9 +64,9 @@ impl Drop for RemoveOnDrop {
 }
 
 /// Builds the default images in `dir` (the checkout) into `out`, with the
-/// given cargo target directory (`None`: the checkout's own); returns
-/// cargo's "Compiling" lines.
-fn build_in(dir: &Path, target: Option<&Path>, out: &Path, extra: &[&str]) -> Vec<String> {
+/// given cargo target directory (`None`: the checkout's own); returns its
+/// stderr.
+fn build_in(dir: &Path, target: Option<&Path>, out: &Path, extra: &[&str]) -> String {
     let mut cmd = aelimg();
     cmd.current_dir(dir)
         .env_remove("SOURCE_DATE_EPOCH")
@@ -84,10 +85,6 @@ fn build_in(dir: &Path, target: Option<&Path>, out: &Path, extra: &[&str]) -> Ve
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{stderr}");
     stderr
-        .lines()
-        .filter(|l| l.trim_start().starts_with("Compiling "))
-        .map(|l| l.trim().to_string())
-        .collect()
 }
 
 fn same_images(a: &Path, b: &Path, images: &[&str]) {
@@ -104,9 +101,9 @@ fn same_images(a: &Path, b: &Path, images: &[&str]) {
 
 #[test]
 fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
-    // One platform: the second checkout recompiles its own crates (LTO
-    // links included), which is what this test pays for; the remapping is
-    // the same for every target.
+    // One platform: the second checkout recompiles one of its own crates,
+    // which is what this test pays for; the remapping is the same for
+    // every target.
     let here = scratch("reproducible-here");
     let target = repo().join("target");
     let platform = ["--platform", "linux/amd64"];
@@ -115,17 +112,50 @@ fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
     let _cleanup = RemoveOnDrop(root.clone());
     let clone = root.join("a/longer/path/to/another-checkout");
     checkout_copy(&clone);
+
+    // The same files at another path: the binaries cargo built from them
+    // are taken as they are (cargo::reuse), nothing is compiled.
+    let same = clone.join("out-same");
+    let stderr = build_in(&clone, Some(&target), &same, &platform);
+    for package in ["ael", "native-tools"] {
+        assert!(
+            stderr.contains(&format!("{package}: 1 binaries for linux/amd64 reused")),
+            "{package} was not reused: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("Compiling "), "{stderr}");
+    same_images(&here, &same, &["ael", "native-tools"]);
+
+    // One file of ael's edited (a comment, so the binary stays the same):
+    // cargo compiles the workspace's own crates at the new path and no
+    // dependency; native-tools, whose files are the same, is reused.
+    let main_rs = clone.join("runtime/src/main.rs");
+    let mut text = std::fs::read_to_string(&main_rs).unwrap();
+    text.push_str("// edited in another checkout\n");
+    std::fs::write(&main_rs, text).unwrap();
     let out = clone.join("out");
-    let compiled = build_in(&clone, Some(&target), &out, &platform);
-    // Only the workspace's own crates (at the new path) are compiled again.
+    let stderr = build_in(&clone, Some(&target), &out, &platform);
+    let compiled: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Compiling "))
+        .collect();
+    assert!(
+        compiled.iter().any(|l| l.starts_with("Compiling ael ")),
+        "ael was not compiled again: {stderr}"
+    );
     let clone_path = clone.display().to_string();
-    let foreign: Vec<&String> = compiled
+    let foreign: Vec<&&str> = compiled
         .iter()
         .filter(|l| !l.contains(&clone_path))
         .collect();
     assert!(
         foreign.is_empty(),
         "dependencies were compiled again for the second checkout: {foreign:?}"
+    );
+    assert!(
+        stderr.contains("native-tools: 1 binaries for linux/amd64 reused"),
+        "{stderr}"
     );
     same_images(&here, &out, &["ael", "native-tools"]);
 }

@@ -35,7 +35,7 @@ use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 
 /// Bumped when what the stamp records, or how, changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// Environment variables that never reach a compiler's output: the shell's
 /// and the terminal's. Any other variable is part of the stamp's inputs
@@ -74,8 +74,8 @@ const VOLATILE: &[&str] = &[
 
 /// What a file looked like: enough that any write to it changes one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct FileStat {
-    path: PathBuf,
+pub(super) struct FileStat {
+    pub(super) path: PathBuf,
     len: u64,
     mtime_ns: i128,
     ctime_ns: i128,
@@ -84,7 +84,7 @@ struct FileStat {
 
 impl FileStat {
     /// The file's stat now; `None` when it cannot be read.
-    fn of(path: &Path) -> Option<Self> {
+    pub(super) fn of(path: &Path) -> Option<Self> {
         let m = std::fs::metadata(path).ok()?;
         Some(Self {
             path: path.to_path_buf(),
@@ -96,14 +96,14 @@ impl FileStat {
     }
 
     /// Whether the file was written at or after `since`.
-    fn changed_since(&self, since_ns: i128) -> bool {
+    pub(super) fn changed_since(&self, since_ns: i128) -> bool {
         self.mtime_ns >= since_ns || self.ctime_ns >= since_ns
     }
 }
 
 /// One binary of the payload, as cargo left it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct BinaryRecord {
+pub(super) struct BinaryRecord {
     platform: String,
     package: String,
     bin: String,
@@ -145,44 +145,13 @@ impl Stamp {
     /// The stamp of the build `inputs` describe, computed now (before cargo
     /// runs, so that a change made while it runs is seen next time).
     pub(super) fn new(inputs: &StampInputs<'_>) -> Self {
-        let mut h = Sha256::new();
-        let mut field = |name: &str, value: &[u8]| {
-            h.update((name.len() as u64).to_le_bytes());
-            h.update(name.as_bytes());
-            h.update((value.len() as u64).to_le_bytes());
-            h.update(value);
-        };
-        field("format", &FORMAT.to_le_bytes());
-        field("aelimg", env!("CARGO_PKG_VERSION").as_bytes());
         let mut command_key = Sha256::new();
         for cmd in inputs.cargo {
-            field("program", cmd.get_program().as_encoded_bytes());
             command_key.update([1]);
             command_key.update(cmd.get_program().as_encoded_bytes());
             for a in cmd.get_args() {
-                field("arg", a.as_encoded_bytes());
                 command_key.update([0]);
                 command_key.update(a.as_encoded_bytes());
-            }
-            if let Some(dir) = cmd.get_current_dir() {
-                field("cwd", dir.as_os_str().as_encoded_bytes());
-            }
-            for (k, v) in environment(cmd) {
-                field("env", k.as_encoded_bytes());
-                field("=", v.as_encoded_bytes());
-            }
-        }
-        field("rustc", inputs.rustc_version);
-        for f in watched_files(inputs.root, inputs.manifests, inputs.cargo_home) {
-            field("file", f.as_os_str().as_encoded_bytes());
-            match FileStat::of(&f) {
-                Some(s) => {
-                    field("len", &s.len.to_le_bytes());
-                    field("mtime", &s.mtime_ns.to_le_bytes());
-                    field("ctime", &s.ctime_ns.to_le_bytes());
-                    field("ino", &s.ino.to_le_bytes());
-                }
-                None => field("missing", &[]),
             }
         }
         let name = hex::encode(&command_key.finalize()[..8]);
@@ -191,7 +160,9 @@ impl Stamp {
                 .target_dir
                 .join("aelimg-payload")
                 .join(format!("{name}.json")),
-            inputs: hex::encode(h.finalize()),
+            // By stat, a file that cannot be read is an input ("missing"),
+            // so there is always a digest; an empty one never matches.
+            inputs: inputs_digest(inputs, WatchBy::Stat).unwrap_or_default(),
         }
     }
 
@@ -203,7 +174,7 @@ impl Stamp {
     ) -> Option<Binaries> {
         let text = std::fs::read(&self.path).ok()?;
         let record: Record = serde_json::from_slice(&text).ok()?;
-        if record.format != FORMAT || record.inputs != self.inputs {
+        if record.format != FORMAT || self.inputs.is_empty() || record.inputs != self.inputs {
             return None;
         }
         for s in &record.sources {
@@ -211,36 +182,31 @@ impl Stamp {
                 return None;
             }
         }
-        let mut found = Binaries::new();
-        for b in &record.binaries {
-            if FileStat::of(&b.stat.path).as_ref() != Some(&b.stat) {
-                return None;
-            }
-            let platform = Platform::parse(&b.platform).ok()?;
-            let id = BinId {
-                package: b.package.clone(),
-                bin: b.bin.clone(),
-            };
-            found.insert((platform, id), b.stat.path.clone());
-        }
-        let complete = wanted
-            .iter()
-            .flat_map(|(p, bins)| bins.iter().map(move |b| (*p, b.clone())))
-            .all(|k| found.contains_key(&k));
-        (complete
-            && found.len()
-                == wanted
-                    .values()
-                    .map(std::collections::BTreeSet::len)
-                    .sum::<usize>())
-        .then_some(found)
+        binaries_if_unchanged(&record.binaries, wanted)
     }
 
     /// Records what cargo built, when nothing it was built from changed
     /// after `started`. Best effort: a stamp that cannot be written only
     /// means cargo is asked next time.
     pub(super) fn record(&self, found: &Binaries, started: SystemTime) {
-        let Some(record) = self.describe(found, started) else {
+        let record = sources_of(found).and_then(|s| self.describe(found, &s, started));
+        self.write(record);
+    }
+
+    /// Records `found` as built from `sources` (the files of this checkout
+    /// that another checkout's identical files built them from), when none
+    /// changed after `started`.
+    pub(super) fn record_with_sources(
+        &self,
+        found: &Binaries,
+        sources: &[PathBuf],
+        started: SystemTime,
+    ) {
+        self.write(self.describe(found, sources, started));
+    }
+
+    fn write(&self, record: Option<Record>) {
+        let Some(record) = record else {
             let _ = std::fs::remove_file(&self.path);
             return;
         };
@@ -254,40 +220,210 @@ impl Stamp {
         }
     }
 
-    fn describe(&self, found: &Binaries, started: SystemTime) -> Option<Record> {
-        let since = started
-            .checked_sub(Duration::from_secs(1))
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))?;
-        let mut sources = BTreeMap::new();
-        let mut binaries = Vec::new();
-        for ((platform, id), exe) in found {
-            let mut dep_info = exe.clone().into_os_string();
-            dep_info.push(".d");
-            let text = std::fs::read_to_string(PathBuf::from(dep_info)).ok()?;
-            for path in dep_info_paths(&text)? {
-                if let std::collections::btree_map::Entry::Vacant(slot) = sources.entry(path) {
-                    let stat = FileStat::of(slot.key())?;
-                    if stat.changed_since(since) {
-                        return None;
-                    }
-                    slot.insert(stat);
-                }
+    fn describe(&self, found: &Binaries, paths: &[PathBuf], started: SystemTime) -> Option<Record> {
+        let since = since_ns(started)?;
+        let mut sources = Vec::with_capacity(paths.len());
+        for path in paths {
+            let stat = FileStat::of(path)?;
+            if stat.changed_since(since) {
+                return None;
             }
-            binaries.push(BinaryRecord {
-                platform: platform.to_string(),
-                package: id.package.clone(),
-                bin: id.bin.clone(),
-                stat: FileStat::of(exe)?,
-            });
+            sources.push(stat);
         }
         Some(Record {
             format: FORMAT,
             inputs: self.inputs.clone(),
-            sources: sources.into_values().collect(),
-            binaries,
+            sources,
+            binaries: binary_records(found)?,
         })
     }
+}
+
+/// `started` less a second of clock granularity, in ns since the epoch:
+/// a file whose mtime or ctime is not older was (or may have been) written
+/// while the build ran.
+pub(super) fn since_ns(started: SystemTime) -> Option<i128> {
+    started
+        .checked_sub(Duration::from_secs(1))
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+/// Every file the binaries of `found` were built from, as cargo lists them
+/// in each binary's dep-info file; sorted, without repeats. `None` when a
+/// dep-info file cannot be read.
+pub(super) fn sources_of(found: &Binaries) -> Option<Vec<PathBuf>> {
+    let mut sources = std::collections::BTreeSet::new();
+    for exe in found.values() {
+        let mut dep_info = exe.clone().into_os_string();
+        dep_info.push(".d");
+        let text = std::fs::read_to_string(PathBuf::from(dep_info)).ok()?;
+        sources.extend(dep_info_paths(&text)?);
+    }
+    Some(sources.into_iter().collect())
+}
+
+/// The stat of each binary of `found`; `None` when one is missing.
+pub(super) fn binary_records(found: &Binaries) -> Option<Vec<BinaryRecord>> {
+    found
+        .iter()
+        .map(|((platform, id), exe)| {
+            Some(BinaryRecord {
+                platform: platform.to_string(),
+                package: id.package.clone(),
+                bin: id.bin.clone(),
+                stat: FileStat::of(exe)?,
+            })
+        })
+        .collect()
+}
+
+/// The binaries `records` name, when each is still as recorded and they
+/// are exactly those of `wanted`.
+pub(super) fn binaries_if_unchanged(
+    records: &[BinaryRecord],
+    wanted: &BTreeMap<Platform, std::collections::BTreeSet<BinId>>,
+) -> Option<Binaries> {
+    let mut found = Binaries::new();
+    for b in records {
+        if FileStat::of(&b.stat.path).as_ref() != Some(&b.stat) {
+            return None;
+        }
+        let platform = Platform::parse(&b.platform).ok()?;
+        let id = BinId {
+            package: b.package.clone(),
+            bin: b.bin.clone(),
+        };
+        found.insert((platform, id), b.stat.path.clone());
+    }
+    let complete = wanted
+        .iter()
+        .flat_map(|(p, bins)| bins.iter().map(move |b| (*p, b.clone())))
+        .all(|k| found.contains_key(&k));
+    let count: usize = wanted.values().map(std::collections::BTreeSet::len).sum();
+    (complete && found.len() == count).then_some(found)
+}
+
+/// How [`inputs_digest`] sees the watched files.
+#[derive(Clone, Copy)]
+pub(super) enum WatchBy<'a> {
+    /// By path and stat: the checkout's own stamp.
+    Stat,
+    /// By content, with the workspace root written as `<root>` in the
+    /// commands and in the names of the files under it, so that a checkout
+    /// of the same sources at another path gets the same digest (see
+    /// [`super::reuse`]). Files outside the root that do not exist are left
+    /// out: the ancestors of two checkouts differ in number.
+    Content(&'a Path),
+}
+
+/// A digest of everything that decides the build other than source files:
+/// the cargo commands, their environment, the compiler's version and the
+/// watched files. `None` when a watched file that exists cannot be read
+/// (only by content).
+pub(super) fn inputs_digest(inputs: &StampInputs<'_>, by: WatchBy<'_>) -> Option<String> {
+    let mut h = Sha256::new();
+    let mut field = |name: &str, value: &[u8]| {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((value.len() as u64).to_le_bytes());
+        h.update(value);
+    };
+    let root = match by {
+        WatchBy::Stat => None,
+        WatchBy::Content(root) => Some(root.as_os_str().as_encoded_bytes()),
+    };
+    // The target directory first: it may be inside the root (then the
+    // record is not shared anyway) or outside it, shared by checkouts.
+    let target = inputs.target_dir.as_os_str().as_encoded_bytes();
+    let placed = |v: &[u8]| -> Vec<u8> {
+        match root {
+            Some(r) if !r.is_empty() && !target.is_empty() => {
+                replace_bytes(&replace_bytes(v, target, b"<target>"), r, b"<root>")
+            }
+            _ => v.to_vec(),
+        }
+    };
+    field("format", &FORMAT.to_le_bytes());
+    field("aelimg", env!("CARGO_PKG_VERSION").as_bytes());
+    field("by", if root.is_some() { b"content" } else { b"stat" });
+    for cmd in inputs.cargo {
+        field("program", cmd.get_program().as_encoded_bytes());
+        for a in cmd.get_args() {
+            field("arg", &placed(a.as_encoded_bytes()));
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            field("cwd", &placed(dir.as_os_str().as_encoded_bytes()));
+        }
+        for (k, v) in environment(cmd) {
+            // By content, how the target directory was named does not
+            // matter: the record is only found in it.
+            if root.is_some() && (k == "CARGO_TARGET_DIR" || k == "CARGO_BUILD_TARGET_DIR") {
+                continue;
+            }
+            field("env", k.as_encoded_bytes());
+            field("=", v.as_encoded_bytes());
+        }
+    }
+    field("rustc", inputs.rustc_version);
+    for f in watched_files(inputs.root, inputs.manifests, inputs.cargo_home) {
+        match by {
+            WatchBy::Stat => {
+                field("file", f.as_os_str().as_encoded_bytes());
+                match FileStat::of(&f) {
+                    Some(s) => {
+                        field("len", &s.len.to_le_bytes());
+                        field("mtime", &s.mtime_ns.to_le_bytes());
+                        field("ctime", &s.ctime_ns.to_le_bytes());
+                        field("ino", &s.ino.to_le_bytes());
+                    }
+                    None => field("missing", &[]),
+                }
+            }
+            WatchBy::Content(root) => {
+                let inside = f.strip_prefix(root).ok();
+                let bytes = match std::fs::read(&f) {
+                    Ok(b) => Some(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(_) => return None,
+                };
+                match (inside, bytes) {
+                    (Some(rel), b) => {
+                        field(
+                            "file",
+                            &[b"<root>/", rel.as_os_str().as_encoded_bytes()].concat(),
+                        );
+                        match b {
+                            Some(b) => field("sha256", &Sha256::digest(&b)),
+                            None => field("missing", &[]),
+                        }
+                    }
+                    (None, Some(b)) => {
+                        field("file", f.as_os_str().as_encoded_bytes());
+                        field("sha256", &Sha256::digest(&b));
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+    Some(hex::encode(h.finalize()))
+}
+
+/// `haystack` with every occurrence of `needle` replaced by `with`.
+fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// The environment cargo will run in: the process's, with the command's

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// Bumped when what a record holds, or how it is checked, changes.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// What aelimg keeps of `cargo metadata --no-deps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,8 @@ pub(super) struct Answer {
     pub target_dir: PathBuf,
     pub members: std::collections::BTreeMap<String, Vec<String>>,
     pub manifests: Vec<PathBuf>,
+    /// Whether a member has a build script.
+    pub build_scripts: bool,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -25,6 +25,7 @@ pub mod auditable;
 pub mod crates;
 mod fresh;
 mod metadata_cache;
+mod reuse;
 mod units;
 mod workspace;
 
@@ -161,19 +162,24 @@ impl CargoBuilder {
 
     /// The stamp of the build `commands` run, when stamps are trusted and the
     /// compiler can be asked its version.
-    fn stamp(&self, commands: &[&Command]) -> Option<fresh::Stamp> {
+    fn stamp(&self, commands: &[&Command]) -> Option<(fresh::Stamp, Option<reuse::ByContent>)> {
         if !self.trust_stamp {
             return None;
         }
         let version = rustc_version_verbose(&self.workspace.root)?;
-        Some(fresh::Stamp::new(&fresh::StampInputs {
+        let home = cargo_home();
+        let inputs = fresh::StampInputs {
             cargo: commands,
             rustc_version: &version,
             root: &self.workspace.root,
             target_dir: &self.workspace.target_dir,
             manifests: self.workspace.manifests(),
-            cargo_home: cargo_home().as_deref(),
-        }))
+            cargo_home: home.as_deref(),
+        };
+        Some((
+            fresh::Stamp::new(&inputs),
+            reuse::ByContent::new(&inputs, self.workspace.has_build_scripts()),
+        ))
     }
 
     /// Runs a cargo subcommand about the workspace (set up by `args`) and
@@ -245,14 +251,25 @@ impl CargoBuilder {
         let started_at = SystemTime::now();
         let invocations = self.invocations(package, wanted)?;
         let commands: Vec<&Command> = invocations.iter().map(|(c, _)| c).collect();
-        let stamp = self.stamp(&commands);
-        if let Some(found) = stamp.as_ref().and_then(|s| s.check(wanted)) {
-            progress.event(&Event::PayloadUpToDate {
-                package,
-                platforms: &platforms,
-                binaries: found.len(),
-            });
-            return Ok(found);
+        let stamps = self.stamp(&commands);
+        if let Some((stamp, by_content)) = &stamps {
+            if let Some(found) = stamp.check(wanted) {
+                progress.event(&Event::PayloadUpToDate {
+                    package,
+                    platforms: &platforms,
+                    binaries: found.len(),
+                });
+                return Ok(found);
+            }
+            if let Some((found, sources)) = by_content.as_ref().and_then(|c| c.check(wanted)) {
+                stamp.record_with_sources(&found, &sources, started_at);
+                progress.event(&Event::PayloadReused {
+                    package,
+                    platforms: &platforms,
+                    binaries: found.len(),
+                });
+                return Ok(found);
+            }
         }
         let estimate = self.estimate(package, wanted);
         progress.event(&Event::PayloadStarted {
@@ -275,8 +292,11 @@ impl CargoBuilder {
                 }
             }
         }
-        if let Some(stamp) = &stamp {
+        if let Some((stamp, by_content)) = &stamps {
             stamp.record(&found, started_at);
+            if let Some(c) = by_content {
+                c.record(&found, started_at);
+            }
         }
         progress.event(&Event::PayloadFinished {
             units: count.done,

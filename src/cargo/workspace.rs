@@ -68,6 +68,8 @@ pub struct CargoWorkspace {
     members: BTreeMap<String, Vec<String>>,
     /// Every member's Cargo.toml.
     manifests: Vec<PathBuf>,
+    /// Whether a member has a build script.
+    build_scripts: bool,
 }
 
 impl CargoWorkspace {
@@ -90,6 +92,7 @@ impl CargoWorkspace {
             target_dir: a.target_dir,
             members: a.members,
             manifests: a.manifests,
+            build_scripts: a.build_scripts,
         }
     }
 
@@ -117,7 +120,13 @@ impl CargoWorkspace {
             .iter()
             .map(|p| p.manifest_path.clone().into_std_path_buf())
             .collect();
+        let build_scripts = meta
+            .workspace_packages()
+            .iter()
+            .flat_map(|p| &p.targets)
+            .any(|t| t.kind.contains(&TargetKind::CustomBuild));
         Ok(super::metadata_cache::Answer {
+            build_scripts,
             root: meta.workspace_root.into_std_path_buf(),
             target_dir: meta.target_directory.into_std_path_buf(),
             members,
@@ -131,6 +140,13 @@ impl CargoWorkspace {
     #[must_use]
     pub fn manifests(&self) -> &[PathBuf] {
         &self.manifests
+    }
+
+    /// Whether a member has a build script (which may read files that
+    /// cargo's dep-info does not list).
+    #[must_use]
+    pub fn has_build_scripts(&self) -> bool {
+        self.build_scripts
     }
 }
 

@@ -208,6 +208,14 @@ impl Renderer {
                 "{package}: {binaries} binaries for {} up to date (no source changed since cargo built them)",
                 platform_list(platforms)
             )),
+            Event::PayloadReused {
+                package,
+                platforms,
+                binaries,
+            } => self.line(&format!(
+                "{package}: {binaries} binaries for {} reused (cargo built them from files with the same contents and inputs)",
+                platform_list(platforms)
+            )),
             Event::PayloadPrebuilt {
                 platforms,
                 binaries,
