@@ -134,7 +134,14 @@ fn cache_key(ws: &CargoWorkspace, package: &str, target: &str) -> Result<Digest>
         Err(e) => return Err(Error::io(format!("cannot read {}", lock.display()), e)),
     }
     for m in ws.manifests() {
-        add(m.to_string_lossy().as_bytes());
+        // Named relative to the root: the answer holds no path (path
+        // packages have no source), so checkouts of the same workspace at
+        // other paths share it (decision 0021).
+        add(m
+            .strip_prefix(&ws.root)
+            .unwrap_or(m)
+            .to_string_lossy()
+            .as_bytes());
         add(&std::fs::read(m).map_err(|e| Error::io(format!("cannot read {}", m.display()), e))?);
     }
     Ok(Digest::from_hasher(h))
