@@ -185,39 +185,20 @@ impl Stamp {
         binaries_if_unchanged(&record.binaries, wanted)
     }
 
-    /// Records what cargo built, when nothing it was built from changed
-    /// after `started`. Best effort: a stamp that cannot be written only
-    /// means cargo is asked next time.
-    pub(super) fn record(&self, found: &Binaries, started: SystemTime) {
-        let record = sources_of(found).and_then(|s| self.describe(found, &s, started));
-        self.write(record);
-    }
-
-    /// Records `found` as built from `sources` (the files of this checkout
-    /// that another checkout's identical files built them from), when none
-    /// changed after `started`.
-    pub(super) fn record_with_sources(
+    /// Records `found` as built from `sources` (as [`sources_of`] lists
+    /// them after cargo ran, or the files of this checkout that another
+    /// checkout's identical files built them from), when none changed after
+    /// `started`; `None` (the sources could not be listed) removes the
+    /// stamp. Best effort: a stamp that cannot be written only means cargo
+    /// is asked next time.
+    pub(super) fn record(
         &self,
         found: &Binaries,
-        sources: &[PathBuf],
+        sources: Option<&[PathBuf]>,
         started: SystemTime,
     ) {
-        self.write(self.describe(found, sources, started));
-    }
-
-    fn write(&self, record: Option<Record>) {
-        let Some(record) = record else {
-            let _ = std::fs::remove_file(&self.path);
-            return;
-        };
-        let Ok(bytes) = serde_json::to_vec(&record) else {
-            return;
-        };
-        if let Some(dir) = self.path.parent()
-            && std::fs::create_dir_all(dir).is_ok()
-        {
-            let _ = crate::fsutil::write_cache_record(&self.path, &bytes);
-        }
+        let record = sources.and_then(|s| self.describe(found, s, started));
+        write_record(&self.path, record.as_ref());
     }
 
     fn describe(&self, found: &Binaries, paths: &[PathBuf], started: SystemTime) -> Option<Record> {
@@ -236,6 +217,24 @@ impl Stamp {
             sources,
             binaries: binary_records(found)?,
         })
+    }
+}
+
+/// Writes `record` to `path` (creating its directory), or removes `path`
+/// when there is none. Best effort, as every reader treats a record it
+/// cannot read as a miss.
+pub(super) fn write_record<T: Serialize>(path: &Path, record: Option<&T>) {
+    let Some(record) = record else {
+        let _ = std::fs::remove_file(path);
+        return;
+    };
+    let Ok(bytes) = serde_json::to_vec(record) else {
+        return;
+    };
+    if let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let _ = crate::fsutil::write_cache_record(path, &bytes);
     }
 }
 

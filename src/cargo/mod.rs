@@ -262,7 +262,7 @@ impl CargoBuilder {
                 return Ok(found);
             }
             if let Some((found, sources)) = by_content.as_ref().and_then(|c| c.check(wanted)) {
-                stamp.record_with_sources(&found, &sources, started_at);
+                stamp.record(&found, Some(&sources), started_at);
                 progress.event(&Event::PayloadReused {
                     package,
                     platforms: &platforms,
@@ -293,9 +293,11 @@ impl CargoBuilder {
             }
         }
         if let Some((stamp, by_content)) = &stamps {
-            stamp.record(&found, started_at);
+            // Listed once for both records.
+            let sources = fresh::sources_of(&found);
+            stamp.record(&found, sources.as_deref(), started_at);
             if let Some(c) = by_content {
-                c.record(&found, started_at);
+                c.record(&found, sources.as_deref(), started_at);
             }
         }
         progress.event(&Event::PayloadFinished {

@@ -122,38 +122,32 @@ impl ByContent {
         Some((found, here))
     }
 
-    /// Records what cargo built, when none of its sources changed after
-    /// `started`. Best effort: without a record, another checkout runs
-    /// cargo.
-    pub(super) fn record(&self, found: &Binaries, started: SystemTime) {
-        let record = self.describe(found, started);
-        let Some(record) = record else {
-            let _ = std::fs::remove_file(&self.path);
-            return;
-        };
-        let Ok(bytes) = serde_json::to_vec(&record) else {
-            return;
-        };
-        if let Some(dir) = self.path.parent()
-            && std::fs::create_dir_all(dir).is_ok()
-        {
-            let _ = crate::fsutil::write_cache_record(&self.path, &bytes);
-        }
+    /// Records what cargo built from `sources` (as [`fresh::sources_of`]
+    /// lists them), when none changed after `started`; `None` removes the
+    /// record. Best effort: without a record, another checkout runs cargo.
+    pub(super) fn record(
+        &self,
+        found: &Binaries,
+        sources: Option<&[PathBuf]>,
+        started: SystemTime,
+    ) {
+        let record = sources.and_then(|s| self.describe(found, s, started));
+        fresh::write_record(&self.path, record.as_ref());
     }
 
-    fn describe(&self, found: &Binaries, started: SystemTime) -> Option<Record> {
+    fn describe(&self, found: &Binaries, paths: &[PathBuf], started: SystemTime) -> Option<Record> {
         let since = fresh::since_ns(started)?;
-        let mut sources = Vec::new();
-        for path in fresh::sources_of(found)? {
-            let before = FileStat::of(&path)?;
+        let mut sources = Vec::with_capacity(paths.len());
+        for path in paths {
+            let before = FileStat::of(path)?;
             if before.changed_since(since) {
                 return None;
             }
             match path.strip_prefix(&self.root) {
                 Ok(rel) => {
-                    let sha256 = content_digest(&path)?;
+                    let sha256 = content_digest(path)?;
                     // Hashed as it was when cargo read it.
-                    if FileStat::of(&path).as_ref() != Some(&before) {
+                    if FileStat::of(path).as_ref() != Some(&before) {
                         return None;
                     }
                     sources.push(Source::Local {
@@ -209,6 +203,10 @@ mod tests {
     }
 
     fn by_content(root: &Path, target: &Path) -> Option<ByContent> {
+        by_content_with(root, target, false)
+    }
+
+    fn by_content_with(root: &Path, target: &Path, build_scripts: bool) -> Option<ByContent> {
         let cmd = command(root, target);
         let manifests = [root.join("Cargo.toml")];
         ByContent::new(
@@ -220,7 +218,7 @@ mod tests {
                 manifests: &manifests,
                 cargo_home: None,
             },
-            false,
+            build_scripts,
         )
     }
 
@@ -279,7 +277,7 @@ mod tests {
         let found = cargo_output(&a, &target);
         let at_a = by_content(&a, &target).unwrap();
         assert!(at_a.check(&wanted()).is_none(), "nothing recorded yet");
-        at_a.record(&found, later());
+        at_a.record(&found, fresh::sources_of(&found).as_deref(), later());
 
         let at_b = by_content(&b, &target).unwrap();
         assert_eq!(
@@ -328,7 +326,12 @@ mod tests {
         checkout(&a, "fn main() {}\n");
         let found = cargo_output(&a, &target);
         let at_a = by_content(&a, &target).unwrap();
-        at_a.record(&found, SystemTime::now() - Duration::from_millis(100));
+        let sources = fresh::sources_of(&found);
+        at_a.record(
+            &found,
+            sources.as_deref(),
+            SystemTime::now() - Duration::from_millis(100),
+        );
         assert!(at_a.check(&wanted()).is_none());
     }
 
@@ -337,16 +340,6 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (a, target) = (tmp.path().join("a"), tmp.path().join("t"));
         checkout(&a, "fn main() {}\n");
-        let cmd = command(&a, &target);
-        let manifests = [a.join("Cargo.toml")];
-        let inputs = StampInputs {
-            cargo: &[&cmd],
-            rustc_version: b"rustc 1.95.0",
-            root: &a,
-            target_dir: &target,
-            manifests: &manifests,
-            cargo_home: None,
-        };
-        assert!(ByContent::new(&inputs, true).is_none());
+        assert!(by_content_with(&a, &target, true).is_none());
     }
 }
