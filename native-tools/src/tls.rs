@@ -87,6 +87,9 @@ pub fn http_client() -> Result<reqwest::Client, TlsError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("native-tools/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(30))
+        // Service names under podman resolve reliably only when asked
+        // again (resolve_retry).
+        .dns_resolver(resolve_retry::RetryingResolver)
         .build()
         .map_err(TlsError::Client)
 }

@@ -49,7 +49,7 @@ pub enum ToolError {
         ms: u128,
     },
     /// The MCP request failed.
-    #[error("{server}.{tool}: {error}")]
+    #[error("{server}.{tool}: {}", error_chain(error))]
     Failed {
         /// Server name.
         server: String,
@@ -58,6 +58,24 @@ pub enum ToolError {
         /// The protocol error (part of the message).
         error: rmcp::ServiceError,
     },
+}
+
+/// `e` with its sources ("a: b: c"), leaving out a source whose message
+/// `e`'s already holds: "error sending request" alone does not say whether
+/// the name did not resolve, the connection was refused or the peer closed
+/// it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Why connecting to a tool server failed.
@@ -69,6 +87,8 @@ enum ConnectError {
     TokenFile { path: String, error: String },
     #[error(transparent)]
     Http(Box<ClientInitializeError>),
+    #[error("cannot make an HTTP client: {0}")]
+    Client(reqwest::Error),
     #[error("no command")]
     NoCommand,
     #[error("cannot start {command}: {error}")]
@@ -435,7 +455,13 @@ async fn connect(server: &ToolServer) -> Result<Conn, ConnectError> {
                 t => tcfg = tcfg.auth_header(t.to_string()),
             }
         }
-        let transport = StreamableHttpClientTransport::from_config(tcfg);
+        // Service names under podman resolve reliably only when asked
+        // again (resolve_retry).
+        let client = reqwest::Client::builder()
+            .dns_resolver(resolve_retry::RetryingResolver)
+            .build()
+            .map_err(ConnectError::Client)?;
+        let transport = StreamableHttpClientTransport::with_client(client, tcfg);
         let service = client_info()
             .serve_with_ct(transport, ct.clone())
             .await
@@ -573,10 +599,10 @@ async fn supervise(server: Arc<ToolServer>, shutdown: CancellationToken) {
                 });
             }
             Err(e) => {
-                tracing::warn!(server = %server.name, "tool server unavailable: {e}");
+                tracing::warn!(server = %server.name, "tool server unavailable: {}", error_chain(&e));
                 server.update(|s| {
                     s.state = State::Failed;
-                    s.error = Some(e.to_string());
+                    s.error = Some(error_chain(&e));
                     s.pid = None;
                 });
             }
