@@ -333,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn binaries_cargo_found_fresh_from_other_files_are_told_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, target) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("t"),
+        );
+        checkout(&a, "fn main() { a() }\n");
+        checkout(&b, "fn main() { b() }\n");
+        let found = cargo_output(&a, &target);
+        let at_a = by_content(&a, &target).unwrap();
+        at_a.record(&found, fresh::sources_of(&found).as_deref(), later());
+        assert!(at_a.differing_sources(&found).is_empty(), "its own files");
+
+        // b's cargo hands over a's binary (b's files are older): b's file
+        // differs from the one it was built from.
+        let at_b = by_content(&b, &target).unwrap();
+        assert_eq!(
+            at_b.differing_sources(&found),
+            [PathBuf::from("src/main.rs")]
+        );
+
+        // Cargo built the binary again (for b): nothing to tell.
+        std::fs::write(&found[&(platform(), bin())], b"\x7fELF built for b").unwrap();
+        assert!(at_b.differing_sources(&found).is_empty());
+    }
+
+    #[test]
     fn other_inputs_give_another_key() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b, target) = (
