@@ -147,6 +147,16 @@ pub enum Event<'a> {
         /// Binaries taken.
         binaries: usize,
     },
+    /// Cargo took units of these workspace members from another checkout
+    /// sharing the target directory, built from other files than this
+    /// checkout's (see `cargo::foreign`): they are cleaned and the package
+    /// is built again.
+    PayloadForeign {
+        /// The package being built.
+        package: &'a str,
+        /// The members whose units were stale.
+        members: &'a [String],
+    },
     /// The payload came from somewhere else than cargo (`--prebuilt`).
     PayloadPrebuilt {
         /// The platforms.

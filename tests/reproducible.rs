@@ -1,7 +1,8 @@
 //! The same inputs give the same digests from checkouts at different paths,
 //! whether they share a cargo target directory (and then the second takes
 //! the binaries built from the same files, and reuses every compiled
-//! dependency when a file differs) or each has its own.
+//! dependency when a file differs, and neither takes the other's binary
+//! built from other files) or each has its own.
 
 mod common;
 
@@ -158,6 +159,37 @@ fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
         "{stderr}"
     );
     same_images(&here, &out, &["ael", "native-tools"]);
+
+    // Back in the first checkout, whose ael file is older than the
+    // artifacts the second just built from its edited one: cargo finds
+    // them fresh by mtime and would hand them over. aelimg tells by
+    // content, cleans ael and builds it from this checkout's files.
+    let back = scratch("reproducible-back");
+    let stderr = build_in(&repo(), Some(&target), &back, &platform);
+    assert!(
+        stderr.contains(
+            "ael: cargo took ael from another checkout sharing the target directory, built from other files"
+        ),
+        "the foreign binary was not caught: {stderr}"
+    );
+    let compiled: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Compiling "))
+        .collect();
+    assert!(
+        compiled.iter().any(|l| l.starts_with("Compiling ael ")),
+        "ael was not compiled again: {stderr}"
+    );
+    assert!(
+        compiled.iter().all(|l| l.starts_with("Compiling ael ")),
+        "more than ael was compiled again: {compiled:?}"
+    );
+    assert!(
+        stderr.contains("native-tools: 1 binaries for linux/amd64 up to date"),
+        "{stderr}"
+    );
+    same_images(&here, &back, &["ael", "native-tools"]);
 }
 
 #[test]

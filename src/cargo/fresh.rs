@@ -107,7 +107,7 @@ pub(super) struct BinaryRecord {
     platform: String,
     package: String,
     bin: String,
-    stat: FileStat,
+    pub(super) stat: FileStat,
 }
 
 /// The stamp file's contents.

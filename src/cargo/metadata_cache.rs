@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// Bumped when what a record holds, or how it is checked, changes.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// What aelimg keeps of `cargo metadata --no-deps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,8 @@ pub(super) struct Answer {
     pub manifests: Vec<PathBuf>,
     /// Whether a member has a build script.
     pub build_scripts: bool,
+    /// Each member's directory (where its Cargo.toml is).
+    pub member_dirs: std::collections::BTreeMap<String, PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]

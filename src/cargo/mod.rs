@@ -23,6 +23,7 @@ use crate::progress::{Event, Progress};
 
 pub mod auditable;
 pub mod crates;
+mod foreign;
 mod fresh;
 mod metadata_cache;
 mod reuse;
@@ -278,19 +279,34 @@ impl CargoBuilder {
             estimate,
         });
         let mut count = UnitCount::new(estimate);
-        let mut found = Binaries::new();
-        for (cmd, subset) in invocations {
-            found.extend(run_cargo(cmd, package, &subset, &mut count, progress)?);
-        }
-        for (platform, bins) in wanted {
-            for id in bins {
-                if !found.contains_key(&(*platform, id.clone())) {
-                    return Err(Error::Cargo(format!(
-                        "cargo reported no binary `{}` of package `{}` for {}",
-                        id.bin, id.package, platform
-                    )));
+        let mut found = run_all(invocations, package, wanted, &mut count, progress)?;
+        // Cargo may have found another checkout's artifacts fresh (by
+        // mtime) although they were built from other files than these.
+        let differing = stamps
+            .as_ref()
+            .and_then(|(_, c)| c.as_ref())
+            .map(|c| c.differing_sources(&found))
+            .unwrap_or_default();
+        if !differing.is_empty() {
+            let members = foreign::members_holding(
+                &self.workspace.root,
+                self.workspace.member_dirs(),
+                &differing,
+                package,
+            );
+            let members: Vec<String> = members.into_iter().collect();
+            progress.event(&Event::PayloadForeign {
+                package,
+                members: &members,
+            });
+            for platform in wanted.keys() {
+                for member in &members {
+                    self.clean(member, *platform)?;
                 }
             }
+            count = UnitCount::new(estimate);
+            let invocations = self.invocations(package, wanted)?;
+            found = run_all(invocations, package, wanted, &mut count, progress)?;
         }
         if let Some((stamp, by_content)) = &stamps {
             // Listed once for both records.
@@ -353,6 +369,35 @@ impl CargoBuilder {
         Ok(out)
     }
 
+    /// `cargo clean -p MEMBER` for `platform` and the profile: its units
+    /// are compiled again by the next build.
+    fn clean(&self, member: &str, platform: Platform) -> Result<()> {
+        let mut cmd = self.cargo();
+        cmd.arg("clean")
+            .arg("--quiet")
+            .arg("--manifest-path")
+            .arg(self.workspace.root.join("Cargo.toml"))
+            .arg("--profile")
+            .arg(&self.profile)
+            .arg("--target")
+            .arg(platform.rust_target())
+            .arg("-p")
+            .arg(member);
+        if self.locked {
+            cmd.arg("--locked");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| Error::Cargo(format!("cannot run cargo clean: {e}")))?;
+        if !status.success() {
+            return Err(Error::Cargo(format!(
+                "cargo clean -p {member} --target {} failed ({status})",
+                platform.rust_target()
+            )));
+        }
+        Ok(())
+    }
+
     /// `cargo SUBCOMMAND -p PACKAGE` with the profile, JSON messages and
     /// the payload's flags.
     fn cargo_command(&self, subcommand: &str, package: &str) -> Command {
@@ -373,6 +418,32 @@ impl CargoBuilder {
         cmd.env("CARGO_ENCODED_RUSTFLAGS", self.rustflags());
         cmd
     }
+}
+
+/// Runs `invocations` (as [`CargoBuilder::invocations`] makes them) and
+/// checks that cargo reported every binary of `wanted`.
+fn run_all(
+    invocations: Vec<(Command, Wanted)>,
+    package: &str,
+    wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+    count: &mut UnitCount,
+    progress: &dyn Progress,
+) -> Result<Binaries> {
+    let mut found = Binaries::new();
+    for (cmd, subset) in invocations {
+        found.extend(run_cargo(cmd, package, &subset, count, progress)?);
+    }
+    for (platform, bins) in wanted {
+        for id in bins {
+            if !found.contains_key(&(*platform, id.clone())) {
+                return Err(Error::Cargo(format!(
+                    "cargo reported no binary `{}` of package `{}` for {}",
+                    id.bin, id.package, platform
+                )));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Runs one cargo command of `package`'s build, reading the binaries of

@@ -87,6 +87,13 @@ impl ByContent {
         })
     }
 
+    /// The record for this key, when there is one in this format.
+    fn load(&self) -> Option<Record> {
+        let text = std::fs::read(&self.path).ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        (record.format == FORMAT && record.key == self.key).then_some(record)
+    }
+
     /// The binaries of `wanted`, and the files of this checkout they were
     /// built from, when another checkout (or this one) built them from
     /// files with the same contents and the same inputs, and they have not
@@ -95,11 +102,7 @@ impl ByContent {
         &self,
         wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
     ) -> Option<(Binaries, Vec<PathBuf>)> {
-        let text = std::fs::read(&self.path).ok()?;
-        let record: Record = serde_json::from_slice(&text).ok()?;
-        if record.format != FORMAT || record.key != self.key {
-            return None;
-        }
+        let record = self.load()?;
         let mut here = Vec::with_capacity(record.sources.len());
         for source in &record.sources {
             match source {
@@ -120,6 +123,38 @@ impl ByContent {
         }
         let found = fresh::binaries_if_unchanged(&record.binaries, wanted)?;
         Some((found, here))
+    }
+
+    /// After cargo ran: the files (relative to the root) whose contents
+    /// differ from those the record says the binaries of `found` were
+    /// built from, when those binaries are still the recorded ones, i.e.
+    /// cargo found them fresh by mtime although another checkout sharing
+    /// the target directory built them from other files. Empty when there
+    /// is no such record or nothing differs.
+    pub(super) fn differing_sources(&self, found: &Binaries) -> Vec<PathBuf> {
+        let Some(record) = self.load() else {
+            return Vec::new();
+        };
+        let untouched = record
+            .binaries
+            .iter()
+            .all(|b| FileStat::of(&b.stat.path).as_ref() == Some(&b.stat));
+        let same_binaries = found
+            .values()
+            .all(|p| record.binaries.iter().any(|b| &b.stat.path == p));
+        if !untouched || !same_binaries {
+            return Vec::new();
+        }
+        record
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Local { path, sha256 } => (content_digest(&self.root.join(path)).as_ref()
+                    != Some(sha256))
+                .then(|| path.clone()),
+                Source::Outside(_) => None,
+            })
+            .collect()
     }
 
     /// Records what cargo built from `sources` (as [`fresh::sources_of`]
@@ -295,6 +330,34 @@ mod tests {
         assert!(at_b.check(&wanted()).is_some());
         std::fs::write(&found[&(platform(), bin())], b"\x7fELF other").unwrap();
         assert!(at_b.check(&wanted()).is_none());
+    }
+
+    #[test]
+    fn binaries_cargo_found_fresh_from_other_files_are_told_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, target) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("t"),
+        );
+        checkout(&a, "fn main() { a() }\n");
+        checkout(&b, "fn main() { b() }\n");
+        let found = cargo_output(&a, &target);
+        let at_a = by_content(&a, &target).unwrap();
+        at_a.record(&found, fresh::sources_of(&found).as_deref(), later());
+        assert!(at_a.differing_sources(&found).is_empty(), "its own files");
+
+        // b's cargo hands over a's binary (b's files are older): b's file
+        // differs from the one it was built from.
+        let at_b = by_content(&b, &target).unwrap();
+        assert_eq!(
+            at_b.differing_sources(&found),
+            [PathBuf::from("src/main.rs")]
+        );
+
+        // Cargo built the binary again (for b): nothing to tell.
+        std::fs::write(&found[&(platform(), bin())], b"\x7fELF built for b").unwrap();
+        assert!(at_b.differing_sources(&found).is_empty());
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct CargoWorkspace {
     manifests: Vec<PathBuf>,
     /// Whether a member has a build script.
     build_scripts: bool,
+    /// Each member's directory.
+    member_dirs: BTreeMap<String, PathBuf>,
 }
 
 impl CargoWorkspace {
@@ -93,6 +95,7 @@ impl CargoWorkspace {
             members: a.members,
             manifests: a.manifests,
             build_scripts: a.build_scripts,
+            member_dirs: a.member_dirs,
         }
     }
 
@@ -125,8 +128,17 @@ impl CargoWorkspace {
             .iter()
             .flat_map(|p| &p.targets)
             .any(|t| t.kind.contains(&TargetKind::CustomBuild));
+        let member_dirs = meta
+            .workspace_packages()
+            .iter()
+            .filter_map(|p| {
+                let dir = p.manifest_path.parent()?.as_std_path().to_path_buf();
+                Some((p.name.to_string(), dir))
+            })
+            .collect();
         Ok(super::metadata_cache::Answer {
             build_scripts,
+            member_dirs,
             root: meta.workspace_root.into_std_path_buf(),
             target_dir: meta.target_directory.into_std_path_buf(),
             members,
@@ -140,6 +152,12 @@ impl CargoWorkspace {
     #[must_use]
     pub fn manifests(&self) -> &[PathBuf] {
         &self.manifests
+    }
+
+    /// Each member's directory (where its Cargo.toml is), by package name.
+    #[must_use]
+    pub fn member_dirs(&self) -> &BTreeMap<String, PathBuf> {
+        &self.member_dirs
     }
 
     /// Whether a member has a build script (which may read files that

@@ -216,6 +216,10 @@ impl Renderer {
                 "{package}: {binaries} binaries for {} reused (cargo built them from files with the same contents and inputs)",
                 platform_list(platforms)
             )),
+            Event::PayloadForeign { package, members } => self.line(&format!(
+                "{package}: cargo took {} from another checkout sharing the target directory, built from other files; compiling again",
+                members.join(", ")
+            )),
             Event::PayloadPrebuilt {
                 platforms,
                 binaries,
