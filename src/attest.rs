@@ -95,20 +95,70 @@ pub struct BuildFacts<'a> {
     pub bases: &'a BTreeMap<String, BaseImage>,
     /// The payload binaries.
     pub binaries: &'a Binaries,
-    /// The cargo workspace they were built in, when there is one.
-    pub workspace: Option<&'a CargoWorkspace>,
     /// The layers' compression (`gzip-6`).
     pub compression: &'a str,
 }
 
-/// Builds what `settings` asks for, for every platform of every image, into
-/// `store`, and records it in each image's `referrers`.
+/// What the attached documents need that the layers do not change: where
+/// the sources come from (git and rustc: a few processes) and each payload
+/// package's crate list. [`prepare`] finds it while the layers are built.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    source: Option<crate::provenance::Source>,
+    crates: BTreeMap<(String, Platform), PackageCrates>,
+}
+
+/// Finds what [`attach`] will need for the images of `plan`, as `settings`
+/// asks: the provenance's source, and the crate list of every payload
+/// package for every platform (for the SBOM).
 ///
 /// # Errors
-/// When cargo cannot say what a binary holds, a file cannot be read, or a
-/// blob cannot be stored.
+/// When the spec file cannot be read or cargo cannot list a package's
+/// crates.
+pub fn prepare(
+    plan: &Plan,
+    workspace: Option<&CargoWorkspace>,
+    settings: AttachSettings,
+) -> Result<Prepared> {
+    let source = if settings.provenance {
+        Some(crate::provenance::source(
+            &plan.spec_file,
+            workspace.map(|w| w.root.as_path()),
+        )?)
+    } else {
+        None
+    };
+    let mut crates = BTreeMap::new();
+    if let (Some(_), Some(ws)) = (settings.sbom, workspace) {
+        for img in &plan.images {
+            for &platform in &img.platforms {
+                for id in img.cargo_binaries() {
+                    if let std::collections::btree_map::Entry::Vacant(e) =
+                        crates.entry((id.package.clone(), platform))
+                    {
+                        e.insert(sbom::crates::package_crates(
+                            ws,
+                            &id.package,
+                            platform.rust_target(),
+                            true,
+                        )?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Prepared { source, crates })
+}
+
+/// Builds what `settings` asks for, for every platform of every image, into
+/// `store`, and records it in each image's `referrers`; `prepared` is what
+/// [`prepare`] found for the same plan and settings.
+///
+/// # Errors
+/// When a file cannot be read or a blob cannot be stored.
 pub fn attach(
     facts: &BuildFacts<'_>,
+    prepared: &Prepared,
     images: &mut [BuiltImage],
     store: &BlobStore,
     settings: AttachSettings,
@@ -117,12 +167,9 @@ pub fn attach(
         plan,
         bases,
         binaries,
-        workspace,
         compression,
     } = *facts;
-    if settings.provenance {
-        let source =
-            crate::provenance::source(&plan.spec_file, workspace.map(|w| w.root.as_path()))?;
+    if let (true, Some(source)) = (settings.provenance, &prepared.source) {
         for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
             let base = bases.get(&img_plan.name);
             let base_ref = base.map(|b| b.reference.to_string());
@@ -132,7 +179,7 @@ pub fn attach(
                     tag: &image.tag,
                     platform: p.platform,
                     manifest: &p.manifest.digest,
-                    source: &source,
+                    source,
                     base: base.map(|b| (base_ref.as_deref().unwrap_or_default(), &b.digest)),
                     source_date_epoch: plan.source_date_epoch,
                     compression,
@@ -163,7 +210,6 @@ pub fn attach(
     let Some(format) = settings.sbom else {
         return Ok(());
     };
-    let mut crates: BTreeMap<(String, Platform), PackageCrates> = BTreeMap::new();
     for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
         let base = bases.get(&img_plan.name).map(|b| BaseInfo {
             reference: b.reference.to_string(),
@@ -172,18 +218,9 @@ pub fn attach(
         for p in &mut image.platforms {
             let mut packages = Vec::new();
             for id in img_plan.cargo_binaries() {
-                let key = (id.package.clone(), p.platform);
-                if !crates.contains_key(&key) {
-                    let Some(ws) = workspace else { continue };
-                    let found = sbom::crates::package_crates(
-                        ws,
-                        &id.package,
-                        p.platform.rust_target(),
-                        true,
-                    )?;
-                    crates.insert(key.clone(), found);
-                }
-                let found = &crates[&key];
+                let Some(found) = prepared.crates.get(&(id.package.clone(), p.platform)) else {
+                    continue; // no workspace
+                };
                 if !packages.contains(found) {
                     packages.push(found.clone());
                 }

@@ -265,19 +265,31 @@ pub fn build_planned(
         compression: settings.compression,
         jobs: settings.jobs,
     };
+    // What the SBOM and provenance need besides the layers (git, rustc,
+    // crate lists) is found while the layers are built.
+    let (attach, workspace) = (settings.attach, planned.workspace.as_ref());
+    let (built, prepared) = std::thread::scope(|s| {
+        let prepared = s.spawn(move || crate::attest::prepare(plan, workspace, attach));
+        let built = crate::build::build(plan, &bases, &cache, payload, &layers, &observer);
+        let prepared = prepared
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (built, prepared)
+    });
     let crate::build::Built {
         mut images,
         binaries,
-    } = crate::build::build(plan, &bases, &cache, payload, &layers, &observer)?;
+    } = built?;
+    let prepared = prepared?;
     let compression = settings.compression.cache_key();
     crate::attest::attach(
         &crate::attest::BuildFacts {
             plan,
             bases: &bases,
             binaries: &binaries,
-            workspace: planned.workspace.as_ref(),
             compression: &compression,
         },
+        &prepared,
         &mut images,
         &store,
         settings.attach,
