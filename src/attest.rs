@@ -151,8 +151,13 @@ pub fn prepare(
 }
 
 /// Builds what `settings` asks for, for every platform of every image, into
-/// `store`, and records it in each image's `referrers`; `prepared` is what
-/// [`prepare`] found for the same plan and settings.
+/// `store`, and records it in each image's `referrers` (per image: the
+/// provenance of each platform, then the SBOM of each platform); `prepared`
+/// is what [`prepare`] found for the same plan and settings.
+///
+/// The documents of each image and platform are made and stored at once,
+/// one thread each: every blob is synced before it is renamed into the
+/// store, and the syncs of small files wait on the disk, not the CPU.
 ///
 /// # Errors
 /// When a file cannot be read or a blob cannot be stored.
@@ -163,117 +168,181 @@ pub fn attach(
     store: &BlobStore,
     settings: AttachSettings,
 ) -> Result<()> {
-    let BuildFacts {
-        plan,
-        bases,
-        binaries,
-        compression,
-    } = *facts;
-    if let (true, Some(source)) = (settings.provenance, &prepared.source) {
-        for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
-            let base = bases.get(&img_plan.name);
-            let base_ref = base.map(|b| b.reference.to_string());
-            for p in &image.platforms {
-                let input = crate::provenance::ProvenanceInput {
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<(usize, usize)> = images
+        .iter()
+        .enumerate()
+        .flat_map(|(i, image)| (0..image.platforms.len()).map(move |p| (i, p)))
+        .collect();
+    let shared: &[BuiltImage] = images;
+    let made: Vec<Result<Attached>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|&(i, p)| {
+                let one = One {
+                    facts,
+                    prepared,
+                    img_plan: &facts.plan.images[i],
+                    image: &shared[i],
+                    platform: p,
+                    store,
+                };
+                s.spawn(move || one.attach(settings))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut by_image: Vec<(Vec<Referrer>, Vec<Referrer>)> =
+        images.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    for (&(i, _), attached) in jobs.iter().zip(made) {
+        let attached = attached?;
+        by_image[i].0.extend(attached.provenance);
+        by_image[i].1.extend(attached.sbom);
+    }
+    for (image, (provenance, sboms)) in images.iter_mut().zip(by_image) {
+        image.referrers.extend(provenance);
+        image.referrers.extend(sboms);
+    }
+    Ok(())
+}
+
+/// The documents attached to one platform of one image.
+struct Attached {
+    provenance: Option<Referrer>,
+    sbom: Option<Referrer>,
+}
+
+/// One platform of one image, to attach documents to.
+struct One<'a> {
+    facts: &'a BuildFacts<'a>,
+    prepared: &'a Prepared,
+    img_plan: &'a ImagePlan,
+    image: &'a BuiltImage,
+    /// Index into `image.platforms`.
+    platform: usize,
+    store: &'a BlobStore,
+}
+
+impl One<'_> {
+    fn attach(&self, settings: AttachSettings) -> Result<Attached> {
+        let provenance = match (settings.provenance, &self.prepared.source) {
+            (true, Some(source)) => Some(self.provenance(source)?),
+            _ => None,
+        };
+        let sbom = match settings.sbom {
+            Some(format) => Some(self.sbom(format)?),
+            None => None,
+        };
+        Ok(Attached { provenance, sbom })
+    }
+
+    fn provenance(&self, source: &crate::provenance::Source) -> Result<Referrer> {
+        let (plan, image) = (self.facts.plan, self.image);
+        let p = &image.platforms[self.platform];
+        let base = self.facts.bases.get(&self.img_plan.name);
+        let base_ref = base.map(|b| b.reference.to_string());
+        let input = crate::provenance::ProvenanceInput {
+            name: &image.name,
+            tag: &image.tag,
+            platform: p.platform,
+            manifest: &p.manifest.digest,
+            source,
+            base: base.map(|b| (base_ref.as_deref().unwrap_or_default(), &b.digest)),
+            source_date_epoch: plan.source_date_epoch,
+            compression: self.facts.compression,
+        };
+        let doc = Document::from_value(
+            crate::provenance::MEDIA_TYPE,
+            &crate::provenance::statement(&input),
+        );
+        let manifest = artifact_manifest(
+            self.store,
+            crate::provenance::MEDIA_TYPE,
+            &doc,
+            &p.manifest.descriptor(),
+            plan.source_date_epoch,
+            &[(
+                "in-toto.io/predicate-type",
+                crate::provenance::PREDICATE_TYPE,
+            )],
+        )?;
+        Ok(Referrer {
+            manifest,
+            artifact_type: crate::provenance::MEDIA_TYPE.to_string(),
+            subject: p.manifest.digest.clone(),
+        })
+    }
+
+    fn sbom(&self, format: SbomFormat) -> Result<Referrer> {
+        let (plan, image, store) = (self.facts.plan, self.image, self.store);
+        let p = &image.platforms[self.platform];
+        let base = self.facts.bases.get(&self.img_plan.name).map(|b| BaseInfo {
+            reference: b.reference.to_string(),
+            digest: b.digest.clone(),
+        });
+        let mut packages = Vec::new();
+        for id in self.img_plan.cargo_binaries() {
+            let Some(found) = self.prepared.crates.get(&(id.package.clone(), p.platform)) else {
+                continue; // no workspace
+            };
+            if !packages.contains(found) {
+                packages.push(found.clone());
+            }
+        }
+        // The manifest's digest fixes every file's bytes: with the same
+        // crates, base, names and time, the SBOM is the one made before.
+        let key = sbom_key(
+            format,
+            &image.name,
+            &image.tag,
+            p.platform,
+            &p.manifest.digest,
+            &packages,
+            base.as_ref(),
+            plan.source_date_epoch,
+        )?;
+        let doc = match cached_sbom(store, &key, format) {
+            Some(doc) => doc,
+            None => {
+                let files = files_of(self.img_plan, p.platform, self.facts.binaries)?;
+                let input = SbomInput {
                     name: &image.name,
                     tag: &image.tag,
                     platform: p.platform,
                     manifest: &p.manifest.digest,
-                    source,
-                    base: base.map(|b| (base_ref.as_deref().unwrap_or_default(), &b.digest)),
-                    source_date_epoch: plan.source_date_epoch,
-                    compression,
+                    created: plan.source_date_epoch,
+                    packages,
+                    files,
+                    base,
                 };
-                let doc = Document::from_value(
-                    crate::provenance::MEDIA_TYPE,
-                    &crate::provenance::statement(&input),
-                );
-                let manifest = artifact_manifest(
-                    store,
-                    crate::provenance::MEDIA_TYPE,
-                    &doc,
-                    &p.manifest.descriptor(),
-                    plan.source_date_epoch,
-                    &[(
-                        "in-toto.io/predicate-type",
-                        crate::provenance::PREDICATE_TYPE,
-                    )],
-                )?;
-                image.referrers.push(Referrer {
-                    manifest,
-                    artifact_type: crate::provenance::MEDIA_TYPE.to_string(),
-                    subject: p.manifest.digest.clone(),
-                });
+                let doc = Document::from_bytes(format.media_type(), sbom::document(&input, format));
+                store.put_bytes(&doc.bytes, &doc.digest)?;
+                remember_sbom(store, &key, &doc.digest);
+                doc
             }
-        }
+        };
+        let manifest = artifact_manifest(
+            store,
+            format.media_type(),
+            &doc,
+            &p.manifest.descriptor(),
+            plan.source_date_epoch,
+            &[],
+        )?;
+        Ok(Referrer {
+            manifest,
+            artifact_type: format.media_type().to_string(),
+            subject: p.manifest.digest.clone(),
+        })
     }
-    let Some(format) = settings.sbom else {
-        return Ok(());
-    };
-    for (img_plan, image) in plan.images.iter().zip(images.iter_mut()) {
-        let base = bases.get(&img_plan.name).map(|b| BaseInfo {
-            reference: b.reference.to_string(),
-            digest: b.digest.clone(),
-        });
-        for p in &mut image.platforms {
-            let mut packages = Vec::new();
-            for id in img_plan.cargo_binaries() {
-                let Some(found) = prepared.crates.get(&(id.package.clone(), p.platform)) else {
-                    continue; // no workspace
-                };
-                if !packages.contains(found) {
-                    packages.push(found.clone());
-                }
-            }
-            // The manifest's digest fixes every file's bytes: with the same
-            // crates, base, names and time, the SBOM is the one made before.
-            let key = sbom_key(
-                format,
-                &image.name,
-                &image.tag,
-                p.platform,
-                &p.manifest.digest,
-                &packages,
-                base.as_ref(),
-                plan.source_date_epoch,
-            )?;
-            let doc = match cached_sbom(store, &key, format) {
-                Some(doc) => doc,
-                None => {
-                    let files = files_of(img_plan, p.platform, binaries)?;
-                    let input = SbomInput {
-                        name: &image.name,
-                        tag: &image.tag,
-                        platform: p.platform,
-                        manifest: &p.manifest.digest,
-                        created: plan.source_date_epoch,
-                        packages,
-                        files,
-                        base: base.clone(),
-                    };
-                    let doc =
-                        Document::from_bytes(format.media_type(), sbom::document(&input, format));
-                    store.put_bytes(&doc.bytes, &doc.digest)?;
-                    remember_sbom(store, &key, &doc.digest);
-                    doc
-                }
-            };
-            let manifest = artifact_manifest(
-                store,
-                format.media_type(),
-                &doc,
-                &p.manifest.descriptor(),
-                plan.source_date_epoch,
-                &[],
-            )?;
-            image.referrers.push(Referrer {
-                manifest,
-                artifact_type: format.media_type().to_string(),
-                subject: p.manifest.digest.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// What decides the bytes of one SBOM, hashed.
