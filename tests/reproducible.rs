@@ -134,6 +134,11 @@ fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
     let mut text = std::fs::read_to_string(&main_rs).unwrap();
     text.push_str("// edited in another checkout\n");
     std::fs::write(&main_rs, text).unwrap();
+    // A source written within a second of a build's start may have changed
+    // while cargo read it, so that build leaves no content record (and a
+    // binary no record describes cannot be told foreign below): edit, then
+    // build, as a person does.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = clone.join("out");
     let stderr = build_in(&clone, Some(&target), &out, &platform);
     let compiled: Vec<&str> = stderr
