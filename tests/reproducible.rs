@@ -88,6 +88,15 @@ fn build_in(dir: &Path, target: Option<&Path>, out: &Path, extra: &[&str]) -> St
     stderr
 }
 
+/// Cargo's `Compiling …` lines in a build's stderr, trimmed.
+fn compiling_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Compiling "))
+        .collect()
+}
+
 fn same_images(a: &Path, b: &Path, images: &[&str]) {
     for image in images {
         assert_eq!(
@@ -141,11 +150,7 @@ fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = clone.join("out");
     let stderr = build_in(&clone, Some(&target), &out, &platform);
-    let compiled: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Compiling "))
-        .collect();
+    let compiled = compiling_lines(&stderr);
     assert!(
         compiled.iter().any(|l| l.starts_with("Compiling ael ")),
         "ael was not compiled again: {stderr}"
@@ -177,11 +182,7 @@ fn a_checkout_at_another_path_sharing_the_target_dir_reuses_every_dependency() {
         ),
         "the foreign binary was not caught: {stderr}"
     );
-    let compiled: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Compiling "))
-        .collect();
+    let compiled = compiling_lines(&stderr);
     assert!(
         compiled.iter().any(|l| l.starts_with("Compiling ael ")),
         "ael was not compiled again: {stderr}"
