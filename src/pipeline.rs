@@ -157,8 +157,9 @@ pub struct BuildSettings<'a> {
     /// Build every layer afresh, looking nothing up in the layer cache.
     pub no_cache: bool,
     /// Link each cargo-built binary's crate list into it (cargo-auditable's
-    /// `.dep-v0` section).
-    pub embed_dependencies: bool,
+    /// `.dep-v0` section), with this aelimg executable as cargo's rustc
+    /// wrapper (see [`crate::cargo::wrapper`]); `None` leaves it out.
+    pub embed_dependencies: Option<std::path::PathBuf>,
     /// How to reach registries (for registry bases).
     pub registry: Options,
     /// Algorithm and level of the layers aelimg writes (default gzip 6).
@@ -254,7 +255,7 @@ pub fn build_planned(
                 // `--no-cache` asks cargo too, as a user who suspects a
                 // stale binary expects.
                 trust_stamp: !settings.no_cache,
-                embed_dependencies: settings.embed_dependencies,
+                embed_dependencies: settings.embed_dependencies.clone(),
             };
             &cargo
         }

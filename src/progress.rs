@@ -157,6 +157,15 @@ pub enum Event<'a> {
         /// The members whose units were stale.
         members: &'a [String],
     },
+    /// Binaries cargo found fresh hold another dependency list than the one
+    /// aelimg links into them now (an older aelimg wrote it): the package
+    /// is compiled again for every platform.
+    PayloadRelinked {
+        /// The package being built.
+        package: &'a str,
+        /// The platforms whose binaries held another list.
+        platforms: &'a [Platform],
+    },
     /// The payload came from somewhere else than cargo (`--prebuilt`).
     PayloadPrebuilt {
         /// The platforms.

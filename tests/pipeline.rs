@@ -62,7 +62,7 @@ fn settings<'a>(store: &Path, payload: &'a dyn PayloadBuilder) -> BuildSettings<
         locked: false,
         cargo_color: false,
         no_cache: false,
-        embed_dependencies: true,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
         registry: Options {
             retries: 0,
             backoff: Duration::from_millis(10),

@@ -284,6 +284,7 @@ impl aelimg::progress::Progress for PayloadEvents {
             Event::PayloadOutput { line } => format!("output {line}"),
             Event::PayloadFinished { units, fresh, .. } => format!("finished {units} {fresh}"),
             Event::PayloadUpToDate { binaries, .. } => format!("up to date {binaries}"),
+            Event::PayloadRelinked { platforms, .. } => format!("relinked {}", platforms.len()),
             _ => return,
         };
         self.0.lock().unwrap().push(line);
@@ -310,7 +311,7 @@ fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
         locked: false,
         color: false,
         trust_stamp: false,
-        embed_dependencies: true,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
     };
     let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
     let wanted = BTreeMap::from([(
@@ -363,6 +364,84 @@ fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
 
 /// A workspace of a library with a build script (`dep`) and a binary that
 /// uses it (`app`), written into `ws`.
+/// The dependency list goes in through aelimg as cargo's rustc wrapper,
+/// which cargo does not fingerprint: a binary cargo finds fresh but that
+/// holds another list (as one an older aelimg linked would) is compiled
+/// again, and then holds the list aelimg links now.
+#[test]
+fn a_binary_holding_another_dependency_list_is_compiled_again() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::io::{Seek as _, SeekFrom, Write as _};
+
+    use aelimg::cargo::auditable::{SECTION, section_in};
+    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
+    use aelimg::platform::Platform;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path();
+    tiny_workspace(ws);
+    let builder = CargoBuilder {
+        workspace: CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+        trust_stamp: false,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
+    };
+    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let id = BinId {
+        package: "app".into(),
+        bin: "app".into(),
+    };
+    let wanted = BTreeMap::from([(platform, BTreeSet::from([id.clone()]))]);
+    let run = || {
+        let seen = PayloadEvents::default();
+        let bins = builder.build(&wanted, &seen).unwrap();
+        (
+            bins[&(platform, id.clone())].clone(),
+            seen.0.into_inner().unwrap(),
+        )
+    };
+    let (bin, _) = run();
+    let list = section_in(&bin)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {SECTION} in {}", bin.display()));
+    let json = {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::ZlibDecoder::new(&list[..]), &mut out)
+            .unwrap();
+        out
+    };
+    assert!(json.contains(r#""name":"dep""#), "{json}");
+
+    // Another list of the same size, written into the binary in place
+    // (cargo's copy in deps/ is the same file): cargo still finds it fresh.
+    let bytes = std::fs::read(&bin).unwrap();
+    let at = bytes
+        .windows(list.len())
+        .position(|w| w == &list[..])
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&bin).unwrap();
+    f.seek(SeekFrom::Start(at as u64 + list.len() as u64 / 2))
+        .unwrap();
+    f.write_all(&[!list[list.len() / 2]]).unwrap();
+    drop(f);
+    assert_ne!(section_in(&bin).unwrap().as_ref(), Some(&list));
+
+    let (bin, events) = run();
+    assert!(events.contains(&"relinked 1".to_string()), "{events:?}");
+    assert_eq!(
+        section_in(&bin).unwrap().as_ref(),
+        Some(&list),
+        "the list aelimg links"
+    );
+    let (_, events) = run();
+    assert!(
+        !events.iter().any(|e| e.starts_with("relinked")),
+        "{events:?}"
+    );
+}
+
 fn tiny_workspace(ws: &std::path::Path) {
     let write = |rel: &str, text: &str| {
         let p = ws.join(rel);
@@ -415,7 +494,7 @@ fn an_unchanged_payload_is_taken_without_running_cargo() {
         locked: false,
         color: false,
         trust_stamp: true,
-        embed_dependencies: true,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
     };
     let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
     let wanted = BTreeMap::from([(
@@ -544,7 +623,7 @@ fn each_package_is_built_with_its_own_features() {
         locked: false,
         color: false,
         trust_stamp: false,
-        embed_dependencies: true,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
     };
     let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
     let bin = |name: &str| BinId {

@@ -8,11 +8,12 @@
 //! cargo-auditable gets there as a rustc wrapper that asks `cargo metadata`
 //! while cargo runs; aelimg knows the crates before it calls cargo (the
 //! same `cargo tree -p` list its SBOMs hold, see [`super::crates`]),
-//! writes the section into a small relocatable object, and hands that to
-//! the link of the final binary only (`cargo rustc … -- -C link-arg=…`).
-//! The object's path names a digest of its contents, so cargo relinks
-//! exactly when the list changes, and dependencies keep their
-//! fingerprints. See docs/decisions/0018.
+//! writes the section into a small relocatable object per platform, and
+//! hands that to the link of the final binaries only, as cargo's workspace
+//! rustc wrapper ([`super::wrapper`]), so one `cargo build` serves every
+//! platform. The object's path names a digest of its contents; after cargo
+//! runs, each binary's section is compared with the list
+//! ([`section_in`]). See docs/decisions/0019 and 0023.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -168,20 +169,39 @@ pub fn object_file(platform: Platform, data: &[u8]) -> Result<Vec<u8>> {
         .map_err(|e| Error::Cargo(format!("cannot write the dependency-list object: {e}")))
 }
 
-/// Writes the object for `crates` on `platform` under `dir` (named by its
-/// digest, so the same list is one file, shared by concurrent builds) and
-/// returns its path.
+/// Writes the object holding `data` (see [`section_data`]) for `platform`
+/// under `dir` (named by its digest, so the same list is one file, shared
+/// by concurrent builds) and returns its path.
 ///
 /// # Errors
-/// See [`section_data`] and [`object_file`]; when it cannot be written.
-pub fn write_object(dir: &Path, platform: Platform, crates: &PackageCrates) -> Result<PathBuf> {
-    let bytes = object_file(platform, &section_data(crates)?)?;
+/// See [`object_file`]; when it cannot be written.
+pub fn write_object(dir: &Path, platform: Platform, data: &[u8]) -> Result<PathBuf> {
+    let bytes = object_file(platform, data)?;
     let path = dir.join(format!("{}.o", Digest::of(&bytes).hex()));
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Ok(path);
     }
     crate::fsutil::atomic_write(&path, &bytes)?;
     Ok(path)
+}
+
+/// The bytes of the [`SECTION`] section of the ELF file at `path`; `None`
+/// when it has none.
+///
+/// # Errors
+/// When the file cannot be read or is not ELF.
+pub fn section_in(path: &Path) -> Result<Option<Vec<u8>>> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .map_err(|e| Error::Binary(format!("{} is not a valid ELF file: {e}", path.display())))?;
+    Ok(elf
+        .section_headers
+        .iter()
+        .find(|s| elf.shdr_strtab.get_at(s.sh_name) == Some(SECTION))
+        .and_then(|s| s.file_range())
+        .and_then(|r| bytes.get(r))
+        .map(<[u8]>::to_vec))
 }
 
 /// The rustc arguments that link `object` into the final binary and keep

@@ -35,12 +35,15 @@ use crate::plan::{BinId, Binaries};
 use crate::platform::Platform;
 
 /// Bumped when what the stamp records, or how, changes.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// Environment variables that never reach a compiler's output: the shell's
-/// and the terminal's. Any other variable is part of the stamp's inputs
-/// (over-inclusion only costs a miss).
+/// and the terminal's, and which aelimg executable serves as the rustc
+/// wrapper (a debug and a release aelimg link the same objects; the stamp
+/// names aelimg's version). Any other variable is part of the stamp's
+/// inputs (over-inclusion only costs a miss).
 const VOLATILE: &[&str] = &[
+    super::wrapper::EXE_VAR,
     "_",
     "PWD",
     "OLDPWD",

@@ -29,6 +29,7 @@ mod metadata_cache;
 mod reuse;
 mod units;
 mod workspace;
+pub mod wrapper;
 
 use units::{UnitCount, UnitGraph, estimate_units, read_messages, tree_package};
 pub use workspace::CargoWorkspace;
@@ -65,8 +66,11 @@ pub struct CargoBuilder {
     /// (see the `fresh` module); off, cargo is always asked.
     pub trust_stamp: bool,
     /// Link each binary's dependency list into it, as cargo-auditable does
-    /// (see [`auditable`]).
-    pub embed_dependencies: bool,
+    /// (see [`auditable`]), with this aelimg executable as cargo's workspace
+    /// rustc wrapper (see [`wrapper`]): the running `aelimg` for the CLI
+    /// (`std::env::current_exe`), the built one for tests that drive the
+    /// library. `None` leaves the list out.
+    pub embed_dependencies: Option<PathBuf>,
 }
 
 impl CargoBuilder {
@@ -234,13 +238,9 @@ impl PayloadBuilder for CargoBuilder {
 }
 
 impl CargoBuilder {
-    /// Builds the binaries `wanted` of one package.
-    ///
-    /// Without [`Self::embed_dependencies`], one `cargo build` for every
-    /// platform at once. With it, one `cargo rustc` per platform and binary
-    /// (cargo hands extra rustc arguments to one target only), each linking
-    /// that binary's dependency list (see [`auditable`]); dependencies are
-    /// compiled by the first and are fresh for the others.
+    /// Builds the binaries `wanted` of one package: one `cargo build` for
+    /// every platform at once, which with [`Self::embed_dependencies`] links
+    /// each binary's dependency list through the [`wrapper`].
     fn build_package(
         &self,
         package: &str,
@@ -250,9 +250,8 @@ impl CargoBuilder {
         let platforms: Vec<Platform> = wanted.keys().copied().collect();
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let invocations = self.invocations(package, wanted)?;
-        let commands: Vec<&Command> = invocations.iter().map(|(c, _)| c).collect();
-        let stamps = self.stamp(&commands);
+        let run = self.invocation(package, wanted)?;
+        let stamps = self.stamp(&[&run.cmd]);
         if let Some((stamp, by_content)) = &stamps {
             if let Some(found) = stamp.check(wanted) {
                 progress.event(&Event::PayloadUpToDate {
@@ -279,7 +278,8 @@ impl CargoBuilder {
             estimate,
         });
         let mut count = UnitCount::new(estimate);
-        let mut found = run_all(invocations, package, wanted, &mut count, progress)?;
+        let sections = run.sections;
+        let mut found = run_checked(run.cmd, package, wanted, &mut count, progress)?;
         // Cargo may have found another checkout's artifacts fresh (by
         // mtime) although they were built from other files than these.
         let differing = stamps
@@ -287,6 +287,7 @@ impl CargoBuilder {
             .and_then(|(_, c)| c.as_ref())
             .map(|c| c.differing_sources(&found))
             .unwrap_or_default();
+        let mut clean: BTreeSet<String> = BTreeSet::new();
         if !differing.is_empty() {
             let members = foreign::members_holding(
                 &self.workspace.root,
@@ -299,14 +300,34 @@ impl CargoBuilder {
                 package,
                 members: &members,
             });
+            clean.extend(members);
+        }
+        // cargo does not know which list the wrapper linked: a binary it
+        // found fresh may hold a list an older aelimg wrote.
+        let stale = stale_lists(&found, &sections)?;
+        if !stale.is_empty() {
+            progress.event(&Event::PayloadRelinked {
+                package,
+                platforms: &stale,
+            });
+            clean.insert(package.to_string());
+        }
+        if !clean.is_empty() {
             for platform in wanted.keys() {
-                for member in &members {
+                for member in &clean {
                     self.clean(member, *platform)?;
                 }
             }
             count = UnitCount::new(estimate);
-            let invocations = self.invocations(package, wanted)?;
-            found = run_all(invocations, package, wanted, &mut count, progress)?;
+            let run = self.invocation(package, wanted)?;
+            found = run_checked(run.cmd, package, wanted, &mut count, progress)?;
+            let stale = stale_lists(&found, &run.sections)?;
+            if let Some(platform) = stale.first() {
+                return Err(Error::Cargo(format!(
+                    "{package} for {platform}, compiled again, still does not hold the dependency \
+                     list aelimg links into it; --no-auditable builds without the list"
+                )));
+            }
         }
         if let Some((stamp, by_content)) = &stamps {
             // Listed once for both records.
@@ -324,49 +345,42 @@ impl CargoBuilder {
         Ok(found)
     }
 
-    /// The cargo commands that build `wanted` of `package`, each with the
-    /// binaries it builds.
-    fn invocations(
-        &self,
-        package: &str,
-        wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
-    ) -> Result<Vec<(Command, Wanted)>> {
-        if !self.embed_dependencies {
-            let mut cmd = self.cargo_command("build", package);
-            for p in wanted.keys() {
-                cmd.arg("--target").arg(p.rust_target());
-            }
-            let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
-            for id in all {
-                cmd.arg("--bin").arg(&id.bin);
-            }
-            return Ok(vec![(cmd, wanted.clone())]);
+    /// The cargo command that builds `wanted` of `package`, and the
+    /// dependency-list sections its binaries must hold.
+    fn invocation(&self, package: &str, wanted: &Wanted) -> Result<Invocation> {
+        let mut cmd = self.cargo_command("build", package);
+        for p in wanted.keys() {
+            cmd.arg("--target").arg(p.rust_target());
         }
-        let objects = self.workspace.target_dir.join("aelimg-auditable");
-        let mut out = Vec::new();
-        for (platform, bins) in wanted {
-            let crates = crates::package_crates(
-                &self.workspace,
-                package,
-                platform.rust_target(),
-                self.locked,
-            )?;
-            let object = auditable::write_object(&objects, *platform, &crates)?;
-            for id in bins {
-                let mut cmd = self.cargo_command("rustc", package);
-                cmd.arg("--target")
-                    .arg(platform.rust_target())
-                    .arg("--bin")
-                    .arg(&id.bin)
-                    .arg("--")
-                    .args(auditable::rustc_args(&object));
-                out.push((
-                    cmd,
-                    BTreeMap::from([(*platform, BTreeSet::from([id.clone()]))]),
-                ));
-            }
+        let all: BTreeSet<&BinId> = wanted.values().flatten().collect();
+        for id in &all {
+            cmd.arg("--bin").arg(&id.bin);
         }
-        Ok(out)
+        let mut sections = BTreeMap::new();
+        if let Some(exe) = &self.embed_dependencies {
+            let dir = self.workspace.target_dir.join("aelimg-auditable");
+            let mut objects = wrapper::Objects::new();
+            for (platform, bins) in wanted {
+                let crates = crates::package_crates(
+                    &self.workspace,
+                    package,
+                    platform.rust_target(),
+                    self.locked,
+                )?;
+                let data = auditable::section_data(&crates)?;
+                let object = auditable::write_object(&dir, *platform, &data)?;
+                for id in bins {
+                    let key = (
+                        wrapper::crate_name(&id.bin),
+                        platform.rust_target().to_string(),
+                    );
+                    objects.insert(key, object.clone());
+                }
+                sections.insert(*platform, data);
+            }
+            wrapper::configure(&mut cmd, &wrapper::install(&dir)?, exe, &objects)?;
+        }
+        Ok(Invocation { cmd, sections })
     }
 
     /// `cargo clean -p MEMBER` for `platform` and the profile: its units
@@ -420,19 +434,39 @@ impl CargoBuilder {
     }
 }
 
-/// Runs `invocations` (as [`CargoBuilder::invocations`] makes them) and
-/// checks that cargo reported every binary of `wanted`.
-fn run_all(
-    invocations: Vec<(Command, Wanted)>,
+/// One cargo run of a package's build.
+struct Invocation {
+    /// `cargo build` for every platform.
+    cmd: Command,
+    /// The `.dep-v0` section each platform's binaries must hold (none when
+    /// the lists are not embedded).
+    sections: BTreeMap<Platform, Vec<u8>>,
+}
+
+/// The platforms whose binaries in `found` do not hold the section
+/// `sections` names for them.
+fn stale_lists(found: &Binaries, sections: &BTreeMap<Platform, Vec<u8>>) -> Result<Vec<Platform>> {
+    let mut stale = Vec::new();
+    for ((platform, _), path) in found {
+        let Some(want) = sections.get(platform) else {
+            continue;
+        };
+        if auditable::section_in(path)?.as_ref() != Some(want) && !stale.contains(platform) {
+            stale.push(*platform);
+        }
+    }
+    Ok(stale)
+}
+
+/// Runs `cmd` and checks that cargo reported every binary of `wanted`.
+fn run_checked(
+    cmd: Command,
     package: &str,
-    wanted: &BTreeMap<Platform, BTreeSet<BinId>>,
+    wanted: &Wanted,
     count: &mut UnitCount,
     progress: &dyn Progress,
 ) -> Result<Binaries> {
-    let mut found = Binaries::new();
-    for (cmd, subset) in invocations {
-        found.extend(run_cargo(cmd, package, &subset, count, progress)?);
-    }
+    let found = run_cargo(cmd, package, wanted, count, progress)?;
     for (platform, bins) in wanted {
         for id in bins {
             if !found.contains_key(&(*platform, id.clone())) {

@@ -238,6 +238,15 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
     let codec: Codec = args.compression.parse().map_err(usage)?;
     let compression = LayerCompression::new(codec, args.compression_level).map_err(usage)?;
     let prebuilt = args.prebuilt.clone().map(|dir| PrebuiltBinaries { dir });
+    // This executable is cargo's rustc wrapper for the dependency lists.
+    let embed_dependencies = if args.no_auditable {
+        None
+    } else {
+        Some(
+            std::env::current_exe()
+                .map_err(|e| anyhow::anyhow!("cannot find aelimg's own executable: {e}"))?,
+        )
+    };
     let settings = BuildSettings {
         store_dir: args.cache_dir.clone(),
         payload: prebuilt.as_ref().map(|p| p as &dyn PayloadBuilder),
@@ -246,7 +255,7 @@ pub fn run(args: &BuildArgs, mode: Mode) -> CmdResult {
         // cargo's lines reach a terminal only with the bars.
         cargo_color: mode == Mode::Bars,
         no_cache: args.no_cache,
-        embed_dependencies: !args.no_auditable,
+        embed_dependencies,
         registry,
         compression,
         // `--jobs` (with the registry flags) also bounds blob transfers.

@@ -98,6 +98,12 @@ fn usage(msg: impl Into<String>) -> Failure {
 /// (`diff`, `verify-repro`: 0 yes, 1 no) exit 2 on every error, so an
 /// error is never taken for "they differ".
 pub fn main() -> ExitCode {
+    // cargo runs aelimg as its rustc wrapper while aelimg builds the payload.
+    if let Some(code) =
+        aelimg::cargo::wrapper::run_if_asked(&std::env::args_os().collect::<Vec<_>>())
+    {
+        return ExitCode::from(code);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -220,6 +220,10 @@ impl Renderer {
                 "{package}: cargo took {} from another checkout sharing the target directory, built from other files; compiling again",
                 members.join(", ")
             )),
+            Event::PayloadRelinked { package, platforms } => self.line(&format!(
+                "{package}: the binaries for {} hold another dependency list than aelimg links now; compiling again",
+                platform_list(platforms)
+            )),
             Event::PayloadPrebuilt {
                 platforms,
                 binaries,

@@ -1,0 +1,325 @@
+//! aelimg as cargo's workspace rustc wrapper: how each payload binary gets
+//! its dependency list ([`super::auditable`]) while one `cargo build`
+//! compiles a package for every platform at once.
+//!
+//! cargo hands extra rustc arguments (`cargo rustc -- …`) to one target
+//! of one platform only, and the list is an ELF object per platform, so
+//! linking it that way took one cargo run per platform, one after the
+//! other, each ending on a single busy core. As `RUSTC_WORKSPACE_WRAPPER`
+//! (cargo-auditable's mechanism), aelimg sees the rustc command of each
+//! workspace crate and adds the link arguments to the final binaries only.
+//!
+//! cargo puts the wrapper's path into the fingerprint of the workspace
+//! crates, so the wrapper is a script at a fixed place in the target
+//! directory ([`install`]) that runs the aelimg named in
+//! `AELIMG_RUSTC_WRAPPER`: a debug and a release aelimg, or two
+//! checkouts sharing the target directory, leave the crates fresh for
+//! each other. cargo does not know about the objects: the objects' paths
+//! are in the payload stamp (they name a digest of the list), and a change
+//! of the list changes the dependency graph, which relinks the binary;
+//! docs/decisions/0023 says what covers the rest.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, IoContext, Result};
+
+/// The first argument that makes `aelimg` run as the rustc wrapper.
+pub const ARG: &str = "__rustc-wrapper";
+
+/// The aelimg executable the script runs.
+pub const EXE_VAR: &str = "AELIMG_RUSTC_WRAPPER";
+
+/// Which object each final binary links: JSON, `{"CRATE TARGET": PATH}`.
+pub const OBJECTS_VAR: &str = "AELIMG_DEPENDENCY_OBJECTS";
+
+/// The script cargo runs; the same bytes for every aelimg version.
+const SCRIPT: &str = "#!/bin/sh\n\
+# aelimg's rustc wrapper for the payload's workspace crates\n\
+# (docs/decisions/0023): it runs the aelimg that started cargo.\n\
+exec \"${AELIMG_RUSTC_WRAPPER:?is set by the aelimg that runs cargo}\" __rustc-wrapper \"$@\"\n";
+
+/// Writes the wrapper script under `dir` unless it is there already, and
+/// returns its path.
+///
+/// # Errors
+/// When it cannot be written.
+pub fn install(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("rustc-wrapper");
+    let current = fs::read(&path).ok();
+    let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 == 0o111);
+    if current.as_deref() == Some(SCRIPT.as_bytes()) && executable {
+        return Ok(path);
+    }
+    fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    // Made executable before it is renamed into place: a concurrent build
+    // never finds a script it cannot run.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".aelimg-tmp-")
+        .permissions(fs::Permissions::from_mode(0o755))
+        .tempfile_in(dir)
+        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(SCRIPT.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .ctx(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(&path)
+        .map_err(|e| e.error)
+        .ctx(|| format!("cannot rename into {}", path.display()))?;
+    Ok(path)
+}
+
+/// The objects of one cargo run: `(crate name, rust target)` of each final
+/// binary to the object it links.
+pub type Objects = BTreeMap<(String, String), PathBuf>;
+
+/// Has `cmd` (a cargo command) run `script` as its workspace wrapper, with
+/// `exe` as the aelimg behind it, linking `objects`.
+///
+/// # Errors
+/// When a path is not UTF-8 (the objects travel as JSON).
+pub fn configure(cmd: &mut Command, script: &Path, exe: &Path, objects: &Objects) -> Result<()> {
+    let mut map = serde_json::Map::new();
+    for ((krate, target), path) in objects {
+        let path = path.to_str().ok_or_else(|| {
+            Error::Cargo(format!(
+                "the dependency-list object {} has a path that is not UTF-8",
+                path.display()
+            ))
+        })?;
+        map.insert(format!("{krate} {target}"), path.into());
+    }
+    cmd.env("RUSTC_WORKSPACE_WRAPPER", script)
+        .env(EXE_VAR, exe)
+        .env(OBJECTS_VAR, serde_json::Value::Object(map).to_string());
+    Ok(())
+}
+
+/// The crate name rustc gives a binary's crate: `-` becomes `_`.
+#[must_use]
+pub fn crate_name(bin: &str) -> String {
+    bin.replace('-', "_")
+}
+
+/// Runs as the wrapper when `args` (the process's, program first) say so:
+/// `aelimg __rustc-wrapper RUSTC ARGS…`. Replaces the process with rustc
+/// and returns only when it cannot: the exit code to end with.
+#[must_use]
+pub fn run_if_asked(args: &[OsString]) -> Option<u8> {
+    if args.get(1).map(OsString::as_os_str) != Some(OsStr::new(ARG)) {
+        return None;
+    }
+    let Some((rustc, rest)) = args[2..].split_first() else {
+        eprintln!("aelimg {ARG}: no rustc to run (cargo runs this as RUSTC_WORKSPACE_WRAPPER)");
+        return Some(2);
+    };
+    let objects = std::env::var(OBJECTS_VAR).unwrap_or_default();
+    let extra = match link_args(rest, &objects) {
+        Ok(extra) => extra,
+        Err(e) => {
+            eprintln!("aelimg {ARG}: {e}");
+            return Some(2);
+        }
+    };
+    let err = std::os::unix::process::CommandExt::exec(Command::new(rustc).args(rest).args(extra));
+    eprintln!(
+        "aelimg {ARG}: cannot run {}: {err}",
+        rustc.to_string_lossy()
+    );
+    Some(2)
+}
+
+/// The arguments to add to the rustc command `args`: the object's link
+/// arguments when it compiles a binary crate named in `objects` (as
+/// [`configure`] encodes them) for that target; none otherwise.
+///
+/// # Errors
+/// When `objects` is not the map [`configure`] writes, or an `@file` of
+/// arguments cannot be read.
+pub fn link_args(args: &[OsString], objects: &str) -> Result<Vec<String>> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let objects: BTreeMap<String, String> = serde_json::from_str(objects)
+        .map_err(|e| Error::Cargo(format!("{OBJECTS_VAR} is not a JSON map of paths: {e}")))?;
+    let args = expand_arg_files(args)?;
+    let (mut name, mut target, mut bin) = (None, None, false);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        let mut value = |flag: &str| -> Option<String> {
+            if a == flag {
+                it.next().map(|v| v.to_string_lossy().into_owned())
+            } else {
+                a.strip_prefix(flag)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(str::to_owned)
+            }
+        };
+        if let Some(v) = value("--crate-name") {
+            name = Some(v);
+        } else if let Some(v) = value("--target") {
+            target = Some(v);
+        } else if let Some(v) = value("--crate-type") {
+            bin |= v.split(',').any(|t| t == "bin");
+        }
+    }
+    let (Some(name), Some(target), true) = (name, target, bin) else {
+        return Ok(Vec::new());
+    };
+    Ok(objects
+        .get(&format!("{name} {target}"))
+        .map(|object| super::auditable::rustc_args(Path::new(object)))
+        .unwrap_or_default())
+}
+
+/// `args` with each `@path` replaced by the lines of that file, as rustc
+/// reads them (cargo writes one when a command line is too long).
+fn expand_arg_files(args: &[OsString]) -> Result<Vec<OsString>> {
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        match a.to_str().and_then(|s| s.strip_prefix('@')) {
+            Some(file) => {
+                let text = fs::read_to_string(file)
+                    .ctx(|| format!("cannot read the rustc argument file {file}"))?;
+                out.extend(text.lines().map(OsString::from));
+            }
+            None => out.push(a.clone()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    const OBJECTS: &str = r#"{"ael x86_64-unknown-linux-musl": "/t/a.o", "ael aarch64-unknown-linux-musl": "/t/b.o"}"#;
+
+    #[test]
+    fn a_final_binary_for_a_listed_target_links_its_object() {
+        let args = os(&[
+            "--crate-name",
+            "ael",
+            "--edition=2024",
+            "runtime/src/main.rs",
+            "--crate-type",
+            "bin",
+            "--target",
+            "aarch64-unknown-linux-musl",
+        ]);
+        assert_eq!(
+            link_args(&args, OBJECTS).unwrap(),
+            [
+                "-Clink-arg=/t/b.o",
+                "-Clink-arg=-u",
+                "-Clink-arg=AUDITABLE_VERSION_INFO"
+            ]
+        );
+        let joined = os(&[
+            "--crate-name=ael",
+            "--crate-type=bin",
+            "--target=x86_64-unknown-linux-musl",
+        ]);
+        assert_eq!(link_args(&joined, OBJECTS).unwrap()[0], "-Clink-arg=/t/a.o");
+    }
+
+    #[test]
+    fn libraries_other_crates_targets_and_host_builds_are_left_alone() {
+        let cases = [
+            // A library of the same name.
+            &[
+                "--crate-name",
+                "ael",
+                "--crate-type",
+                "lib",
+                "--target",
+                "x86_64-unknown-linux-musl",
+            ][..],
+            // Another binary.
+            &[
+                "--crate-name",
+                "other",
+                "--crate-type",
+                "bin",
+                "--target",
+                "x86_64-unknown-linux-musl",
+            ],
+            // A platform without an object.
+            &[
+                "--crate-name",
+                "ael",
+                "--crate-type",
+                "bin",
+                "--target",
+                "riscv64gc-unknown-linux-musl",
+            ],
+            // No --target: the host (a build script).
+            &["--crate-name", "ael", "--crate-type", "bin"],
+            // cargo asking rustc for its version.
+            &["-vV"],
+        ];
+        for args in cases {
+            assert!(
+                link_args(&os(args), OBJECTS).unwrap().is_empty(),
+                "{args:?}"
+            );
+        }
+        let args = os(&[
+            "--crate-name",
+            "ael",
+            "--crate-type",
+            "bin",
+            "--target",
+            "x86_64-unknown-linux-musl",
+        ]);
+        assert!(link_args(&args, "").unwrap().is_empty(), "no objects");
+        let err = link_args(&args, "not json").unwrap_err().to_string();
+        assert!(err.contains(OBJECTS_VAR), "{err}");
+    }
+
+    #[test]
+    fn arguments_in_a_file_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("args");
+        fs::write(
+            &file,
+            "--crate-name\nael\n--crate-type\nbin\n--target\nx86_64-unknown-linux-musl\n",
+        )
+        .unwrap();
+        let args = vec![OsString::from(format!("@{}", file.display()))];
+        assert_eq!(link_args(&args, OBJECTS).unwrap()[0], "-Clink-arg=/t/a.o");
+        let missing = vec![OsString::from("@/nonexistent/args")];
+        assert!(link_args(&missing, OBJECTS).is_err());
+    }
+
+    #[test]
+    fn the_script_is_installed_once_and_runnable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = install(dir.path()).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), SCRIPT);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let before = fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(install(dir.path()).unwrap(), path);
+        assert_eq!(
+            fs::metadata(&path).unwrap().modified().unwrap(),
+            before,
+            "not rewritten"
+        );
+        assert!(run_if_asked(&os(&["aelimg", "build"])).is_none());
+        assert_eq!(run_if_asked(&os(&["aelimg", ARG])), Some(2), "no rustc");
+    }
+}
