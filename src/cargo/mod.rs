@@ -378,7 +378,8 @@ impl CargoBuilder {
                 }
                 sections.insert(*platform, data);
             }
-            wrapper::configure(&mut cmd, &wrapper::install(&dir)?, exe, &objects)?;
+            let scripts = wrapper::install(&dir.join("bin"))?;
+            wrapper::configure(&mut cmd, &scripts, exe, &objects)?;
         }
         Ok(Invocation { cmd, sections })
     }

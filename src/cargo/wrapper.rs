@@ -9,15 +9,19 @@
 //! (cargo-auditable's mechanism), aelimg sees the rustc command of each
 //! workspace crate and adds the link arguments to the final binaries only.
 //!
-//! cargo puts the wrapper's path into the fingerprint of the workspace
-//! crates, so the wrapper is a script at a fixed place in the target
-//! directory ([`install`]) that runs the aelimg named in
-//! `AELIMG_RUSTC_WRAPPER`: a debug and a release aelimg, or two
-//! checkouts sharing the target directory, leave the crates fresh for
-//! each other. cargo does not know about the objects: the objects' paths
-//! are in the payload stamp (they name a digest of the list), and a change
-//! of the list changes the dependency graph, which relinks the binary;
-//! docs/decisions/0023 says what covers the rest.
+//! cargo puts the wrapper's name as given into the workspace crates'
+//! fingerprints and into their `-C metadata` hash, which reaches the
+//! binary's bytes. So the wrapper is a bare name, [`NAME`], found on a
+//! `PATH` that starts with a directory of the target directory holding a
+//! script of that name ([`install`]), the same bytes for every aelimg,
+//! which runs the aelimg named in `AELIMG_RUSTC_WRAPPER`. Binaries are
+//! then the same on every machine and in every target directory, and a
+//! debug and a release aelimg, or two checkouts sharing the target
+//! directory, leave the crates fresh for each other. cargo does not know
+//! about the objects: their paths (named by a digest of the list) are in
+//! the payload stamp, and a change of the list changes the dependency
+//! graph, which relinks the binary; docs/decisions/0023 says what covers
+//! the rest.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -27,6 +31,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, IoContext, Result};
+
+/// The wrapper's name: `RUSTC_WORKSPACE_WRAPPER`, and the script's file name.
+pub const NAME: &str = "aelimg-rustc-wrapper";
 
 /// The first argument that makes `aelimg` run as the rustc wrapper.
 pub const ARG: &str = "__rustc-wrapper";
@@ -43,18 +50,18 @@ const SCRIPT: &str = "#!/bin/sh\n\
 # (docs/decisions/0023): it runs the aelimg that started cargo.\n\
 exec \"${AELIMG_RUSTC_WRAPPER:?is set by the aelimg that runs cargo}\" __rustc-wrapper \"$@\"\n";
 
-/// Writes the wrapper script under `dir` unless it is there already, and
-/// returns its path.
+/// Writes the wrapper script [`NAME`] into `dir` unless it is there
+/// already, and returns `dir` (for [`configure`]).
 ///
 /// # Errors
 /// When it cannot be written.
 pub fn install(dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join("rustc-wrapper");
+    let path = dir.join(NAME);
     let current = fs::read(&path).ok();
     let executable = fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o111 == 0o111);
     if current.as_deref() == Some(SCRIPT.as_bytes()) && executable {
-        return Ok(path);
+        return Ok(dir.to_path_buf());
     }
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
     // Made executable before it is renamed into place: a concurrent build
@@ -70,19 +77,26 @@ pub fn install(dir: &Path) -> Result<PathBuf> {
     tmp.persist(&path)
         .map_err(|e| e.error)
         .ctx(|| format!("cannot rename into {}", path.display()))?;
-    Ok(path)
+    Ok(dir.to_path_buf())
 }
 
 /// The objects of one cargo run: `(crate name, rust target)` of each final
 /// binary to the object it links.
 pub type Objects = BTreeMap<(String, String), PathBuf>;
 
-/// Has `cmd` (a cargo command) run `script` as its workspace wrapper, with
-/// `exe` as the aelimg behind it, linking `objects`.
+/// Has `cmd` (a cargo command) run the script [`install`] put into
+/// `script_dir` as its workspace wrapper, with `exe` as the aelimg behind
+/// it, linking `objects`.
 ///
 /// # Errors
-/// When a path is not UTF-8 (the objects travel as JSON).
-pub fn configure(cmd: &mut Command, script: &Path, exe: &Path, objects: &Objects) -> Result<()> {
+/// When a path is not UTF-8 (the objects travel as JSON), or `script_dir`
+/// cannot be put on `PATH` (it holds a `:`).
+pub fn configure(
+    cmd: &mut Command,
+    script_dir: &Path,
+    exe: &Path,
+    objects: &Objects,
+) -> Result<()> {
     let mut map = serde_json::Map::new();
     for ((krate, target), path) in objects {
         let path = path.to_str().ok_or_else(|| {
@@ -93,7 +107,18 @@ pub fn configure(cmd: &mut Command, script: &Path, exe: &Path, objects: &Objects
         })?;
         map.insert(format!("{krate} {target}"), path.into());
     }
-    cmd.env("RUSTC_WORKSPACE_WRAPPER", script)
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(
+        std::iter::once(script_dir.to_path_buf()).chain(std::env::split_paths(&inherited)),
+    )
+    .map_err(|e| {
+        Error::Cargo(format!(
+            "cannot put {} on PATH for cargo's rustc wrapper: {e}",
+            script_dir.display()
+        ))
+    })?;
+    cmd.env("PATH", path)
+        .env("RUSTC_WORKSPACE_WRAPPER", NAME)
         .env(EXE_VAR, exe)
         .env(OBJECTS_VAR, serde_json::Value::Object(map).to_string());
     Ok(())
@@ -305,7 +330,8 @@ mod tests {
     fn the_script_is_installed_once_and_runnable() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let path = install(dir.path()).unwrap();
+        assert_eq!(install(dir.path()).unwrap(), dir.path());
+        let path = dir.path().join(NAME);
         assert_eq!(fs::read_to_string(&path).unwrap(), SCRIPT);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -313,7 +339,7 @@ mod tests {
         );
         let before = fs::metadata(&path).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(install(dir.path()).unwrap(), path);
+        assert_eq!(install(dir.path()).unwrap(), dir.path());
         assert_eq!(
             fs::metadata(&path).unwrap().modified().unwrap(),
             before,
