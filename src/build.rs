@@ -133,7 +133,15 @@ pub fn build(
         progress,
     };
     let all = settings.threads();
-    let built = run_jobs(&numbered, all, |(n, job), share| {
+    // The biggest layers start first, so the small ones fill the gaps at
+    // the end instead of holding a core while a big one waits.
+    let weights: Vec<u64> = numbered
+        .iter()
+        .map(|(_, job)| job_weight(job, &binaries))
+        .collect();
+    let mut order: Vec<usize> = (0..numbered.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weights[i]));
+    let built = run_jobs(&numbered, &order, all, |(n, job), share| {
         // A gzip layer may use every thread: its workers hold a few
         // 128 KiB blocks each, so a layer left alone at the end of a build
         // still has every core. zstd workers hold a window each, so a zstd
@@ -167,23 +175,51 @@ pub fn build(
     Ok(Built { images, binaries })
 }
 
-/// Runs `f` on every job, at most `threads` at once, and returns the results
-/// in job order; the first failing job's error (in job order) otherwise. A
+/// About how many bytes a layer job reads: its files' sizes (a file that
+/// cannot be read counts 0; the job says why).
+fn job_weight(job: &LayerJob<'_>, binaries: &Binaries) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    job.layer
+        .entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File { source } => size(source),
+            EntryKind::Generated { bytes, .. } => bytes.len() as u64,
+            EntryKind::Cargo { package, bin } => binaries
+                .get(&(
+                    job.platform,
+                    BinId {
+                        package: package.clone(),
+                        bin: bin.clone(),
+                    },
+                ))
+                .map_or(0, |p| size(p)),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Runs `f` on every job, at most `threads` at once, starting them in
+/// `order` (a permutation of the jobs' indexes), and returns the results in
+/// job order; the first failing job's error (in job order) otherwise. A
 /// job is given the threads it may use itself: `threads` shared between the
 /// jobs running at once.
 fn run_jobs<J: Sync, T: Send>(
     jobs: &[J],
+    order: &[usize],
     threads: usize,
     f: impl Fn(&J, usize) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
+    debug_assert_eq!(order.len(), jobs.len());
     let workers = threads.clamp(1, jobs.len().max(1));
     let per_job = (threads / workers).max(1);
     if workers == 1 {
         return jobs.iter().map(|j| f(j, per_job)).collect();
     }
     let next = AtomicUsize::new(0);
-    // The lowest failed job so far: later jobs are not started, earlier ones
-    // all run, so the error reported is the same whatever the timing.
+    // The lowest failed job so far: later jobs (by index) are not started,
+    // earlier ones all run, so the error reported is the same whatever the
+    // timing and the order.
     let first_failed = AtomicUsize::new(usize::MAX);
     let results: Mutex<Vec<Option<Result<T>>>> =
         Mutex::new(std::iter::repeat_with(|| None).take(jobs.len()).collect());
@@ -191,9 +227,11 @@ fn run_jobs<J: Sync, T: Send>(
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= jobs.len() || i > first_failed.load(Ordering::Relaxed) {
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
+                    };
+                    if i > first_failed.load(Ordering::Relaxed) {
+                        continue;
                     }
                     let r = f(&jobs[i], per_job);
                     if r.is_err() {
@@ -480,14 +518,16 @@ mod tests {
     #[test]
     fn run_jobs_keeps_order_and_reports_the_first_error() {
         let jobs: Vec<usize> = (0..40).collect();
-        for threads in [1, 3, 8] {
-            let out = run_jobs(&jobs, threads, |&j, per_job| {
+        let forward: Vec<usize> = (0..40).collect();
+        let backward: Vec<usize> = (0..40).rev().collect();
+        for (threads, order) in [(1, &forward), (3, &forward), (8, &forward), (3, &backward), (8, &backward)] {
+            let out = run_jobs(&jobs, order, threads, |&j, per_job| {
                 assert!(per_job >= 1);
                 Ok(j * 2)
             })
             .unwrap();
             assert_eq!(out, jobs.iter().map(|j| j * 2).collect::<Vec<_>>());
-            let err = run_jobs(&jobs, threads, |&j, _| {
+            let err = run_jobs(&jobs, order, threads, |&j, _| {
                 if j == 7 || j == 30 {
                     Err(Error::Request(format!("job {j}")))
                 } else {
@@ -498,7 +538,7 @@ mod tests {
             assert_eq!(err.to_string(), "job 7", "{threads} threads");
         }
         assert!(
-            run_jobs(&[] as &[usize], 4, |&j, _| Ok(j))
+            run_jobs(&[] as &[usize], &[], 4, |&j, _| Ok(j))
                 .unwrap()
                 .is_empty()
         );
