@@ -345,7 +345,8 @@ impl One<'_> {
     }
 }
 
-/// What decides the bytes of one SBOM, hashed.
+/// What decides the bytes of one SBOM, hashed (streamed into the hash: the
+/// crate lists are the larger part of a build's SBOM work otherwise).
 #[allow(clippy::too_many_arguments)]
 fn sbom_key(
     format: SbomFormat,
@@ -357,18 +358,32 @@ fn sbom_key(
     base: Option<&BaseInfo>,
     created: u64,
 ) -> Result<Digest> {
-    let v = json!({
-        "v": concat!("aelimg-sbom-doc-1-", env!("CARGO_PKG_VERSION")),
-        "format": format.media_type(),
-        "name": name,
-        "tag": tag,
-        "platform": platform.to_string(),
-        "manifest": manifest.as_str(),
-        "packages": packages,
-        "base": base.map(|b| (b.reference.as_str(), b.digest.as_str())),
-        "created": created,
-    });
-    Ok(Digest::of(&oci::canonical_json(&v)))
+    #[derive(serde::Serialize)]
+    struct Key<'a> {
+        v: &'static str,
+        format: &'a str,
+        name: &'a str,
+        tag: &'a str,
+        platform: String,
+        manifest: &'a str,
+        packages: &'a [PackageCrates],
+        base: Option<(&'a str, &'a str)>,
+        created: u64,
+    }
+    let key = Key {
+        v: concat!("aelimg-sbom-doc-2-", env!("CARGO_PKG_VERSION")),
+        format: format.media_type(),
+        name,
+        tag,
+        platform: platform.to_string(),
+        manifest: manifest.as_str(),
+        packages,
+        base: base.map(|b| (b.reference.as_str(), b.digest.as_str())),
+        created,
+    };
+    let mut h = crate::layer::HashingWriter::new(std::io::sink());
+    serde_json::to_writer(&mut h, &key).map_err(|e| Error::json("SBOM cache key", e))?;
+    Ok(h.finish().1)
 }
 
 fn sbom_cache_file(store: &BlobStore, key: &Digest) -> std::path::PathBuf {

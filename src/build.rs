@@ -520,7 +520,13 @@ mod tests {
         let jobs: Vec<usize> = (0..40).collect();
         let forward: Vec<usize> = (0..40).collect();
         let backward: Vec<usize> = (0..40).rev().collect();
-        for (threads, order) in [(1, &forward), (3, &forward), (8, &forward), (3, &backward), (8, &backward)] {
+        for (threads, order) in [
+            (1, &forward),
+            (3, &forward),
+            (8, &forward),
+            (3, &backward),
+            (8, &backward),
+        ] {
             let out = run_jobs(&jobs, order, threads, |&j, per_job| {
                 assert!(per_job >= 1);
                 Ok(j * 2)

@@ -230,7 +230,9 @@ pub fn canonical_json(v: &Value) -> Vec<u8> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend(serde_json::to_vec(k).unwrap_or_default());
+                    // Into the buffer itself: no allocation per key or
+                    // value (writing to a Vec cannot fail).
+                    let _ = serde_json::to_writer(&mut *out, k);
                     out.push(b':');
                     write(&map[k], out);
                 }
@@ -246,7 +248,9 @@ pub fn canonical_json(v: &Value) -> Vec<u8> {
                 }
                 out.push(b']');
             }
-            scalar => out.extend(serde_json::to_vec(scalar).unwrap_or_default()),
+            scalar => {
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
         }
     }
     let mut out = Vec::new();

@@ -98,7 +98,10 @@ fn key(c: &CrateInfo) -> CrateKey {
 /// The crates `from` depends on: a range of the edges, which are sorted by
 /// their first crate (a scan of every edge per crate took a few ms per
 /// package and platform, before every build).
-fn edges_from<'a>(crates: &'a PackageCrates, from: &'a CrateKey) -> impl Iterator<Item = &'a CrateKey> {
+fn edges_from<'a>(
+    crates: &'a PackageCrates,
+    from: &'a CrateKey,
+) -> impl Iterator<Item = &'a CrateKey> {
     let first = (from.clone(), (String::new(), String::new()));
     crates
         .edges

@@ -250,8 +250,10 @@ impl CargoBuilder {
         let platforms: Vec<Platform> = wanted.keys().copied().collect();
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let run = self.invocation(package, wanted)?;
-        let stamps = self.stamp(&[&run.cmd]);
+        // The stamp needs no dependency list: the lists follow from its
+        // inputs (manifests, Cargo.lock, rustc, aelimg's version).
+        let cmd = self.command(package, wanted)?;
+        let stamps = self.stamp(&[&cmd]);
         if let Some((stamp, by_content)) = &stamps {
             if let Some(found) = stamp.check(wanted) {
                 progress.event(&Event::PayloadUpToDate {
@@ -278,6 +280,7 @@ impl CargoBuilder {
             estimate,
         });
         let mut count = UnitCount::new(estimate);
+        let run = self.link_lists(cmd, package, wanted)?;
         let sections = run.sections;
         let mut found = run_checked(run.cmd, package, wanted, &mut count, progress)?;
         // Cargo may have found another checkout's artifacts fresh (by
@@ -319,7 +322,7 @@ impl CargoBuilder {
                 }
             }
             count = UnitCount::new(estimate);
-            let run = self.invocation(package, wanted)?;
+            let run = self.link_lists(self.command(package, wanted)?, package, wanted)?;
             found = run_checked(run.cmd, package, wanted, &mut count, progress)?;
             let stale = stale_lists(&found, &run.sections)?;
             if let Some(platform) = stale.first() {
@@ -345,9 +348,9 @@ impl CargoBuilder {
         Ok(found)
     }
 
-    /// The cargo command that builds `wanted` of `package`, and the
-    /// dependency-list sections its binaries must hold.
-    fn invocation(&self, package: &str, wanted: &Wanted) -> Result<Invocation> {
+    /// The cargo command that builds `wanted` of `package`; with
+    /// [`Self::embed_dependencies`], through the [`wrapper`].
+    fn command(&self, package: &str, wanted: &Wanted) -> Result<Command> {
         let mut cmd = self.cargo_command("build", package);
         for p in wanted.keys() {
             cmd.arg("--target").arg(p.rust_target());
@@ -356,9 +359,19 @@ impl CargoBuilder {
         for id in &all {
             cmd.arg("--bin").arg(&id.bin);
         }
-        let mut sections = BTreeMap::new();
         if let Some(exe) = &self.embed_dependencies {
-            let dir = self.workspace.target_dir.join("aelimg-auditable");
+            let scripts = wrapper::install(&self.objects_dir().join("bin"))?;
+            wrapper::configure(&mut cmd, &scripts, exe)?;
+        }
+        Ok(cmd)
+    }
+
+    /// `cmd` (from [`Self::command`]) linking each binary's dependency list,
+    /// and the `.dep-v0` sections its binaries must then hold.
+    fn link_lists(&self, mut cmd: Command, package: &str, wanted: &Wanted) -> Result<Invocation> {
+        let mut sections = BTreeMap::new();
+        if self.embed_dependencies.is_some() {
+            let dir = self.objects_dir();
             let mut objects = wrapper::Objects::new();
             for (platform, bins) in wanted {
                 let crates = crates::package_crates(
@@ -378,10 +391,14 @@ impl CargoBuilder {
                 }
                 sections.insert(*platform, data);
             }
-            let scripts = wrapper::install(&dir.join("bin"))?;
-            wrapper::configure(&mut cmd, &scripts, exe, &objects)?;
+            wrapper::link(&mut cmd, &objects)?;
         }
         Ok(Invocation { cmd, sections })
+    }
+
+    /// Where the dependency-list objects and the wrapper script live.
+    fn objects_dir(&self) -> PathBuf {
+        self.workspace.target_dir.join("aelimg-auditable")
     }
 
     /// `cargo clean -p MEMBER` for `platform` and the profile: its units

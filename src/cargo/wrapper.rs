@@ -18,10 +18,10 @@
 //! then the same on every machine and in every target directory, and a
 //! debug and a release aelimg, or two checkouts sharing the target
 //! directory, leave the crates fresh for each other. cargo does not know
-//! about the objects: their paths (named by a digest of the list) are in
-//! the payload stamp, and a change of the list changes the dependency
-//! graph, which relinks the binary; docs/decisions/0023 says what covers
-//! the rest.
+//! about the objects: a list follows from the payload stamp's inputs
+//! (manifests, Cargo.lock, rustc's and aelimg's versions), so a change
+//! misses the stamp, and it changes the dependency graph, which relinks the
+//! binary; docs/decisions/0023 says what covers the rest.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -86,27 +86,11 @@ pub type Objects = BTreeMap<(String, String), PathBuf>;
 
 /// Has `cmd` (a cargo command) run the script [`install`] put into
 /// `script_dir` as its workspace wrapper, with `exe` as the aelimg behind
-/// it, linking `objects`.
+/// it; [`link`] then says which objects to link.
 ///
 /// # Errors
-/// When a path is not UTF-8 (the objects travel as JSON), or `script_dir`
-/// cannot be put on `PATH` (it holds a `:`).
-pub fn configure(
-    cmd: &mut Command,
-    script_dir: &Path,
-    exe: &Path,
-    objects: &Objects,
-) -> Result<()> {
-    let mut map = serde_json::Map::new();
-    for ((krate, target), path) in objects {
-        let path = path.to_str().ok_or_else(|| {
-            Error::Cargo(format!(
-                "the dependency-list object {} has a path that is not UTF-8",
-                path.display()
-            ))
-        })?;
-        map.insert(format!("{krate} {target}"), path.into());
-    }
+/// When `script_dir` cannot be put on `PATH` (it holds a `:`).
+pub fn configure(cmd: &mut Command, script_dir: &Path, exe: &Path) -> Result<()> {
     let inherited = std::env::var_os("PATH").unwrap_or_default();
     let path = std::env::join_paths(
         std::iter::once(script_dir.to_path_buf()).chain(std::env::split_paths(&inherited)),
@@ -119,8 +103,26 @@ pub fn configure(
     })?;
     cmd.env("PATH", path)
         .env("RUSTC_WORKSPACE_WRAPPER", NAME)
-        .env(EXE_VAR, exe)
-        .env(OBJECTS_VAR, serde_json::Value::Object(map).to_string());
+        .env(EXE_VAR, exe);
+    Ok(())
+}
+
+/// Has the wrapper of `cmd` (see [`configure`]) link `objects`.
+///
+/// # Errors
+/// When a path is not UTF-8 (the objects travel as JSON).
+pub fn link(cmd: &mut Command, objects: &Objects) -> Result<()> {
+    let mut map = serde_json::Map::new();
+    for ((krate, target), path) in objects {
+        let path = path.to_str().ok_or_else(|| {
+            Error::Cargo(format!(
+                "the dependency-list object {} has a path that is not UTF-8",
+                path.display()
+            ))
+        })?;
+        map.insert(format!("{krate} {target}"), path.into());
+    }
+    cmd.env(OBJECTS_VAR, serde_json::Value::Object(map).to_string());
     Ok(())
 }
 
