@@ -226,10 +226,7 @@ fn run_jobs<J: Sync, T: Send>(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if i > first_failed.load(Ordering::Relaxed) {
                         continue;
                     }
