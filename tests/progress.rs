@@ -297,30 +297,13 @@ impl aelimg::progress::Progress for PayloadEvents {
 /// arrives as lines.
 #[test]
 fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
-    use aelimg::platform::Platform;
+    use aelimg::cargo::PayloadBuilder;
 
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
     tiny_workspace(ws);
-    let builder = CargoBuilder {
-        workspace: CargoWorkspace::discover(ws).unwrap(),
-        profile: "dev".into(),
-        locked: false,
-        color: false,
-        trust_stamp: false,
-        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
-    };
-    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
-    let wanted = BTreeMap::from([(
-        platform,
-        BTreeSet::from([BinId {
-            package: "app".into(),
-            bin: "app".into(),
-        }]),
-    )]);
+    let builder = dev_builder(ws, false);
+    let (_, _, wanted) = app_on_host();
     let run = || {
         let seen = PayloadEvents::default();
         let bins = builder.build(&wanted, &seen).unwrap();
@@ -370,30 +353,16 @@ fn cargo_builds_report_units_against_an_exact_estimate_and_pass_on_stderr() {
 /// again, and then holds the list aelimg links now.
 #[test]
 fn a_binary_holding_another_dependency_list_is_compiled_again() {
-    use std::collections::{BTreeMap, BTreeSet};
     use std::io::{Seek as _, SeekFrom, Write as _};
 
+    use aelimg::cargo::PayloadBuilder;
     use aelimg::cargo::auditable::{SECTION, section_in};
-    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
-    use aelimg::platform::Platform;
 
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
     tiny_workspace(ws);
-    let builder = CargoBuilder {
-        workspace: CargoWorkspace::discover(ws).unwrap(),
-        profile: "dev".into(),
-        locked: false,
-        color: false,
-        trust_stamp: false,
-        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
-    };
-    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
-    let id = BinId {
-        package: "app".into(),
-        bin: "app".into(),
-    };
-    let wanted = BTreeMap::from([(platform, BTreeSet::from([id.clone()]))]);
+    let builder = dev_builder(ws, false);
+    let (platform, id, wanted) = app_on_host();
     let run = || {
         let seen = PayloadEvents::default();
         let bins = builder.build(&wanted, &seen).unwrap();
@@ -442,6 +411,40 @@ fn a_binary_holding_another_dependency_list_is_compiled_again() {
     );
 }
 
+/// The platform the tests build for.
+fn host() -> aelimg::platform::Platform {
+    aelimg::platform::Platform::parse_list(&common::host_platform()).unwrap()[0]
+}
+
+/// A builder of the workspace at `ws` in the dev profile, linking the
+/// dependency lists through the aelimg built for these tests.
+fn dev_builder(ws: &Path, trust_stamp: bool) -> aelimg::cargo::CargoBuilder {
+    aelimg::cargo::CargoBuilder {
+        workspace: aelimg::cargo::CargoWorkspace::discover(ws).unwrap(),
+        profile: "dev".into(),
+        locked: false,
+        color: false,
+        trust_stamp,
+        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
+    }
+}
+
+/// The host platform, the `app` binary of [`tiny_workspace`], and a build
+/// that wants just it.
+fn app_on_host() -> (
+    aelimg::platform::Platform,
+    aelimg::cargo::BinId,
+    std::collections::BTreeMap<aelimg::platform::Platform, BTreeSet<aelimg::cargo::BinId>>,
+) {
+    let platform = host();
+    let id = aelimg::cargo::BinId {
+        package: "app".into(),
+        bin: "app".into(),
+    };
+    let wanted = std::collections::BTreeMap::from([(platform, BTreeSet::from([id.clone()]))]);
+    (platform, id, wanted)
+}
+
 fn tiny_workspace(ws: &std::path::Path) {
     let write = |rel: &str, text: &str| {
         let p = ws.join(rel);
@@ -477,10 +480,7 @@ fn tiny_workspace(ws: &std::path::Path) {
 /// edit, a changed environment or a removed binary make cargo run again.
 #[test]
 fn an_unchanged_payload_is_taken_without_running_cargo() {
-    use std::collections::{BTreeMap, BTreeSet};
-
-    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
-    use aelimg::platform::Platform;
+    use aelimg::cargo::{CargoBuilder, PayloadBuilder};
 
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
@@ -500,22 +500,8 @@ fn an_unchanged_payload_is_taken_without_running_cargo() {
     // Older than the builds below, as files in a checkout are: a file
     // written within a second before cargo starts leaves no stamp.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let builder = CargoBuilder {
-        workspace: CargoWorkspace::discover(ws).unwrap(),
-        profile: "dev".into(),
-        locked: false,
-        color: false,
-        trust_stamp: true,
-        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
-    };
-    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
-    let wanted = BTreeMap::from([(
-        platform,
-        BTreeSet::from([BinId {
-            package: "app".into(),
-            bin: "app".into(),
-        }]),
-    )]);
+    let builder = dev_builder(ws, true);
+    let (_, _, wanted) = app_on_host();
     let run = |b: &CargoBuilder| {
         let seen = PayloadEvents::default();
         let bins = b.build(&wanted, &seen).unwrap();
@@ -590,8 +576,7 @@ fn an_unchanged_payload_is_taken_without_running_cargo() {
 fn each_package_is_built_with_its_own_features() {
     use std::collections::BTreeMap;
 
-    use aelimg::cargo::{BinId, CargoBuilder, CargoWorkspace, PayloadBuilder};
-    use aelimg::platform::Platform;
+    use aelimg::cargo::{BinId, PayloadBuilder};
 
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path();
@@ -627,15 +612,8 @@ fn each_package_is_built_with_its_own_features() {
             "fn main() { println!(\"{}\", dep::word()); }\n",
         );
     }
-    let builder = CargoBuilder {
-        workspace: CargoWorkspace::discover(ws).unwrap(),
-        profile: "dev".into(),
-        locked: false,
-        color: false,
-        trust_stamp: false,
-        embed_dependencies: Some(env!("CARGO_BIN_EXE_aelimg").into()),
-    };
-    let platform = Platform::parse_list(&common::host_platform()).unwrap()[0];
+    let builder = dev_builder(ws, false);
+    let platform = host();
     let bin = |name: &str| BinId {
         package: name.into(),
         bin: name.into(),
