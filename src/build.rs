@@ -175,6 +175,22 @@ pub fn build(
     Ok(Built { images, binaries })
 }
 
+/// The payload binary `bin` of `package` for `platform`, if it was built.
+fn cargo_binary<'b>(
+    binaries: &'b Binaries,
+    platform: Platform,
+    package: &str,
+    bin: &str,
+) -> Option<&'b std::path::PathBuf> {
+    binaries.get(&(
+        platform,
+        BinId {
+            package: package.to_string(),
+            bin: bin.to_string(),
+        },
+    ))
+}
+
 /// About how many bytes a layer job reads: its files' sizes (a file that
 /// cannot be read counts 0; the job says why).
 fn job_weight(job: &LayerJob<'_>, binaries: &Binaries) -> u64 {
@@ -185,15 +201,9 @@ fn job_weight(job: &LayerJob<'_>, binaries: &Binaries) -> u64 {
         .map(|e| match &e.kind {
             EntryKind::File { source } => size(source),
             EntryKind::Generated { bytes, .. } => bytes.len() as u64,
-            EntryKind::Cargo { package, bin } => binaries
-                .get(&(
-                    job.platform,
-                    BinId {
-                        package: package.clone(),
-                        bin: bin.clone(),
-                    },
-                ))
-                .map_or(0, |p| size(p)),
+            EntryKind::Cargo { package, bin } => {
+                cargo_binary(binaries, job.platform, package, bin).map_or(0, |p| size(p))
+            }
             _ => 0,
         })
         .sum()
@@ -415,11 +425,7 @@ fn build_layer(
                 Content::File(source)
             }
             EntryKind::Cargo { package, bin } => {
-                let id = BinId {
-                    package: package.clone(),
-                    bin: bin.clone(),
-                };
-                let p = binaries.get(&(platform, id)).ok_or_else(|| {
+                let p = cargo_binary(binaries, platform, package, bin).ok_or_else(|| {
                     Error::Cargo(format!("no {bin} binary of {package} for {platform}"))
                 })?;
                 crate::elf::check(p, &format!("/{}", e.path), platform)?;
