@@ -25,11 +25,27 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// When the file cannot be created.
 pub fn readable_temp_in(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    temp_in(dir, prefix, 0o644)
+}
+
+/// A temporary file in `dir` created with `mode` (less the umask).
+fn temp_in(dir: &Path, prefix: &str, mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
     use std::os::unix::fs::PermissionsExt as _;
     tempfile::Builder::new()
         .prefix(prefix)
-        .permissions(fs::Permissions::from_mode(0o644))
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
+}
+
+/// [`atomic_write`] of a program: the file is executable (`0755` less the
+/// umask) before it is renamed into place, so nobody finds it unrunnable.
+///
+/// # Errors
+/// When the file cannot be written, synced or renamed.
+pub fn atomic_write_executable(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_through_temp(parent(path), path, bytes, true, 0o755)?;
+    sync_dir(parent(path));
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically, through a temporary file in
@@ -50,7 +66,7 @@ pub fn atomic_write_via(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()>
 /// # Errors
 /// When the directory, the temporary file or the rename fails.
 pub fn write_cache_record(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_through_temp(parent(path), path, bytes, false)
+    write_through_temp(parent(path), path, bytes, false, 0o644)
 }
 
 /// Writes `bytes` to `path` atomically and syncs the file, but not the
@@ -60,15 +76,21 @@ pub fn write_cache_record(path: &Path, bytes: &[u8]) -> Result<()> {
 /// # Errors
 /// When the file cannot be written, synced or renamed.
 pub fn atomic_write_file_synced(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    write_through_temp(tmp_dir, path, bytes, true)
+    write_through_temp(tmp_dir, path, bytes, true, 0o644)
 }
 
-/// `bytes` into a temporary file in `tmp_dir`, synced when `sync`, then
-/// renamed to `path` (whose directory is created first).
-fn write_through_temp(tmp_dir: &Path, path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+/// `bytes` into a temporary file in `tmp_dir` created with `mode`, synced
+/// when `sync`, then renamed to `path` (whose directory is created first).
+fn write_through_temp(
+    tmp_dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    sync: bool,
+    mode: u32,
+) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = readable_temp_in(tmp_dir, ".aelimg-tmp-")
+    let mut tmp = temp_in(tmp_dir, ".aelimg-tmp-", mode)
         .ctx(|| format!("cannot create a temporary file in {}", tmp_dir.display()))?;
     tmp.write_all(bytes)
         .ctx(|| format!("cannot write {}", path.display()))?;

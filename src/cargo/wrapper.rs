@@ -26,7 +26,6 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,20 +62,7 @@ pub fn install(dir: &Path) -> Result<PathBuf> {
     if current.as_deref() == Some(SCRIPT.as_bytes()) && executable {
         return Ok(dir.to_path_buf());
     }
-    fs::create_dir_all(dir).ctx(|| format!("cannot create {}", dir.display()))?;
-    // Made executable before it is renamed into place: a concurrent build
-    // never finds a script it cannot run.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".aelimg-tmp-")
-        .permissions(fs::Permissions::from_mode(0o755))
-        .tempfile_in(dir)
-        .ctx(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(SCRIPT.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .ctx(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(&path)
-        .map_err(|e| e.error)
-        .ctx(|| format!("cannot rename into {}", path.display()))?;
+    crate::fsutil::atomic_write_executable(&path, SCRIPT.as_bytes())?;
     Ok(dir.to_path_buf())
 }
 
