@@ -106,10 +106,15 @@ pub fn link(cmd: &mut Command, objects: &Objects) -> Result<()> {
                 path.display()
             ))
         })?;
-        map.insert(format!("{krate} {target}"), path.into());
+        map.insert(object_key(krate, target), path.into());
     }
     cmd.env(OBJECTS_VAR, serde_json::Value::Object(map).to_string());
     Ok(())
+}
+
+/// How [`OBJECTS_VAR`] names the final binary `krate` for `target`.
+fn object_key(krate: &str, target: &str) -> String {
+    format!("{krate} {target}")
 }
 
 /// The crate name rustc gives a binary's crate: `-` becomes `_`.
@@ -148,10 +153,10 @@ pub fn run_if_asked(args: &[OsString]) -> Option<u8> {
 
 /// The arguments to add to the rustc command `args`: the object's link
 /// arguments when it compiles a binary crate named in `objects` (as
-/// [`configure`] encodes them) for that target; none otherwise.
+/// [`link`] encodes them) for that target; none otherwise.
 ///
 /// # Errors
-/// When `objects` is not the map [`configure`] writes, or an `@file` of
+/// When `objects` is not the map [`link`] writes, or an `@file` of
 /// arguments cannot be read.
 pub fn link_args(args: &[OsString], objects: &str) -> Result<Vec<String>> {
     if objects.is_empty() {
@@ -185,7 +190,7 @@ pub fn link_args(args: &[OsString], objects: &str) -> Result<Vec<String>> {
         return Ok(Vec::new());
     };
     Ok(objects
-        .get(&format!("{name} {target}"))
+        .get(&object_key(&name, &target))
         .map(|object| super::auditable::rustc_args(Path::new(object)))
         .unwrap_or_default())
 }
