@@ -381,6 +381,9 @@ pub fn write_layer_with<W: Write>(
     write_layer_observed(entries, mtime, compression, threads, out, &mut |_| {})
 }
 
+/// How much of a source file is read at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
 /// Bytes between two calls of a [`write_layer_observed`] callback.
 pub const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -469,8 +472,11 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(len);
             // `take` guards against a file that grows while it is read; a file
-            // that shrinks makes tar fail with an I/O error.
-            tar.append_data(&mut h, e.path, f.take(len)).ctx(what)?;
+            // that shrinks makes tar fail with an I/O error. Read in big
+            // chunks: `io::copy` would otherwise read 8 KiB at a time, a
+            // system call and a compressor call each.
+            let f = io::BufReader::with_capacity(READ_CHUNK, f.take(len));
+            tar.append_data(&mut h, e.path, f).ctx(what)?;
         }
         Content::Symlink(target) => {
             h.set_entry_type(tar::EntryType::Symlink);
