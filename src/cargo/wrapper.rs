@@ -135,6 +135,10 @@ pub fn run_if_asked(args: &[OsString]) -> Option<u8> {
         eprintln!("aelimg {ARG}: no rustc to run (cargo runs this as RUSTC_WORKSPACE_WRAPPER)");
         return Some(2);
     };
+    if let Some(message) = not_a_rustc(rustc) {
+        eprintln!("aelimg {ARG}: {message}");
+        return Some(2);
+    }
     let objects = std::env::var(OBJECTS_VAR).unwrap_or_default();
     let extra = match link_args(rest, &objects) {
         Ok(extra) => extra,
@@ -149,6 +153,24 @@ pub fn run_if_asked(args: &[OsString]) -> Option<u8> {
         rustc.to_string_lossy()
     );
     Some(2)
+}
+
+/// Why `first` cannot be the rustc cargo hands its workspace wrapper, if
+/// it cannot: an option (`-E`, `-vV`) means the wrapper was run as a
+/// compiler. sccache as cargo's `RUSTC_WRAPPER` does that when it cannot
+/// tell a workspace wrapper from a C compiler (mozilla/sccache#1674: it
+/// probes with `-E testfile.c`), as it does for cargo-auditable.
+fn not_a_rustc(first: &OsStr) -> Option<String> {
+    let first = first.to_string_lossy();
+    first.starts_with('-').then(|| {
+        format!(
+            "run as a compiler (`{first} …`), not as cargo's RUSTC_WORKSPACE_WRAPPER \
+             with a rustc to run: a rustc wrapper set for cargo (build.rustc-wrapper, \
+             such as sccache, mozilla/sccache#1674) probes the workspace wrapper as \
+             if it were a C compiler; build with --no-auditable, or without that \
+             wrapper"
+        )
+    })
 }
 
 /// The arguments to add to the rustc command `args`: the object's link
@@ -317,6 +339,22 @@ mod tests {
         assert_eq!(link_args(&args, OBJECTS).unwrap()[0], "-Clink-arg=/t/a.o");
         let missing = vec![OsString::from("@/nonexistent/args")];
         assert!(link_args(&missing, OBJECTS).is_err());
+    }
+
+    #[test]
+    fn an_option_in_place_of_rustc_is_explained() {
+        // What sccache runs when it takes the wrapper for a C compiler.
+        let msg = not_a_rustc(OsStr::new("-E")).unwrap();
+        assert!(msg.contains("`-E …`"), "{msg}");
+        assert!(msg.contains("--no-auditable"), "{msg}");
+        assert!(not_a_rustc(OsStr::new("-vV")).is_some());
+        for rustc in [
+            "rustc",
+            "/root/.rustup/toolchains/stable/bin/rustc",
+            "clippy-driver",
+        ] {
+            assert_eq!(not_a_rustc(OsStr::new(rustc)), None, "{rustc}");
+        }
     }
 
     #[test]
