@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::cache::LayerCache;
 use crate::cargo::{BinId, Binaries, PayloadBuilder};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::image::{
     BaseImage, BuiltImage, Origin, PlatformImage, build_index, build_platform_image,
 };
@@ -455,6 +455,9 @@ fn build_layer(
             uncompressed_size: d.uncompressed_size,
         });
     };
+    // The files' metadata before the key reads them and after the tar
+    // did: the key and the blob stored under it hold the same bytes.
+    let before = file_stamps(&entries)?;
     let key = cache.key(&entries, plan.source_date_epoch, &compression.cache_key())?;
     if let Some(d) = cache.get(&key) {
         done(&d, LayerSource::Cached);
@@ -470,10 +473,51 @@ fn build_layer(
         pending,
         &mut |bytes| progress.event(&Event::LayerProgress { layer: at, bytes }),
     )?;
+    check_unchanged(&entries, &before, &layer.name)?;
     store.commit(pending, &digests.digest)?;
     cache.put(&key, &digests)?;
     done(&digests, LayerSource::Built);
     Ok((digests, Origin::Built))
+}
+
+/// The files `entries` reads from disk, in order.
+fn files<'e>(entries: &'e [TarEntry<'_>]) -> impl Iterator<Item = &'e Path> {
+    entries.iter().filter_map(|e| match e.content {
+        Content::File(p) => Some(p),
+        _ => None,
+    })
+}
+
+/// The metadata stamp ([`crate::file_digest::stat_stamp`]) of each file of
+/// `entries`.
+fn file_stamps(entries: &[TarEntry<'_>]) -> Result<Vec<String>> {
+    files(entries)
+        .map(|p| {
+            std::fs::metadata(p)
+                .map(|m| crate::file_digest::stat_stamp(&m))
+                .ctx(|| format!("cannot stat {}", p.display()))
+        })
+        .collect()
+}
+
+/// Fails when a file of `entries` is not as `before` found it (a write,
+/// a replacement): the layer's cache key and its bytes could then come from
+/// two versions of the file, and nothing is stored.
+fn check_unchanged(entries: &[TarEntry<'_>], before: &[String], layer: &str) -> Result<()> {
+    for (p, was) in files(entries).zip(before) {
+        let now = std::fs::metadata(p).map(|m| crate::file_digest::stat_stamp(&m));
+        if now.as_ref().ok() != Some(was) {
+            return Err(Error::io(
+                format!("cannot build layer `{layer}`"),
+                std::io::Error::other(format!(
+                    "{} changed while the layer was built (another process wrote or \
+                     replaced it); nothing was stored: build again when it is done",
+                    p.display()
+                )),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_binary(source: &Path, dest: &str, platform: Platform) -> Result<()> {
@@ -516,6 +560,34 @@ mod tests {
             key(LayerCompression::default()),
             cache.key(&entries, 0, "gzip-6").unwrap()
         );
+    }
+
+    #[test]
+    fn a_file_changed_during_the_build_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bin");
+        std::fs::write(&file, b"one").unwrap();
+        let entries = [TarEntry {
+            path: "bin",
+            content: Content::File(&file),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            uname: "",
+            gname: "",
+        }];
+        let before = file_stamps(&entries).unwrap();
+        check_unchanged(&entries, &before, "app").unwrap();
+        // Written again (another size: a rewrite of the same size within
+        // the clock's granularity keeps every field, as git's racy entries).
+        std::fs::write(&file, b"three").unwrap();
+        let err = check_unchanged(&entries, &before, "app")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer `app`"), "{err}");
+        assert!(err.contains("changed while the layer was built"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+        assert!(check_unchanged(&entries, &before, "app").is_err());
     }
 
     #[test]

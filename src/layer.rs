@@ -384,6 +384,34 @@ pub fn write_layer_with<W: Write>(
 /// How much of a source file is read at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// The first `left` bytes of `inner`, and an error if it ends before them:
+/// a file that shrank while it was read. One that grew is cut at `left`.
+struct Exactly<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.left).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file ended {} bytes early: it shrank while it was read",
+                    self.left
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Bytes between two calls of a [`write_layer_observed`] callback.
 pub const PROGRESS_STEP: u64 = 1 << 20;
 
@@ -471,11 +499,14 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, e: &TarEntry<'_>, mtime: u64) -> 
                 .len();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(len);
-            // `take` guards against a file that grows while it is read; a file
-            // that shrinks makes tar fail with an I/O error. Read in big
-            // chunks: `io::copy` would otherwise read 8 KiB at a time, a
-            // system call and a compressor call each.
-            let f = io::BufReader::with_capacity(READ_CHUNK, f.take(len));
+            // Exactly the size the header announces: tar would pad a short
+            // entry and go on, shifting every entry after it. Read through
+            // a buffer: `io::copy` asks for 8 KiB at a time, a system call
+            // each otherwise.
+            let f = Exactly {
+                inner: io::BufReader::with_capacity(READ_CHUNK, f),
+                left: len,
+            };
             tar.append_data(&mut h, e.path, f).ctx(what)?;
         }
         Content::Symlink(target) => {
@@ -545,6 +576,21 @@ pub fn measure_blob<R: Read>(blob: R, compression: Compression) -> io::Result<(D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_read_to_its_announced_size_and_no_further() {
+        let read = |data: &[u8], left: u64| {
+            let mut out = Vec::new();
+            io::copy(&mut Exactly { inner: data, left }, &mut out).map(|_| out)
+        };
+        assert_eq!(read(b"abcdef", 6).unwrap(), b"abcdef");
+        // Grew after its size was taken: cut there, as the header says.
+        assert_eq!(read(b"abcdefgh", 6).unwrap(), b"abcdef");
+        // Shrank: an error, not a short entry.
+        let err = read(b"abc", 6).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("3 bytes early"), "{err}");
+    }
 
     fn entries() -> Vec<TarEntry<'static>> {
         vec![
