@@ -209,7 +209,6 @@ pub fn select_platform<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::super::client::Options;
     use super::super::testserver::{Reply, Server};
@@ -219,11 +218,8 @@ mod tests {
     fn connect(srv: &Server) -> Registry {
         srv.script([Reply::status(200)]);
         let opts = Options {
-            insecure: vec![srv.name()],
             retries: 1,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(10),
-            ..Options::default()
+            ..srv.options()
         };
         let reg = Registry::connect_with(&srv.name(), &srv.name(), opts, None).unwrap();
         srv.take_requests();

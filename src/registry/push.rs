@@ -734,7 +734,6 @@ fn verify(reg: &Registry, repo: &str, tag: &str, digest: &Digest) -> Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::super::client::Options;
     use super::super::testserver::{Reply, Request, Server};
@@ -742,12 +741,8 @@ mod tests {
 
     fn options(srv: &Server) -> Options {
         Options {
-            insecure: vec![srv.name()],
-            retries: 2,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
             jobs: 1,
-            ..Options::default()
+            ..srv.options()
         }
     }
 

@@ -453,13 +453,7 @@ mod tests {
     use super::*;
 
     fn options(srv: &Server) -> Options {
-        Options {
-            insecure: vec![srv.name()],
-            retries: 2,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
-            ..Options::default()
-        }
+        srv.options()
     }
 
     /// An anonymous registry asks for a bearer token in the middle of a
