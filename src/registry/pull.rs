@@ -219,7 +219,7 @@ mod tests {
         srv.script([Reply::status(200)]);
         let opts = Options {
             retries: 1,
-            ..srv.options()
+            ..super::super::client::test_options(srv)
         };
         let reg = Registry::connect_with(&srv.name(), &srv.name(), opts, None).unwrap();
         srv.take_requests();

@@ -742,7 +742,7 @@ mod tests {
     fn options(srv: &Server) -> Options {
         Options {
             jobs: 1,
-            ..srv.options()
+            ..super::super::client::test_options(srv)
         }
     }
 

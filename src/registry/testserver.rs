@@ -126,18 +126,6 @@ impl Server {
         self.addr.to_string()
     }
 
-    /// Client options for this server: plain HTTP, two retries, backoffs
-    /// of milliseconds.
-    pub fn options(&self) -> super::client::Options {
-        super::client::Options {
-            insecure: vec![self.name()],
-            retries: 2,
-            backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(20),
-            ..super::client::Options::default()
-        }
-    }
-
     /// Appends replies to the script.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().expect("script").extend(replies);

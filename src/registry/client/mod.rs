@@ -447,13 +447,26 @@ impl Registry {
     }
 }
 
+/// Client options for a test server: plain HTTP, two retries, backoffs of
+/// milliseconds.
+#[cfg(test)]
+pub(crate) fn test_options(srv: &super::testserver::Server) -> Options {
+    Options {
+        insecure: vec![srv.name()],
+        retries: 2,
+        backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(20),
+        ..Options::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testserver::{Reply, Server};
     use super::*;
 
     fn options(srv: &Server) -> Options {
-        srv.options()
+        test_options(srv)
     }
 
     /// An anonymous registry asks for a bearer token in the middle of a
