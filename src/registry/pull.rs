@@ -209,7 +209,6 @@ pub fn select_platform<'a>(
 
 #[cfg(test)]
 mod tests {
-
     use super::super::client::Options;
     use super::super::testserver::{Reply, Server};
     use super::*;

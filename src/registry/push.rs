@@ -734,7 +734,6 @@ fn verify(reg: &Registry, repo: &str, tag: &str, digest: &Digest) -> Result<()> 
 
 #[cfg(test)]
 mod tests {
-
     use super::super::client::Options;
     use super::super::testserver::{Reply, Request, Server};
     use super::*;

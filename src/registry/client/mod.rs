@@ -465,10 +465,6 @@ mod tests {
     use super::super::testserver::{Reply, Server};
     use super::*;
 
-    fn options(srv: &Server) -> Options {
-        test_options(srv)
-    }
-
     /// An anonymous registry asks for a bearer token in the middle of a
     /// request: the token is fetched (a GET with the scopes, or the OAuth2
     /// refresh-token grant for an identity token) and the request retried
@@ -494,8 +490,8 @@ mod tests {
                 Reply::status(200),
             ]);
             let oauth = creds.is_some();
-            let reg =
-                Registry::connect_with(&srv.name(), &srv.name(), options(&srv), creds).unwrap();
+            let reg = Registry::connect_with(&srv.name(), &srv.name(), test_options(&srv), creds)
+                .unwrap();
             let url = reg.url("/v2/a/b/blobs/sha256:00").unwrap();
             let scopes = pull_scopes("a/b");
             for _ in 0..2 {
@@ -540,7 +536,8 @@ mod tests {
     fn connect_classifies_the_api_check() {
         let srv = Server::start();
         srv.script([Reply::status(404)]);
-        let e = Registry::connect_with(&srv.name(), &srv.name(), options(&srv), None).unwrap_err();
+        let e =
+            Registry::connect_with(&srv.name(), &srv.name(), test_options(&srv), None).unwrap_err();
         assert!(
             matches!(e.registry(), Some(RegistryError::Protocol(_))),
             "{e}"
@@ -558,7 +555,7 @@ mod tests {
             secret: "pw-secret".into(),
             source: "auth.json".into(),
         };
-        let e = Registry::connect_with(&srv.name(), &srv.name(), options(&srv), Some(creds))
+        let e = Registry::connect_with(&srv.name(), &srv.name(), test_options(&srv), Some(creds))
             .unwrap_err();
         assert!(
             matches!(e.registry(), Some(RegistryError::Credentials(_))),
